@@ -1,0 +1,5 @@
+"""Shared internal utilities (threads, progress, discovery)."""
+
+from skasync.utils.discovery import all_estimators
+
+__all__ = ["all_estimators"]

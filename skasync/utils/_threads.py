@@ -1,0 +1,181 @@
+"""The one home for worker threads in skasync.
+
+Every threaded ``fit`` in the package (the asynchronous MLP engines and the
+parallel block-local engine) starts its threads through :class:`WorkerGroup`,
+which guarantees the rules of the package:
+
+* every thread is joined before the ``with`` block is left, also when the
+  caller raises, a worker raises, a deadline passes or the user presses Ctrl-C;
+* the first exception raised in a worker is re-raised in the caller, with the
+  worker's traceback attached (``exc.__traceback__`` keeps the worker frames);
+* blocking queue operations never deadlock: :func:`queue_put` and
+  :func:`queue_get` wake up regularly and give up once the group is stopping.
+
+:func:`torch_threads` sets torch's intra-op thread count for a fit and
+restores it afterwards.
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import contextlib
+import queue
+import threading
+import time
+
+_POLL_SECONDS = 0.05
+
+
+class WorkerStopped(Exception):
+    """Raised inside a worker's queue operation when the group is stopping."""
+
+
+class WorkerGroup:
+    """Run worker threads that are always joined and whose errors propagate.
+
+    Use it as a context manager::
+
+        with WorkerGroup("pd-asgd") as group:
+            group.start(forward_worker, batches)
+            group.start(backward_worker)
+            group.wait(deadline=time.monotonic() + max_time)
+
+    Parameters
+    ----------
+    name : str
+        Prefix of the thread names (shown by debuggers and py-spy).
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.stop_event = threading.Event()
+        self._threads = []
+        self._errors = []
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # Whatever happened in the caller (including KeyboardInterrupt), stop
+        # the workers and join them before leaving.
+        self.stop_event.set()
+        self._join_all()
+        if exc_type is None:
+            self.raise_if_failed()
+        return False
+
+    def start(self, target, *args, name=None, **kwargs):
+        """Start ``target(*args, **kwargs)`` in a new daemon thread."""
+        index = len(self._threads)
+        thread_name = f"skasync-{self.name}-{name or index}"
+
+        def run():
+            try:
+                target(*args, **kwargs)
+            except WorkerStopped:
+                pass
+            except BaseException as error:  # noqa: BLE001 - re-raised in caller
+                with self._lock:
+                    self._errors.append(error)
+                self.stop_event.set()
+
+        thread = threading.Thread(target=run, name=thread_name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def wait(self, deadline=None):
+        """Block until every worker has finished or ``deadline`` passes.
+
+        Parameters
+        ----------
+        deadline : float or None
+            A :func:`time.monotonic` time.  When it passes, the group is
+            stopped (workers see :attr:`stop_event`) and joined.
+
+        Returns
+        -------
+        timed_out : bool
+            True when the deadline stopped the workers.
+        """
+        timed_out = False
+        for thread in self._threads:
+            while thread.is_alive():
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                    self.stop_event.set()
+                    deadline = None
+                # Short joins keep the main thread responsive to Ctrl-C.
+                thread.join(_POLL_SECONDS)
+        self.raise_if_failed()
+        return timed_out
+
+    def raise_if_failed(self):
+        """Re-raise the first worker exception in the calling thread."""
+        with self._lock:
+            error = self._errors[0] if self._errors else None
+        if error is not None:
+            raise error
+
+    @property
+    def stopping(self):
+        """True once the group was asked to stop (error, deadline, exit)."""
+        return self.stop_event.is_set()
+
+    def _join_all(self):
+        for thread in self._threads:
+            while thread.is_alive():
+                try:
+                    thread.join(_POLL_SECONDS)
+                except KeyboardInterrupt:
+                    # A second Ctrl-C must not leave threads behind either.
+                    self.stop_event.set()
+
+    @property
+    def alive_count(self):
+        """Number of worker threads still running."""
+        return sum(thread.is_alive() for thread in self._threads)
+
+
+def queue_put(work_queue, item, stop_event):
+    """Put ``item`` into a bounded queue, giving up if ``stop_event`` is set."""
+    while True:
+        if stop_event.is_set():
+            raise WorkerStopped
+        try:
+            work_queue.put(item, timeout=_POLL_SECONDS)
+            return
+        except queue.Full:
+            continue
+
+
+def queue_get(work_queue, stop_event):
+    """Get an item from a queue, giving up if ``stop_event`` is set."""
+    while True:
+        try:
+            return work_queue.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            if stop_event.is_set():
+                raise WorkerStopped from None
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads):
+    """Set torch's intra-op thread count inside the block and restore it.
+
+    Parameters
+    ----------
+    num_threads : int or None
+        None leaves the current setting alone.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
