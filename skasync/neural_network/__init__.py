@@ -1,0 +1,21 @@
+"""Torch-based classifiers: asynchronous layer-wise SGD and block-local learning."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import importlib
+
+_EXPORTS = {
+    "AsyncLayerwiseMLPClassifier": "skasync.neural_network._async_layerwise",
+    "BlockLocalClassifier": "skasync.neural_network._block_local",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skasync.neural_network' has no attribute {name!r}")
