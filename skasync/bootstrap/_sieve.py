@@ -1,0 +1,354 @@
+"""AR-sieve fit (R ``stats::ar()`` defaults) and AR-sieve series simulation."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import math
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from scipy.signal import lfilter
+
+from ._random import _check_rng, _integers
+
+__all__ = ["ARSieveFit", "fit_ar_sieve", "simulate_ar_sieve"]
+
+_METHODS = ("yule-walker", "ols")
+
+
+@dataclass
+class ARSieveFit:
+    """Result of :func:`fit_ar_sieve`.
+
+    Attributes
+    ----------
+    order : int
+        Selected (or fixed) AR order ``p``.
+    coef : ndarray of shape (order,)
+        AR coefficients ``phi_1..phi_p`` of the demeaned process.
+    mean : float
+        Process mean ``xbar`` (the sample mean for Yule-Walker, as R's
+        ``x.mean``).
+    resid : ndarray of shape (n_samples - order,)
+        Residuals for ``t = p..n-1`` (0-based), centred to mean zero.
+    aic : ndarray of shape (order_max + 1,)
+        ``n * log(sigma2_k) + 2 k`` for ``k = 0..order_max`` (R's ``ar()$aic``
+        is this minus its minimum).  ``inf`` marks orders whose innovation
+        variance is not positive (numerically degenerate fits).  For
+        ``method="ols"`` it holds statsmodels' AutoReg AIC values.
+    sigma2 : float
+        Innovation variance of the selected order: the Levinson-Durbin value
+        ``gamma(0) * prod(1 - kappa_k**2)`` for Yule-Walker (R's ``var.pred``
+        additionally multiplies by ``n / (n - (p + 1))``), the residual variance
+        for OLS.
+    order_max : int
+        Largest order considered.
+    """
+
+    order: int
+    coef: np.ndarray
+    mean: float
+    resid: np.ndarray
+    aic: np.ndarray
+    sigma2: float
+    order_max: int
+
+
+def _check_series(series, name="series", min_samples=2):
+    x = np.asarray(series, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D (a single time series), got an array of shape "
+            f"{x.shape}."
+        )
+    if not np.all(np.isfinite(x)):
+        raise ValueError(
+            f"{name} contains NaN or infinity; the AR sieve needs a complete, "
+            "finite series. Impute or drop missing values first."
+        )
+    if x.shape[0] < min_samples:
+        raise ValueError(
+            f"Found array with n_samples={x.shape[0]} while a minimum of "
+            f"{min_samples} is required: the AR sieve needs at least "
+            f"{min_samples} time points (n_samples={x.shape[0]} given)."
+        )
+    return x
+
+
+def _default_order_max(n):
+    # R stats::ar.yw: min(n.obs - 1, floor(10 * log10(n.obs)))
+    return int(min(n - 1, math.floor(10.0 * math.log10(n))))
+
+
+def _validate_orders(n, order, order_max):
+    if order is not None:
+        if not isinstance(order, Integral) or isinstance(order, bool) or order < 0:
+            raise ValueError(f"order must be None or an int >= 0, got {order!r}.")
+        order = int(order)
+        if order >= n:
+            raise ValueError(
+                f"order={order} must be < n_samples={n}; use a smaller order or a "
+                "longer series."
+            )
+    if order_max is not None:
+        if (
+            not isinstance(order_max, Integral)
+            or isinstance(order_max, bool)
+            or order_max < 0
+        ):
+            raise ValueError(
+                f"order_max must be None or an int >= 0, got {order_max!r}."
+            )
+        order_max = int(order_max)
+        if order_max >= n:
+            raise ValueError(
+                f"order_max={order_max} must be < n_samples={n}; the default is "
+                "min(n_samples - 1, floor(10 * log10(n_samples)))."
+            )
+        if order is not None and order > order_max:
+            raise ValueError(
+                f"order={order} exceeds order_max={order_max}; raise order_max or "
+                "leave it at None."
+            )
+    else:
+        order_max = _default_order_max(n)
+        if order is not None:
+            order_max = max(order_max, order)
+    return order, order_max
+
+
+def _yw_residuals(xc, coef):
+    # e_t = xc_t - sum_j coef_j xc_{t-j}, valid for t >= p (no pre-sample values)
+    p = coef.shape[0]
+    e = lfilter(np.r_[1.0, -coef], [1.0], xc)[p:]
+    return e - e.mean()
+
+
+def _fit_yule_walker(x, order, order_max):
+    from statsmodels.tsa.stattools import acovf, levinson_durbin
+
+    n = x.shape[0]
+    mean = float(x.mean())
+    xc = x - mean
+    # Biased (1/n) autocovariances of the demeaned series, as R's ar.yw.
+    acov = acovf(x, adjusted=False, demean=True, fft=False, nlag=order_max)
+    gamma0 = float(acov[0])
+    if not gamma0 > 0.0 or gamma0 <= 1e-28 * max(mean * mean, 1e-300):
+        raise ValueError(
+            "zero-variance series: all values are (numerically) equal, so one "
+            "cannot fit an AR sieve. Check the input series."
+        )
+    sig = np.empty(order_max + 1)
+    sig[0] = gamma0
+    phi = None
+    if order_max >= 1:
+        res = levinson_durbin(acov, nlags=order_max, isacov=True)
+        phi = res.phi
+        # statsmodels leaves sigma[0] = 0; the order-0 variance is gamma(0).
+        sig[1:] = res.sigma[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aic = n * np.log(sig) + 2.0 * np.arange(order_max + 1)
+    # Non-positive / NaN innovation variances (degenerate fits) are not eligible,
+    # and neither is any larger order built on top of them.
+    bad = ~(sig > 0.0) | ~np.isfinite(aic)
+    if bad.any():
+        aic[np.argmax(bad):] = np.inf
+    if order is None:
+        # first minimum, like R's which.max(xaic == min(xaic))
+        order = int(np.argmin(aic))
+    coef = np.zeros(0) if order == 0 else phi[1 : order + 1, order].copy()
+    resid = _yw_residuals(xc, coef)
+    return ARSieveFit(
+        order=order,
+        coef=coef,
+        mean=mean,
+        resid=resid,
+        aic=aic,
+        sigma2=float(sig[order]),
+        order_max=order_max,
+    )
+
+
+def _fit_ols(x, order, order_max):
+    from statsmodels.tsa.ar_model import AutoReg, ar_select_order
+
+    n = x.shape[0]
+    if order is None:
+        sel = ar_select_order(x, maxlag=order_max, ic="aic", trend="c")
+        order = 0 if not sel.ar_lags else int(max(sel.ar_lags))
+        aic = np.full(order_max + 1, np.inf)
+        for k, v in sel.aic.items():
+            k = 0 if not k else int(max(k))
+            aic[k] = v
+    else:
+        aic = np.full(order_max + 1, np.nan)
+    mean = float(x.mean())
+    if order == 0:
+        coef = np.zeros(0)
+        resid = x - mean
+    else:
+        res = AutoReg(x, lags=order, trend="c").fit()
+        params = np.asarray(res.params)
+        const, coef = float(params[0]), params[1:].copy()
+        denom = 1.0 - coef.sum()
+        # process mean of the fitted AR; fall back to the sample mean near a
+        # unit root where c / (1 - sum phi) explodes.
+        if abs(denom) > 1e-8:
+            mean = const / denom
+        resid = np.asarray(res.resid, dtype=np.float64)
+    resid = resid - resid.mean()
+    if float(np.var(x)) == 0.0:
+        raise ValueError(
+            "zero-variance series: all values are equal, so one cannot fit an "
+            "AR sieve. Check the input series."
+        )
+    return ARSieveFit(
+        order=order,
+        coef=coef,
+        mean=mean,
+        resid=resid,
+        aic=aic,
+        sigma2=float(np.mean(resid**2)),
+        order_max=order_max,
+    )
+
+
+def fit_ar_sieve(series, *, order=None, order_max=None, method="yule-walker"):
+    """Fit the AR sieve exactly like R ``stats::ar()`` with its defaults.
+
+    Yule-Walker on the biased (``1/n``) autocovariances of the demeaned series,
+    solved by Levinson-Durbin; the order minimises
+    ``AIC(p) = n log(sigma2_p) + 2 p`` over ``p = 0..order_max`` (first minimum
+    on ties); residuals for ``t = p..n-1`` are centred to mean zero.
+
+    Parameters
+    ----------
+    series : array-like of shape (n_samples,)
+        Training series in time order. Must be finite and non-constant.
+    order : int or None, default=None
+        ``None`` selects the order by AIC; an int fixes it (``0 <= order <
+        n_samples``).
+    order_max : int or None, default=None
+        Largest order considered. ``None`` means
+        ``min(n_samples - 1, floor(10 * log10(n_samples)))`` (R's default),
+        raised to ``order`` if a larger fixed order is requested.
+    method : {"yule-walker", "ols"}, default="yule-walker"
+        ``"yule-walker"`` is R-exact. ``"ols"`` uses statsmodels ``AutoReg``
+        with a constant (order by ``ar_select_order(ic="aic")``); it is not
+        guaranteed to be stationary and its ``mean`` is ``c / (1 - sum(coef))``.
+
+    Returns
+    -------
+    fit : ARSieveFit
+        Order, coefficients, mean, centred residuals, AIC per order,
+        innovation variance and ``order_max``.
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf, fewer than 2 values, a constant series, or invalid orders.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasync.bootstrap import fit_ar_sieve
+    >>> from skasync.datasets import make_ar
+    >>> y = make_ar(500, coef=(0.6,), random_state=0)
+    >>> fit = fit_ar_sieve(y)
+    >>> fit.order, fit.order_max
+    (1, 26)
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
+    x = _check_series(series)
+    n = x.shape[0]
+    order, order_max = _validate_orders(n, order, order_max)
+    if method == "ols":
+        return _fit_ols(x, order, order_max)
+    return _fit_yule_walker(x, order, order_max)
+
+
+def simulate_ar_sieve(
+    fit, n_values, *, n_start_values=None, burn_in=0, random_state=None
+):
+    """Simulate one AR-sieve bootstrap series (the authors' scheme).
+
+    ``n_start = max(fit.order, n_start_values or 0)`` start values equal to
+    ``fit.mean`` are followed by ``burn_in + n_values`` values of
+    ``x_t = mean + sum_j coef_j (x_{t-j} - mean) + e_t``, ``e_t`` drawn i.i.d.
+    with replacement from ``fit.resid``.
+
+    Layout of the returned array (length ``n_start + n_values``):
+
+    * ``burn_in == 0`` (the authors' code): ``out[:n_start]`` are the start
+      values (all equal to ``fit.mean``) and ``out[n_start:]`` the
+      ``n_values`` simulated values;
+    * ``burn_in > 0``: the internal series is ``n_start`` means, then
+      ``burn_in + n_values`` simulated values; the first ``burn_in`` simulated
+      values are discarded *together with the means*, so ``out[:n_start]`` are
+      the last ``n_start`` burn-in values (pre-sample context for lags) and
+      ``out[n_start:]`` the ``n_values`` kept values.
+
+    Either way ``make_lag_matrix(out, n_start)`` yields exactly ``n_values``
+    rows whose targets are the simulated values.
+
+    Parameters
+    ----------
+    fit : ARSieveFit
+        Output of :func:`fit_ar_sieve` (any object with ``order``, ``coef``,
+        ``mean`` and ``resid``).
+    n_values : int
+        Number of simulated values after the start block (>= 0).
+    n_start_values : int or None, default=None
+        Minimum number of start values (e.g. the number of lag columns).
+    burn_in : int, default=0
+        Simulated values discarded after the start block.
+    random_state : int, RandomState, Generator or None, default=None
+        Controls the residual draws.
+
+    Returns
+    -------
+    series : ndarray of shape (n_start + n_values,)
+
+    Examples
+    --------
+    >>> from skasync.bootstrap import fit_ar_sieve, simulate_ar_sieve
+    >>> from skasync.datasets import make_ar
+    >>> fit = fit_ar_sieve(make_ar(300, random_state=0), order=2)
+    >>> x = simulate_ar_sieve(fit, 100, n_start_values=5, random_state=0)
+    >>> x.shape, bool((x[:5] == fit.mean).all())
+    ((105,), True)
+    """
+    coef = np.asarray(fit.coef, dtype=np.float64).ravel()
+    resid = np.asarray(fit.resid, dtype=np.float64).ravel()
+    order = int(fit.order)
+    mean = float(fit.mean)
+    for name, val in (("n_values", n_values), ("burn_in", burn_in)):
+        if not isinstance(val, Integral) or isinstance(val, bool) or val < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {val!r}.")
+    if n_start_values is not None and (
+        not isinstance(n_start_values, Integral)
+        or isinstance(n_start_values, bool)
+        or n_start_values < 0
+    ):
+        raise ValueError(
+            f"n_start_values must be None or an int >= 0, got {n_start_values!r}."
+        )
+    if coef.shape[0] != order:
+        raise ValueError(f"fit.coef has {coef.shape[0]} entries, expected {order}.")
+    if resid.shape[0] == 0:
+        raise ValueError("fit.resid is empty; cannot draw bootstrap innovations.")
+    n_start = max(order, int(n_start_values or 0))
+    n_sim = int(burn_in) + int(n_values)
+    rng = _check_rng(random_state)
+    e = resid[_integers(rng, 0, resid.shape[0], size=n_sim)]
+    # The start block deviations (x - mean) are all zero, so the lfilter initial
+    # conditions are zero and the recursion can start cleanly from them.
+    dev = lfilter([1.0], np.r_[1.0, -coef], e) if n_sim else np.zeros(0)
+    out = np.empty(n_start + n_sim)
+    out[:n_start] = mean
+    out[n_start:] = mean + dev
+    return out[out.shape[0] - (n_start + int(n_values)) :]

@@ -1,0 +1,317 @@
+"""Lag matrices for one-step autoregressive regression, and their checks."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+from numbers import Integral
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_is_fitted,
+    validate_data,
+)
+
+__all__ = [
+    "make_lag_matrix",
+    "check_lag_matrix",
+    "series_from_lag_matrix",
+    "LagFeatures",
+]
+
+
+def _check_n_lags(n_lags, name="n_lags"):
+    if not isinstance(n_lags, Integral) or isinstance(n_lags, bool) or n_lags < 1:
+        raise ValueError(
+            f"{name} must be an int >= 1 (the number of lag columns), got "
+            f"{n_lags!r}."
+        )
+    return int(n_lags)
+
+
+def _as_series(series, name="series"):
+    x = np.asarray(series, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D time series (shape (n_samples,)), got shape "
+            f"{x.shape}. Pass a single column, e.g. df['y'] or y.ravel()."
+        )
+    if not np.all(np.isfinite(x)):
+        raise ValueError(
+            f"{name} contains NaN or infinity. Lag matrices need a complete, "
+            "finite series: impute or drop missing values first (dropping values "
+            "breaks the time spacing, so prefer imputation)."
+        )
+    return x
+
+
+def make_lag_matrix(series, n_lags):
+    """Build the lag matrix ``X`` and target ``y`` of a time series.
+
+    ``X[t, j] = series[t + n_lags - j - 1]`` (column ``j`` is lag ``j + 1``) and
+    ``y[t] = series[t + n_lags]``, for ``t = 0..n - n_lags - 1``. Rows are
+    contiguous and increase in time, as ``ARSieveForestRegressor`` requires.
+
+    Parameters
+    ----------
+    series : array-like of shape (n_samples,)
+        The series in time order (a single column of shape (n_samples, 1) is
+        accepted too).
+    n_lags : int
+        Number of lag columns, >= 1.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples - n_lags, n_lags)
+    y : ndarray of shape (n_samples - n_lags,)
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf, a non-1-D series, ``n_lags < 1`` or a series shorter than
+        ``n_lags + 1``.
+
+    Examples
+    --------
+    >>> from skasync.preprocessing import make_lag_matrix
+    >>> X, y = make_lag_matrix([0., 1., 2., 3., 4.], n_lags=2)
+    >>> X
+    array([[1., 0.],
+           [2., 1.],
+           [3., 2.]])
+    >>> y
+    array([2., 3., 4.])
+    """
+    n_lags = _check_n_lags(n_lags)
+    x = _as_series(series)
+    n = x.shape[0]
+    if n < n_lags + 1:
+        raise ValueError(
+            f"series has n_samples={n} values but n_lags={n_lags} needs at least "
+            f"n_lags + 1 = {n_lags + 1}. Use fewer lags or a longer series."
+        )
+    windows = sliding_window_view(x, n_lags + 1)
+    X = np.ascontiguousarray(windows[:, -2::-1])
+    y = windows[:, -1].copy()
+    return X, y
+
+
+def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_order"):
+    """Check that ``X`` holds contiguous, time-ordered raw lags (of ``y``).
+
+    Requires ``allclose(X[1:, j], X[:-1, j - 1])`` for every lag column ``j >= 1``
+    and, when ``y`` is given, ``allclose(X[1:, 0], y[:-1])``: exactly what
+    :func:`make_lag_matrix` produces.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, n_features)
+        Lag matrix; column ``j`` is lag ``j + 1``.
+    y : array-like of shape (n_rows,), default=None
+        Targets aligned with ``X``.
+    n_lag_columns : int or None, default=None
+        Number of leading lag columns to check (the rest, e.g. exogenous
+        columns, are ignored). ``None`` checks all columns.
+    param_name : str, default="check_input_order"
+        Name of the caller's switch that disables this check, quoted in the
+        error message.
+
+    Raises
+    ------
+    ValueError
+        If the rows are not contiguous time-ordered raw lags.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasync.preprocessing import make_lag_matrix, check_lag_matrix
+    >>> X, y = make_lag_matrix(np.arange(10.), 3)
+    >>> check_lag_matrix(X, y)
+    >>> check_lag_matrix(X[::-1], y[::-1])
+    Traceback (most recent call last):
+    ...
+    ValueError: ...
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be a 2-D lag matrix (n_rows, n_lags), got shape {X.shape}. "
+            "Build it with skasync.preprocessing.make_lag_matrix(series, n_lags)."
+        )
+    k = X.shape[1] if n_lag_columns is None else int(n_lag_columns)
+    if k < 1 or k > X.shape[1]:
+        raise ValueError(
+            f"n_lag_columns={n_lag_columns} must be between 1 and the number of "
+            f"columns of X ({X.shape[1]})."
+        )
+    if y is not None:
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"X has {X.shape[0]} rows but y has {y.shape[0]} values."
+            )
+    if X.shape[0] < 2:
+        return None
+    L = X[:, :k]
+    problem = None
+    if y is not None and not np.allclose(L[1:, 0], y[:-1]):
+        row = int(np.argmax(~np.isclose(L[1:, 0], y[:-1]))) + 1
+        problem = (
+            f"X[{row}, 0] (lag 1) != y[{row - 1}]: the lag-1 column is not the "
+            "previous row's target"
+        )
+    if problem is None:
+        for j in range(1, k):
+            close = np.isclose(L[1:, j], L[:-1, j - 1])
+            if not close.all():
+                row = int(np.argmax(~close)) + 1
+                problem = (
+                    f"X[{row}, {j}] (lag {j + 1}) != X[{row - 1}, {j - 1}] "
+                    f"(lag {j}): lag columns are not shifted copies of each other"
+                )
+                break
+    if problem is not None:
+        raise ValueError(
+            f"X is not a contiguous, time-ordered lag matrix ({problem}). The "
+            "rows must be consecutive time points in increasing order and the "
+            "first columns must be the raw, unscaled lags 1, 2, ... of y, as "
+            "made by skasync.preprocessing.make_lag_matrix. Common causes: "
+            "shuffled cross-validation (KFold(shuffle=True), ShuffleSplit, "
+            "train_test_split with shuffle=True), dropped or reordered rows, or a "
+            "scaler (e.g. StandardScaler) applied to the lag columns. Fixes: use "
+            "TimeSeriesSplit or train_test_split(..., shuffle=False), do not scale "
+            "the lags (trees do not need scaling), or, if you know what you are "
+            f"doing, pass {param_name}=False."
+        )
+    return None
+
+
+def series_from_lag_matrix(X, y, *, n_lag_columns=None):
+    """Rebuild the series from a lag matrix and its target.
+
+    Returns ``concat(X[0, :k][::-1], y)`` with ``k = n_lag_columns`` (default:
+    all columns), the inverse of :func:`make_lag_matrix`. The rows are assumed
+    contiguous (see :func:`check_lag_matrix`).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, n_features)
+    y : array-like of shape (n_rows,)
+    n_lag_columns : int or None, default=None
+
+    Returns
+    -------
+    series : ndarray of shape (k + n_rows,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasync.preprocessing import make_lag_matrix, series_from_lag_matrix
+    >>> s = np.arange(6.)
+    >>> series_from_lag_matrix(*make_lag_matrix(s, 2))
+    array([0., 1., 2., 3., 4., 5.])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ValueError(f"X must be a non-empty 2-D lag matrix, got shape {X.shape}.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values.")
+    k = X.shape[1] if n_lag_columns is None else int(n_lag_columns)
+    return np.concatenate([X[0, :k][::-1], y])
+
+
+class LagFeatures(TransformerMixin, BaseEstimator):
+    """Select the first ``n_lags`` lag columns of a lag matrix.
+
+    Build a wide lag matrix once with :func:`make_lag_matrix` and put this
+    transformer in a pipeline so that the number of lags becomes a
+    hyper-parameter (e.g. ``lags__n_lags`` in ``GridSearchCV``).
+
+    Parameters
+    ----------
+    n_lags : int, default=5
+        Number of leading columns (lags ``1..n_lags``) to keep.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of columns seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen in ``fit`` (only for inputs with string column
+        names).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasync.preprocessing import LagFeatures, make_lag_matrix
+    >>> X, y = make_lag_matrix(np.arange(20.), 8)
+    >>> LagFeatures(n_lags=3).fit_transform(X).shape
+    (12, 3)
+    """
+
+    _parameter_constraints = {"n_lags": [Interval(Integral, 1, None, closed="left")]}
+
+    def __init__(self, n_lags=5):
+        self.n_lags = n_lags
+
+    def fit(self, X, y=None):
+        """Validate ``X`` and check it has at least ``n_lags`` columns.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self : LagFeatures
+        """
+        self._validate_params()
+        X = validate_data(self, X, dtype=np.float64)
+        self._check_width(X.shape[1])
+        return self
+
+    def _check_width(self, n_features):
+        if n_features < self.n_lags:
+            raise ValueError(
+                f"LagFeatures(n_lags={self.n_lags}) needs at least {self.n_lags} "
+                f"lag columns but X has n_features = {n_features}. Build X with "
+                f"make_lag_matrix(series, n_lags>={self.n_lags}) or lower n_lags."
+            )
+
+    def transform(self, X):
+        """Return the first ``n_lags`` columns of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_lags : ndarray of shape (n_samples, n_lags)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return X[:, : self.n_lags].copy()
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``lag_1..lag_{n_lags}`` of the output columns.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Validated against the names seen in ``fit``; otherwise unused.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features)
+        return np.asarray([f"lag_{j + 1}" for j in range(self.n_lags)], dtype=object)
