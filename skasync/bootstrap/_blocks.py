@@ -1,0 +1,375 @@
+"""IID and block bootstrap in-bag indices with the exact semantics of rangerts.
+
+The samplers reproduce the *distribution* of ``rangerts`` 0.0.3 (``src/Tree.cpp``,
+commit ``0be6f6f``) per tree, not its C++ random stream. Rows are indexed by
+position, so they must be in chronological order. Notation: ``n`` rows,
+``L = block_size``, ``m = floor(n * sample_fraction)`` rows to draw
+(``sample_fraction=None`` means 1 if ``replace`` else 0.632, as in ranger) and
+``k = floor(m / L)`` blocks.
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.model_selection import BaseCrossValidator
+from sklearn.utils import indexable
+from sklearn.utils.validation import _num_samples
+
+from ._random import _check_rng, _geometric0, _integers, _permutation
+
+__all__ = ["BLOCK_METHODS", "block_bootstrap_indices", "BlockBootstrap"]
+
+BLOCK_METHODS = ("iid", "moving", "stationary", "circular", "nonoverlapping", "seasonal")
+
+
+def _check_int(value, name, low):
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    return int(value)
+
+
+def _n_inbag(n, replace, sample_fraction, method):
+    if sample_fraction is None:
+        sample_fraction = 1.0 if replace else 0.632
+    if (
+        not isinstance(sample_fraction, Real)
+        or isinstance(sample_fraction, bool)
+        or not np.isfinite(sample_fraction)
+        or sample_fraction <= 0
+    ):
+        raise ValueError(
+            f"sample_fraction must be None or a float > 0, got {sample_fraction!r}."
+        )
+    without = not replace and method in ("iid", "nonoverlapping", "seasonal")
+    if without and sample_fraction > 1:
+        raise ValueError(
+            f"sample_fraction={sample_fraction} > 1 is impossible without "
+            f"replacement (method={method!r}, replace=False)."
+        )
+    # ranger: (size_t) num_samples * sample_fraction, i.e. truncation
+    m = int(math.floor(n * float(sample_fraction)))
+    if m < 1:
+        raise ValueError(
+            f"n_samples={n} * sample_fraction={sample_fraction} gives no row to "
+            "draw; increase sample_fraction or use a longer series."
+        )
+    return m
+
+
+def _n_blocks(m, L, method, n):
+    k = m // L
+    if k < 1:
+        raise ValueError(
+            f"block_size={L} exceeds the m={m} rows to draw (n_samples={n}), so "
+            f"method={method!r} would draw no block; use a smaller block_size."
+        )
+    return k
+
+
+def _expand_blocks(starts, lengths):
+    """Concatenate ``range(s, s + l)`` for each (s, l) without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    offsets = np.cumsum(lengths) - lengths
+    within = np.arange(total, dtype=np.int64) - np.repeat(offsets, lengths)
+    return np.repeat(np.asarray(starts, dtype=np.int64), lengths) + within
+
+
+def _iid(n, m, replace, rng):
+    if replace:
+        return _integers(rng, 0, n, size=m)
+    # ranger without replacement: the first m of a random permutation
+    return _permutation(rng, n)[:m]
+
+
+def _moving(n, m, L, by_end, rng):
+    if L > n:
+        raise ValueError(f"block_size={L} must be <= n_samples={n} for 'moving'.")
+    k = _n_blocks(m, L, "moving", n)
+    starts = _integers(rng, 0, n - L + 1, size=k)
+    if by_end:
+        # rangerts maps row i -> n - 1 - i; mirroring the block start keeps the
+        # same multiset with rows ascending inside each block.
+        starts = (n - L) - starts
+    return _expand_blocks(starts, np.full(k, L))
+
+
+def _circular(n, m, L, by_end, rng):
+    k = _n_blocks(m, L, "circular", n)
+    starts = _integers(rng, 0, n, size=k)
+    if by_end:
+        starts = (n - L - starts) % n  # mirror image of the block, ascending
+    return _expand_blocks(starts, np.full(k, L)) % n
+
+
+def _nonoverlapping(n, m, L, by_end, replace, rng):
+    n_part = n // L
+    if n_part < 1:
+        raise ValueError(
+            f"block_size={L} must be <= n_samples={n} for 'nonoverlapping'."
+        )
+    k = _n_blocks(m, L, "nonoverlapping", n)
+    # by_end: partition aligned to the series end, the first n mod L rows are
+    # never drawn; otherwise aligned to the start (the last n mod L never drawn).
+    offset = n % L if by_end else 0
+    if replace:
+        blocks = _integers(rng, 0, n_part, size=k)
+    else:
+        if k > n_part:
+            raise ValueError(
+                f"cannot draw k={k} distinct blocks out of {n_part} without "
+                "replacement; lower sample_fraction."
+            )
+        blocks = _permutation(rng, n_part)[:k]
+    return _expand_blocks(offset + blocks * L, np.full(k, L))
+
+
+def _stationary(n, m, L, rng):
+    if L < 2:
+        raise ValueError(
+            "method='stationary' needs block_size >= 2: lengths are geometric with "
+            "p = 1/block_size on {0, 1, ...} (mean block_size - 1), so "
+            "block_size=1 would only draw empty blocks."
+        )
+    p = 1.0 / L
+    starts_parts, lengths_parts = [], []
+    total = 0
+    # Draw blocks in batches sized for the expected need (mean length L - 1).
+    while total < m:
+        batch = int(1.25 * (m - total) / (L - 1)) + 16
+        starts_parts.append(_integers(rng, 0, n, size=batch))
+        lengths = _geometric0(rng, p, batch)
+        lengths_parts.append(lengths)
+        total += int(lengths.sum())
+    starts = np.concatenate(starts_parts)
+    lengths = np.concatenate(lengths_parts)
+    # keep blocks up to the one that reaches m rows, truncate that last block
+    last = int(np.searchsorted(np.cumsum(lengths), m))
+    starts, lengths = starts[: last + 1], lengths[: last + 1].copy()
+    lengths[-1] -= int(lengths.sum()) - m
+    return _expand_blocks(starts, lengths) % n
+
+
+def _seasonal(n, m, L, period, replace, rng):
+    k = _n_blocks(m, L, "seasonal", n)
+    target = k * L
+    n_starts = -(-n // period)  # ceil(n / period)
+    if replace:
+        chunks, total = [], 0
+        while total < target:
+            # blocks near the end lose their rows >= n, so draw a few extra
+            batch = (target - total) // L + 8
+            u = _integers(rng, 0, n_starts, size=batch)
+            rows = _expand_blocks(u * period, np.full(batch, L))
+            rows = rows[rows < n]
+            chunks.append(rows)
+            total += rows.shape[0]
+        return np.concatenate(chunks)[:target]
+    u = _permutation(rng, n_starts)
+    rows = _expand_blocks(u * period, np.full(n_starts, L))
+    rows = rows[rows < n]
+    # distinct starts: stops early if the starts run out before k * L rows
+    return rows[:target]
+
+
+def block_bootstrap_indices(
+    n_samples,
+    method,
+    *,
+    block_size=10,
+    by_end=True,
+    replace=True,
+    sample_fraction=None,
+    period=1,
+    random_state=None,
+):
+    """Draw one tree's in-bag row multiset, exactly as rangerts does.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of rows ``n`` (chronological order).
+    method : {"iid", "moving", "stationary", "circular", "nonoverlapping", \
+"seasonal"}
+        Bootstrap scheme (rangerts ``bootstrap.ts``; ``"iid"`` is ``NULL``):
+
+        - ``"iid"``: ``m`` draws with replacement (``replace=False``: ``m``
+          distinct rows).
+        - ``"moving"``: ``k`` blocks ``s..s+L-1``, ``s ~ U{0..n-L}``; ``k*L``
+          rows, the remainder of ``m`` dropped. ``by_end`` mirrors the rows
+          (``i -> n-1-i``; same distribution). ``replace`` ignored.
+        - ``"circular"``: ``k`` blocks ``(s+i) mod n``, ``s ~ U{0..n-1}``.
+          ``by_end`` mirrors, ``replace`` ignored.
+        - ``"nonoverlapping"``: ``k`` blocks of the fixed partition into
+          ``floor(n/L)`` blocks, aligned to the end when ``by_end`` (the first
+          ``n mod L`` rows are never drawn) else to the start (the last
+          ``n mod L`` rows are never drawn); with replacement, or ``k``
+          distinct blocks when ``replace=False``.
+        - ``"stationary"``: blocks ``(s+i) mod n`` with ``s ~ U{0..n-1}`` and
+          length ``~ Geometric(p=1/L)`` on ``{0, 1, ...}`` (C++
+          ``std::geometric_distribution``: mean ``L-1``, zero lengths
+          possible), until exactly ``m`` rows (last block truncated).
+          ``by_end`` and ``replace`` ignored.
+        - ``"seasonal"``: ``u ~ U{0..ceil(n/period)-1}``, rows
+          ``u*period..u*period+L-1`` kept if ``< n``, until ``k*L`` rows
+          (last block truncated). ``replace=False`` uses distinct starts in
+          random order (fewer rows if they run out). ``by_end`` ignored.
+    block_size : int, default=10
+        Block length ``L``.
+    by_end : bool, default=True
+        Build blocks from the end of the series (see ``method``).
+    replace : bool, default=True
+        Sampling with replacement (``"iid"``, ``"nonoverlapping"``,
+        ``"seasonal"``); also sets the default ``sample_fraction``.
+    sample_fraction : float or None, default=None
+        ``m = floor(n_samples * sample_fraction)``; ``None`` means 1 if
+        ``replace`` else 0.632 (ranger).
+    period : int, default=1
+        Season length for ``"seasonal"``.
+    random_state : int, RandomState, Generator or None, default=None
+        Randomness of the draw.
+
+    Returns
+    -------
+    indices : ndarray of int64
+        In-bag row indices, with repetitions (a multiset). Block methods return
+        blocks in draw order, rows ascending inside each block (modulo ``n``
+        for wrap-around).
+
+    Examples
+    --------
+    >>> from skasync.bootstrap import block_bootstrap_indices
+    >>> idx = block_bootstrap_indices(395, "moving", block_size=10, random_state=0)
+    >>> idx.shape
+    (390,)
+    >>> block_bootstrap_indices(25, "nonoverlapping", block_size=10,
+    ...                         random_state=0).min() >= 5
+    True
+    """
+    n = _check_int(n_samples, "n_samples", 1)
+    if method is None:
+        method = "iid"
+    if method not in BLOCK_METHODS:
+        raise ValueError(f"method must be one of {BLOCK_METHODS}, got {method!r}.")
+    L = _check_int(block_size, "block_size", 1)
+    period = _check_int(period, "period", 1)
+    m = _n_inbag(n, bool(replace), sample_fraction, method)
+    rng = _check_rng(random_state)
+    if method == "iid":
+        if not replace and m > n:
+            raise ValueError(f"cannot draw m={m} distinct rows out of n={n}.")
+        out = _iid(n, m, bool(replace), rng)
+    elif method == "moving":
+        out = _moving(n, m, L, bool(by_end), rng)
+    elif method == "circular":
+        out = _circular(n, m, L, bool(by_end), rng)
+    elif method == "nonoverlapping":
+        out = _nonoverlapping(n, m, L, bool(by_end), bool(replace), rng)
+    elif method == "stationary":
+        out = _stationary(n, m, L, rng)
+    else:
+        out = _seasonal(n, m, L, period, bool(replace), rng)
+    return np.asarray(out, dtype=np.int64)
+
+
+class BlockBootstrap(BaseCrossValidator):
+    """Bootstrap splitter yielding (in-bag, out-of-bag) indices.
+
+    Each of the ``n_resamplings`` splits draws an in-bag multiset with
+    :func:`block_bootstrap_indices` (duplicates kept, so use the indices to
+    index rows, not as a mask) and the out-of-bag rows are those never drawn.
+    Shaped like scikit-learn's cross-validators, so it can be passed as
+    ``cv=`` (like MAPIE's ``BlockBootstrap``).
+
+    Parameters
+    ----------
+    n_resamplings : int, default=100
+        Number of bootstrap resamples (splits).
+    method : str, default="moving"
+        See :func:`block_bootstrap_indices`.
+    block_size, by_end, replace, sample_fraction, period
+        See :func:`block_bootstrap_indices`.
+    random_state : int, RandomState, Generator or None, default=None
+        With an int, every call to ``split`` yields the same resamples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasync.bootstrap import BlockBootstrap
+    >>> cv = BlockBootstrap(3, method="circular", block_size=5, random_state=0)
+    >>> [(len(tr), len(te) > 0) for tr, te in cv.split(np.zeros((50, 2)))]
+    [(50, True), (50, True), (50, True)]
+    """
+
+    def __init__(
+        self,
+        n_resamplings=100,
+        *,
+        method="moving",
+        block_size=10,
+        by_end=True,
+        replace=True,
+        sample_fraction=None,
+        period=1,
+        random_state=None,
+    ):
+        self.n_resamplings = n_resamplings
+        self.method = method
+        self.block_size = block_size
+        self.by_end = by_end
+        self.replace = replace
+        self.sample_fraction = sample_fraction
+        self.period = period
+        self.random_state = random_state
+
+    def split(self, X, y=None, groups=None):
+        """Generate (in-bag, out-of-bag) index arrays.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows in chronological order.
+        y, groups : ignored
+
+        Yields
+        ------
+        in_bag : ndarray of int64
+            In-bag rows, with repetitions.
+        out_of_bag : ndarray of int64
+            Sorted rows never drawn in this resample.
+        """
+        X, y, groups = indexable(X, y, groups)
+        n = _num_samples(X)
+        n_res = _check_int(self.n_resamplings, "n_resamplings", 1)
+        rng = _check_rng(self.random_state)
+        for _ in range(n_res):
+            in_bag = block_bootstrap_indices(
+                n,
+                self.method,
+                block_size=self.block_size,
+                by_end=self.by_end,
+                replace=self.replace,
+                sample_fraction=self.sample_fraction,
+                period=self.period,
+                random_state=rng,
+            )
+            drawn = np.zeros(n, dtype=bool)
+            drawn[in_bag] = True
+            yield in_bag, np.flatnonzero(~drawn).astype(np.int64)
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Number of resamples, ``n_resamplings``.
+
+        Parameters
+        ----------
+        X, y, groups : ignored
+
+        Returns
+        -------
+        n_splits : int
+        """
+        return self.n_resamplings
