@@ -1,0 +1,33 @@
+"""Shared pytest configuration."""
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+REFERENCE_DIR = SHARED_DIR / "reference" / "rangerts"
+
+
+@pytest.fixture
+def reference_dir():
+    """The R reference results beside the repository (skip when absent)."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"reference results not found at {REFERENCE_DIR} (../shared missing)")
+    return REFERENCE_DIR
+
+
+def skasync_threads():
+    """Names of the worker threads skasync started that are still alive."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Every test must leave no skasync worker thread behind."""
+    yield
+    leaked = skasync_threads()
+    assert not leaked, f"threads left running after the test: {leaked}"
