@@ -558,7 +558,9 @@ def make_linear(n_in, n_out, generator, activation="relu"):
     does (factor 2 for the logistic activation), drawn from the fit's own
     generator so the global torch RNG stays untouched.
     """
-    layer = torch.nn.Linear(n_in, n_out)
+    # skip_init: nn.Linear's own initialisation would draw from torch's
+    # global RNG, which a fit must leave alone.
+    layer = torch.nn.utils.skip_init(torch.nn.Linear, n_in, n_out)
     factor = 2.0 if activation == "logistic" else 6.0
     bound = math.sqrt(factor / (n_in + n_out))
     with torch.no_grad():

@@ -29,3 +29,129 @@ class TinyMLP(BaseTorchClassifier):
 @parametrize_with_checks([TinyMLP(random_state=0), TinyMLP(random_state=0, early_stopping=True)])
 def test_checks(estimator, check):
     check(estimator)
+
+
+# --- behaviour of the shared base beyond the sklearn checks -----------------
+import pickle
+
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+
+from skasync.neural_network._base import History
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def test_one_class_error_names_the_fix(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        TinyMLP().fit(X[:20], np.zeros(20))
+
+
+def test_nan_input_rejected(digits):
+    X, y = digits
+    X = X.copy()
+    X[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        TinyMLP(max_iter=2).fit(X, y)
+
+
+def test_wrong_width_at_predict(digits):
+    X, y = digits
+    clf = TinyMLP(max_iter=2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :10])
+
+
+def test_string_labels_round_trip(digits):
+    X, y = digits
+    labels = np.array(["zero", "one", "two", "three", "four", "five", "six",
+                       "seven", "eight", "nine"])[y]
+    clf = TinyMLP(max_iter=5, random_state=0).fit(X, labels)
+    assert set(clf.predict(X[:50])) <= set(labels)
+    assert clf.score(X, labels) > 0.5
+
+
+def test_same_seed_same_model_and_global_rng_untouched(digits):
+    X, y = digits
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = TinyMLP(max_iter=3, random_state=7).fit(X, y)
+    assert torch.equal(torch.rand(1), expected_next)  # fit did not draw from it
+    second = TinyMLP(max_iter=3, random_state=7).fit(X, y)
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+
+
+def test_pickle_and_clone(digits):
+    X, y = digits
+    clf = TinyMLP(max_iter=3, random_state=0).fit(X, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X))
+    fresh = clone(clf)
+    assert not hasattr(fresh, "classes_")
+    assert fresh.get_params() == clf.get_params()
+
+
+def test_partial_fit_requires_classes_then_trains(digits):
+    X, y = digits
+    clf = TinyMLP(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[:500], y[:500], classes=np.arange(10))
+    assert clf.n_iter_ == 1
+    for _ in range(5):
+        clf.partial_fit(X, y)
+    assert clf.n_iter_ == 6
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    with pytest.raises(ValueError, match="not seen"):
+        clf.partial_fit(X[:5], np.array([11, 11, 11, 11, 11]))
+
+
+def test_warm_start_continues(digits):
+    X, y = digits
+    clf = TinyMLP(max_iter=3, random_state=0, warm_start=True, tol=0).fit(X, y)
+    clf.fit(X, y)
+    assert clf.n_iter_ == 6
+    assert len(clf.history_) == 6
+    cold = TinyMLP(max_iter=3, random_state=0, tol=0).fit(X, y)
+    cold.fit(X, y)
+    assert cold.n_iter_ == 3
+
+
+def test_history_columns_and_early_stopping(digits):
+    X, y = digits
+    clf = TinyMLP(max_iter=40, random_state=0, early_stopping=True,
+                  n_iter_no_change=3, target_score=0.9).fit(X, y)
+    assert isinstance(clf.history_, History)
+    assert clf.history_[:, "loss"] == clf.loss_curve_
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.time_to_target_ is not None  # digits reach 90% quickly
+    assert clf.validation_scores_[-1] >= 0.9
+
+
+def test_torch_threads_restored_also_on_error(digits):
+    X, y = digits
+    before = torch.get_num_threads()
+
+    class Failing(TinyMLP):
+        def _fit_epoch(self, X, y, *, batches, context):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("injected failure")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        Failing(torch_num_threads=1).fit(X, y)
+    assert torch.get_num_threads() == before
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error(digits):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available on this machine")
+    X, y = digits
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        TinyMLP(device="cuda").fit(X, y)
