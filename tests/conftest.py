@@ -22,7 +22,8 @@ def reference_dir():
 
 def skasync_threads():
     """Names of the worker threads skasync started that are still alive."""
-    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith("skasync-") and t.is_alive()]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,113 @@
+"""WorkerGroup: joins on every exit path, re-raises worker errors, no deadlock."""
+
+import _thread
+import queue
+import threading
+import time
+import traceback
+
+import pytest
+import torch
+
+from skasync.utils._threads import (
+    WorkerGroup, WorkerStopped, queue_get, queue_put, torch_threads,
+)
+
+
+def _alive_workers():
+    # is_alive: a join interrupted by Ctrl-C can leave a finished thread listed.
+    return [t for t in threading.enumerate()
+            if t.name.startswith("skasync-") and t.is_alive()]
+
+
+def test_worker_exception_reaches_caller_with_its_traceback():
+    def failing_worker():
+        raise KeyError("boom in worker")
+
+    with pytest.raises(KeyError, match="boom in worker") as info:
+        with WorkerGroup("test") as group:
+            group.start(failing_worker)
+            group.wait()
+    frames = "".join(traceback.format_tb(info.value.__traceback__))
+    assert "failing_worker" in frames
+    assert not _alive_workers()
+
+
+def test_other_workers_are_stopped_when_one_fails():
+    def blocked_consumer(work_queue, stop_event):
+        queue_get(work_queue, stop_event)  # nothing ever arrives
+
+    def failing_worker():
+        time.sleep(0.05)
+        raise RuntimeError("injected")
+
+    work_queue = queue.Queue()
+    with pytest.raises(RuntimeError, match="injected"):
+        with WorkerGroup("test") as group:
+            group.start(blocked_consumer, work_queue, group.stop_event)
+            group.start(failing_worker)
+            group.wait()
+    assert not _alive_workers()
+
+
+def test_full_queue_never_deadlocks():
+    work_queue = queue.Queue(maxsize=1)
+
+    def producer(stop_event):
+        for item in range(100):
+            queue_put(work_queue, item, stop_event)  # blocks after the first
+
+    with WorkerGroup("test") as group:
+        group.start(producer, group.stop_event)
+        timed_out = group.wait(deadline=time.monotonic() + 0.2)
+    assert timed_out
+    assert not _alive_workers()
+
+
+def test_caller_exception_joins_workers():
+    started = threading.Event()
+
+    def loop(stop_event):
+        started.set()
+        while not stop_event.is_set():
+            time.sleep(0.01)
+
+    with pytest.raises(ValueError, match="caller"):
+        with WorkerGroup("test") as group:
+            group.start(loop, group.stop_event)
+            started.wait()
+            raise ValueError("caller failed")
+    assert not _alive_workers()
+
+
+def test_keyboard_interrupt_in_caller_joins_workers():
+    def loop(stop_event):
+        while not stop_event.is_set():
+            time.sleep(0.01)
+
+    def interrupt_main_soon():
+        time.sleep(0.1)
+        _thread.interrupt_main()
+
+    with pytest.raises(KeyboardInterrupt):
+        with WorkerGroup("test") as group:
+            group.start(loop, group.stop_event)
+            threading.Thread(target=interrupt_main_soon).start()
+            group.wait()
+    assert not _alive_workers()
+
+
+def test_queue_get_gives_up_when_stopping():
+    stop_event = threading.Event()
+    stop_event.set()
+    with pytest.raises(WorkerStopped):
+        queue_get(queue.Queue(), stop_event)
+
+
+def test_torch_threads_restores_setting():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError
+    assert torch.get_num_threads() == before
