@@ -1,0 +1,61 @@
+"""Package-level contracts: public names, lazy torch import, discovery, CLI."""
+
+import subprocess
+import sys
+
+import pytest
+from sklearn.base import is_classifier, is_regressor
+
+import skasync
+from skasync._cli import _format_table, main
+from skasync.utils import all_estimators
+
+EXPECTED = {"ARSieveForestRegressor", "AsyncLayerwiseMLPClassifier",
+            "BlockLocalClassifier", "LagFeatures"}
+
+
+def test_all_estimators_lists_public_classes_only():
+    found = dict(all_estimators())
+    assert set(found) == EXPECTED
+    assert not any(name.startswith("Base") for name in found)
+    assert is_regressor(found["ARSieveForestRegressor"]())
+    assert is_classifier(found["AsyncLayerwiseMLPClassifier"]())
+    assert is_classifier(found["BlockLocalClassifier"]())
+
+
+def test_top_level_exports():
+    for name in skasync.__all__:
+        assert getattr(skasync, name) is not None
+    with pytest.raises(AttributeError, match="no attribute"):
+        skasync.NotAThing  # noqa: B018
+
+
+def test_forest_import_does_not_import_torch():
+    code = ("import sys, skasync; skasync.ARSieveForestRegressor; "
+            "skasync.make_lag_matrix; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_cli_version_and_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert skasync.__version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--only", "nothing"])
+    assert info.value.code == 2
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "skasync", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "demo" in out
+
+
+def test_table_formatting_aligns_columns():
+    table = _format_table(["name", "score"], [["a", 0.5], ["longer", 12.25]])
+    lines = table.splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert "0.5000" in table and "12.2500" in table
