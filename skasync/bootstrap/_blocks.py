@@ -23,7 +23,14 @@ from ._random import _check_rng, _geometric0, _integers, _permutation
 
 __all__ = ["BLOCK_METHODS", "block_bootstrap_indices", "BlockBootstrap"]
 
-BLOCK_METHODS = ("iid", "moving", "stationary", "circular", "nonoverlapping", "seasonal")
+BLOCK_METHODS = (
+    "iid",
+    "moving",
+    "stationary",
+    "circular",
+    "nonoverlapping",
+    "seasonal",
+)
 
 
 def _check_int(value, name, low):
@@ -246,8 +253,8 @@ def block_bootstrap_indices(
     >>> idx = block_bootstrap_indices(395, "moving", block_size=10, random_state=0)
     >>> idx.shape
     (390,)
-    >>> block_bootstrap_indices(25, "nonoverlapping", block_size=10,
-    ...                         random_state=0).min() >= 5
+    >>> int(block_bootstrap_indices(25, "nonoverlapping", block_size=10,
+    ...                             random_state=0).min()) >= 5
     True
     """
     n = _check_int(n_samples, "n_samples", 1)

@@ -44,7 +44,11 @@ def _rng(random_state):
 
 
 def _check_common(n_samples, burn_in, noise=1.0):
-    if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+    if (
+        not isinstance(n_samples, Integral)
+        or isinstance(n_samples, bool)
+        or n_samples < 1
+    ):
         raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
     if not isinstance(burn_in, Integral) or isinstance(burn_in, bool) or burn_in < 0:
         raise ValueError(f"burn_in must be an int >= 0, got {burn_in!r}.")
@@ -377,7 +381,10 @@ REFERENCE_DGPS = {
     "ma1": (make_ma, {"coef": (0.8,)}),
     "arma11": (make_arma, {"ar": (0.5,), "ma": (0.4,)}),
     "setar": (make_setar, {"coef_low": 0.6, "coef_high": -0.5}),
-    "seasonal_ar": (make_seasonal_ar, {"coef": 0.5, "seasonal_coef": 0.3, "period": 12}),
+    "seasonal_ar": (
+        make_seasonal_ar,
+        {"coef": 0.5, "seasonal_coef": 0.3, "period": 12},
+    ),
     "garch11": (make_garch, {"omega": 0.1, "alpha": 0.1, "beta": 0.8, "sigma2_0": 1.0}),
 }
 

@@ -207,11 +207,15 @@ def test_determinism(method):
     kw = dict(block_size=7, period=4)
     a = block_bootstrap_indices(200, method, random_state=42, **kw)
     b = block_bootstrap_indices(200, method, random_state=42, **kw)
-    c = block_bootstrap_indices(200, method, random_state=np.random.RandomState(42), **kw)
+    c = block_bootstrap_indices(
+        200, method, random_state=np.random.RandomState(42), **kw
+    )
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
-    g1 = block_bootstrap_indices(200, method, random_state=np.random.default_rng(3), **kw)
-    g2 = block_bootstrap_indices(200, method, random_state=np.random.default_rng(3), **kw)
+    g1 = block_bootstrap_indices(200, method, random_state=np.random.default_rng(3),
+                                 **kw)
+    g2 = block_bootstrap_indices(200, method, random_state=np.random.default_rng(3),
+                                 **kw)
     np.testing.assert_array_equal(g1, g2)
     d = block_bootstrap_indices(200, method, random_state=43, **kw)
     assert not np.array_equal(a, d)
