@@ -176,7 +176,19 @@ def _fit_ols(x, order, order_max):
     from statsmodels.tsa.ar_model import AutoReg, ar_select_order
 
     n = x.shape[0]
-    if order is None:
+    # OLS on n - order_max rows with order_max + 1 regressors needs
+    # n - order_max >= order_max + 2
+    cap = max((n - 2) // 2, 0)
+    if (order or 0) > cap:
+        raise ValueError(
+            f"method='ols' with order={order} needs n_samples >= 2 * order + 2, "
+            f"got n_samples={n}; use a smaller order or method='yule-walker'."
+        )
+    order_max = min(order_max, cap)
+    if order is None and order_max == 0:
+        order = 0
+        aic = np.full(1, np.nan)
+    elif order is None:
         sel = ar_select_order(x, maxlag=order_max, ic="aic", trend="c")
         order = 0 if not sel.ar_lags else int(max(sel.ar_lags))
         aic = np.full(order_max + 1, np.inf)
@@ -200,11 +212,6 @@ def _fit_ols(x, order, order_max):
             mean = const / denom
         resid = np.asarray(res.resid, dtype=np.float64)
     resid = resid - resid.mean()
-    if float(np.var(x)) == 0.0:
-        raise ValueError(
-            "zero-variance series: all values are equal, so one cannot fit an "
-            "AR sieve. Check the input series."
-        )
     return ARSieveFit(
         order=order,
         coef=coef,
@@ -266,6 +273,11 @@ def fit_ar_sieve(series, *, order=None, order_max=None, method="yule-walker"):
     x = _check_series(series)
     n = x.shape[0]
     order, order_max = _validate_orders(n, order, order_max)
+    if np.ptp(x) == 0.0:
+        raise ValueError(
+            "zero-variance series: all values are equal, so one cannot fit an "
+            "AR sieve. Check the input series."
+        )
     if method == "ols":
         return _fit_ols(x, order, order_max)
     return _fit_yule_walker(x, order, order_max)

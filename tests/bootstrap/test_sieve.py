@@ -268,3 +268,14 @@ def test_simulate_errors(kwargs, match):
     fit = _toy_fit([0.5], 0.0)
     with pytest.raises(ValueError, match=match):
         simulate_ar_sieve(fit, **kwargs)
+
+
+def test_ols_short_series_caps_order_max():
+    x = np.random.default_rng(0).standard_normal(10)
+    fit = fit_ar_sieve(x, method="ols")
+    assert fit.order_max == 4  # (n - 2) // 2 regressions stay estimable
+    assert fit_ar_sieve(x[:3], method="ols").order == 0
+    with pytest.raises(ValueError, match="2 \\* order \\+ 2"):
+        fit_ar_sieve(x, order=5, method="ols")
+    with pytest.raises(ValueError, match="zero-variance"):
+        fit_ar_sieve(np.ones(20), method="ols")
