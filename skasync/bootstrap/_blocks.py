@@ -220,7 +220,9 @@ def block_bootstrap_indices(
           length ``~ Geometric(p=1/L)`` on ``{0, 1, ...}`` (C++
           ``std::geometric_distribution``: mean ``L-1``, zero lengths
           possible), until exactly ``m`` rows (last block truncated).
-          ``by_end`` and ``replace`` ignored.
+          ``by_end`` and ``replace`` ignored. Empty draws leave no trace, so
+          the *observed* runs are geometric on ``{1, 2, ...}`` with mean
+          ``L`` (memorylessness); only the number of draws differs.
         - ``"seasonal"``: ``u ~ U{0..ceil(n/period)-1}``, rows
           ``u*period..u*period+L-1`` kept if ``< n``, until ``k*L`` rows
           (last block truncated). ``replace=False`` uses distinct starts in

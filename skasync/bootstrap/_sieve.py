@@ -288,7 +288,7 @@ def simulate_ar_sieve(
 ):
     """Simulate one AR-sieve bootstrap series (the authors' scheme).
 
-    ``n_start = max(fit.order, n_start_values or 0)`` start values equal to
+    ``n_start = max(len(fit.coef), n_start_values or 0)`` start values equal to
     ``fit.mean`` are followed by ``burn_in + n_values`` values of
     ``x_t = mean + sum_j coef_j (x_{t-j} - mean) + e_t``, ``e_t`` drawn i.i.d.
     with replacement from ``fit.resid``.
@@ -310,8 +310,11 @@ def simulate_ar_sieve(
     Parameters
     ----------
     fit : ARSieveFit
-        Output of :func:`fit_ar_sieve` (any object with ``order``, ``coef``,
-        ``mean`` and ``resid``).
+        Output of :func:`fit_ar_sieve`, or any object with ``coef``, ``mean``
+        and ``resid``. The order used is ``len(fit.coef)``, so coefficients
+        zero-padded (or truncated) to the number of lag columns can be passed
+        via ``dataclasses.replace(fit, coef=...)``; zero padding does not
+        change the recursion.
     n_values : int
         Number of simulated values after the start block (>= 0).
     n_start_values : int or None, default=None
@@ -336,8 +339,12 @@ def simulate_ar_sieve(
     """
     coef = np.asarray(fit.coef, dtype=np.float64).ravel()
     resid = np.asarray(fit.resid, dtype=np.float64).ravel()
-    order = int(fit.order)
+    # len(coef) is the order used, so a zero-padded or truncated copy
+    # (dataclasses.replace(fit, coef=...)) works without touching fit.order.
+    order = coef.shape[0]
     mean = float(fit.mean)
+    if not np.all(np.isfinite(coef)) or not np.isfinite(mean):
+        raise ValueError("fit.coef and fit.mean must be finite.")
     for name, val in (("n_values", n_values), ("burn_in", burn_in)):
         if not isinstance(val, Integral) or isinstance(val, bool) or val < 0:
             raise ValueError(f"{name} must be an int >= 0, got {val!r}.")
@@ -349,8 +356,6 @@ def simulate_ar_sieve(
         raise ValueError(
             f"n_start_values must be None or an int >= 0, got {n_start_values!r}."
         )
-    if coef.shape[0] != order:
-        raise ValueError(f"fit.coef has {coef.shape[0]} entries, expected {order}.")
     if resid.shape[0] == 0:
         raise ValueError("fit.resid is empty; cannot draw bootstrap innovations.")
     n_start = max(order, int(n_start_values or 0))

@@ -279,3 +279,15 @@ def test_ols_short_series_caps_order_max():
         fit_ar_sieve(x, order=5, method="ols")
     with pytest.raises(ValueError, match="zero-variance"):
         fit_ar_sieve(np.ones(20), method="ols")
+
+
+def test_simulate_padded_and_truncated_coef():
+    import dataclasses
+
+    fit = fit_ar_sieve(make_ar(300, coef=(0.5, -0.3), random_state=0), order=2)
+    padded = dataclasses.replace(fit, coef=np.r_[fit.coef, 0.0, 0.0, 0.0])
+    a = simulate_ar_sieve(fit, 40, n_start_values=5, random_state=2)
+    b = simulate_ar_sieve(padded, 40, random_state=2)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    trunc = dataclasses.replace(fit, coef=fit.coef[:1])
+    assert simulate_ar_sieve(trunc, 40, random_state=2).shape == (41,)
