@@ -291,3 +291,22 @@ def test_simulate_padded_and_truncated_coef():
     np.testing.assert_allclose(a, b, rtol=1e-12)
     trunc = dataclasses.replace(fit, coef=fit.coef[:1])
     assert simulate_ar_sieve(trunc, 40, random_state=2).shape == (41,)
+
+
+def test_linear_forecast_reproduces_R_ar_yw_test_mse(reference_dir):
+    # R's ar_yw rows: xbar + sum_j phi_j (y[t-j] - xbar) on the last 100 points.
+    # Matching the MSE to ~1e-12 pins down R's coefficients and mean, not
+    # just the order.
+    with open(reference_dir / "results.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["method"] == "ar_yw"]
+    assert len(rows) == 10
+    for r in rows:
+        y = _read_series(reference_dir / "series" / f"{r['dgp']}_n500_s{r['seed']}.csv")
+        fit = fit_ar_sieve(y[:400])
+        p = max(fit.order, 1)
+        X, target = make_lag_matrix(y, p)
+        coef = np.r_[fit.coef, np.zeros(p - fit.order)]
+        pred = fit.mean + (X - fit.mean) @ coef
+        test = slice(400 - p, None)  # rows predicting t = 400..499
+        mse = np.mean((target[test] - pred[test]) ** 2)
+        np.testing.assert_allclose(mse, float(r["test_mse"]), rtol=1e-11)
