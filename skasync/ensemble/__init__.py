@@ -1,0 +1,8 @@
+"""Random forests for time series: AR-sieve and rangerts block-bootstrap forests."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+from ._ar_sieve_forest import ARSieveForestRegressor, ForecastResult
+
+__all__ = ["ARSieveForestRegressor", "ForecastResult"]
