@@ -498,16 +498,19 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self : ARSieveForestRegressor
             Fitted estimator.
         """
-        if np.ndim(X) == 1 and not hasattr(X, "iloc"):
+        try:
+            X, y = validate_data(
+                self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2
+            )
+        except ValueError as exc:
+            if "Expected 2D array" not in str(exc):
+                raise
             raise ValueError(
                 "X must be a 2-D lag matrix of shape (n_samples, n_lags), got a "
                 "1-D array. If it is the series itself, build X, y = "
                 "skasync.preprocessing.make_lag_matrix(series, n_lags); for a "
                 "single lag use X.reshape(-1, 1)."
-            )
-        X, y = validate_data(
-            self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2
-        )
+            ) from exc
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y, dtype=np.float64)
         n_rows, n_features = X.shape

@@ -1,0 +1,347 @@
+"""Tests for ARSieveForestRegressor."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import csv
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold, TimeSeriesSplit, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skasync import ARSieveForestRegressor
+from skasync.bootstrap import fit_ar_sieve
+from skasync.datasets import make_ar
+from skasync.ensemble import ForecastResult
+from skasync.ensemble._tree_engine import Tree, predict_trees
+from skasync.preprocessing import LagFeatures, make_lag_matrix
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "rangerts"
+BLOCKS = ("iid", "moving", "stationary", "circular", "nonoverlapping")
+
+
+@pytest.fixture(scope="module")
+def ar1():
+    y = make_ar(400, coef=(0.6,), random_state=3)
+    X, target = make_lag_matrix(y, 5)
+    return y, X, target
+
+
+@parametrize_with_checks(
+    [
+        ARSieveForestRegressor(
+            n_estimators=5, bootstrap=b, check_input_order=False, random_state=0
+        )
+        for b in ("ar-sieve", "iid", "moving", "nonoverlapping")
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# ----------------------------------------------------------------- fitting
+def test_sieve_attributes_match_r_ar(ar1):
+    y, X, target = ar1
+    for bootstrap in ("ar-sieve", "moving"):
+        forest = ARSieveForestRegressor(
+            n_estimators=3, bootstrap=bootstrap, random_state=0
+        ).fit(X, target)
+        ref = fit_ar_sieve(y)  # series rebuilt from (X, y) is y itself
+        assert forest.ar_order_ == ref.order == 1
+        np.testing.assert_allclose(forest.ar_coef_, ref.coef)
+        assert forest.ar_mean_ == pytest.approx(ref.mean)
+        np.testing.assert_allclose(forest.ar_resid_, ref.resid)
+        assert forest.ar_resid_.mean() == pytest.approx(0, abs=1e-12)
+        np.testing.assert_allclose(forest.sieve_coef_, np.r_[ref.coef, 0, 0, 0, 0])
+        assert forest.n_lags_ == forest.n_features_in_ == 5
+        assert len(forest.estimators_) == 3
+        assert all(isinstance(t, Tree) for t in forest.estimators_)
+
+
+def test_sieve_coef_truncated_to_lag_columns():
+    y = make_ar(600, coef=(0.5, -0.3, 0.2), random_state=0)
+    X, target = make_lag_matrix(y, 2)
+    forest = ARSieveForestRegressor(n_estimators=2, ar_order=3, random_state=0)
+    forest.fit(X, target)
+    assert forest.ar_order_ == 3 and forest.ar_coef_.shape == (3,)
+    np.testing.assert_allclose(forest.sieve_coef_, forest.ar_coef_[:2])
+
+
+def test_tree_sample_sizes_follow_rangerts(ar1):
+    _, X, target = ar1
+    X, target = X[:395], target[:395]
+    expected = {"ar-sieve": 395, "iid": 395, "moving": 390, "stationary": 395,
+                "circular": 390, "nonoverlapping": 390}
+    for bootstrap, n_root in expected.items():
+        forest = ARSieveForestRegressor(
+            n_estimators=4, bootstrap=bootstrap, random_state=0
+        ).fit(X, target)
+        assert [t.n_node_samples[0] for t in forest.estimators_] == [n_root] * 4
+
+
+def test_min_node_size_and_depth(ar1):
+    _, X, target = ar1
+    forest = ARSieveForestRegressor(n_estimators=3, min_node_size=9, random_state=0)
+    forest.fit(X, target)
+    for t in forest.estimators_:
+        assert np.all(t.n_node_samples[t.feature >= 0] >= 10)
+    shallow = ARSieveForestRegressor(
+        n_estimators=3, bootstrap="iid", max_depth=2, random_state=0
+    ).fit(X, target)
+    assert max(t.feature.shape[0] for t in shallow.estimators_) <= 7
+
+
+def test_predict_is_mean_of_trees(ar1):
+    _, X, target = ar1
+    forest = ARSieveForestRegressor(n_estimators=7, random_state=0).fit(X, target)
+    np.testing.assert_allclose(
+        forest.predict(X[:20]), predict_trees(forest._forest, X[:20]).mean(axis=1)
+    )
+
+
+@pytest.mark.parametrize("bootstrap", ["ar-sieve", "moving", "stationary"])
+def test_same_seed_same_forest_for_any_n_jobs(ar1, bootstrap):
+    _, X, target = ar1
+    params = dict(n_estimators=24, bootstrap=bootstrap, random_state=42)
+    p1 = ARSieveForestRegressor(n_jobs=1, **params).fit(X, target).predict(X)
+    p2 = ARSieveForestRegressor(n_jobs=2, **params).fit(X, target).predict(X)
+    p3 = ARSieveForestRegressor(n_jobs=2, verbose=0, **params).fit(X, target)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(p1, p3.predict(X))
+    other = ARSieveForestRegressor(**{**params, "random_state": 1}).fit(X, target)
+    assert not np.array_equal(p1, other.predict(X))
+
+
+def test_dask_backend(ar1):
+    pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    import joblib
+
+    _, X, target = ar1
+    params = dict(n_estimators=16, random_state=7)
+    expected = ARSieveForestRegressor(**params).fit(X, target).predict(X)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, distributed.Client(cluster):
+        with joblib.parallel_config(backend="dask"):
+            for bootstrap in ("ar-sieve", "moving"):
+                forest = ARSieveForestRegressor(
+                    bootstrap=bootstrap, n_jobs=2, **params
+                ).fit(X, target)
+                if bootstrap == "ar-sieve":
+                    np.testing.assert_array_equal(forest.predict(X), expected)
+
+
+def test_clone_and_pickle_round_trip(ar1):
+    _, X, target = ar1
+    forest = ARSieveForestRegressor(n_estimators=5, bootstrap="circular",
+                                    block_size=7, random_state=0).fit(X, target)
+    fresh = clone(forest)
+    assert fresh.get_params() == forest.get_params()
+    assert not hasattr(fresh, "estimators_")
+    np.testing.assert_array_equal(fresh.fit(X, target).predict(X), forest.predict(X))
+    restored = pickle.loads(pickle.dumps(forest))
+    np.testing.assert_array_equal(restored.predict(X), forest.predict(X))
+    assert len(restored.estimators_) == 5
+    # the per-tree views share memory with the packed forest
+    assert np.shares_memory(restored.estimators_[0].value, restored._forest.value)
+
+
+def test_dataframe_feature_names(ar1):
+    pd = pytest.importorskip("pandas")
+    _, X, target = ar1
+    df = pd.DataFrame(X, columns=[f"lag_{j + 1}" for j in range(5)])
+    forest = ARSieveForestRegressor(n_estimators=3, random_state=0).fit(df, target)
+    assert list(forest.feature_names_in_) == list(df.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        np.testing.assert_array_equal(forest.predict(df), forest.predict(X))
+
+
+# ----------------------------------------------------------------- model selection
+def test_pipeline_gridsearch_time_series_split():
+    y = make_ar(360, coef=(0.6,), random_state=5)
+    X, target = make_lag_matrix(y, 6)
+    pipe = make_pipeline(
+        LagFeatures(), ARSieveForestRegressor(n_estimators=10, random_state=0)
+    )
+    grid = GridSearchCV(
+        pipe,
+        {"lagfeatures__n_lags": [2, 4], "arsieveforestregressor__max_features": [1, None]},
+        cv=TimeSeriesSplit(n_splits=3, gap=6),
+        scoring="neg_mean_squared_error",
+    ).fit(X, target)
+    assert grid.best_estimator_[-1].n_features_in_ == grid.best_params_[
+        "lagfeatures__n_lags"
+    ]
+    block = GridSearchCV(
+        ARSieveForestRegressor(n_estimators=10, bootstrap="moving", random_state=0),
+        {"block_size": [5, 20]},
+        cv=TimeSeriesSplit(n_splits=3),
+    ).fit(X, target)
+    assert block.best_params_["block_size"] in (5, 20)
+
+
+def test_shuffled_cv_raises_and_can_be_disabled(ar1):
+    _, X, target = ar1
+    forest = ARSieveForestRegressor(n_estimators=3, random_state=0)
+    with pytest.raises(ValueError, match="TimeSeriesSplit"):
+        cross_val_score(forest, X, target, cv=KFold(3, shuffle=True, random_state=0),
+                        error_score="raise")
+    unchecked = clone(forest).set_params(check_input_order=False)
+    cross_val_score(unchecked, X, target, cv=KFold(3, shuffle=True, random_state=0),
+                    error_score="raise")
+
+
+# ----------------------------------------------------------------- bad input
+def test_bad_input_messages(ar1):
+    y, X, target = ar1
+    est = ARSieveForestRegressor(n_estimators=2, random_state=0)
+    X_nan = X.copy()
+    X_nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clone(est).fit(X_nan, target)
+    y_inf = target.copy()
+    y_inf[5] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        clone(est).fit(X, y_inf)
+    with pytest.raises(ValueError, match="make_lag_matrix"):
+        clone(est).fit(y[:-1], target)
+    fitted = clone(est).fit(X, target)
+    with pytest.raises(ValueError, match="expecting 5 features"):
+        fitted.predict(X[:, :3])
+    with pytest.raises(ValueError, match="ar_order=50 needs a training series"):
+        clone(est).set_params(ar_order=50).fit(X[:20], target[:20])
+    Xc, yc = make_lag_matrix(np.full(30, 2.0), 3)
+    with pytest.raises(ValueError, match="constant"):
+        clone(est).fit(Xc, yc)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(target))
+    with pytest.raises(ValueError, match="check_input_order"):
+        clone(est).fit(X[perm], target[perm])
+    with pytest.raises(ValueError, match="StandardScaler"):
+        make_pipeline(StandardScaler(), clone(est)).fit(X, target)
+    X_exo = np.column_stack([X, rng.normal(size=len(target))])
+    with pytest.raises(ValueError, match="ar-sieve' takes lag-only X"):
+        clone(est).fit(X_exo, target)
+    with pytest.raises(ValueError, match="block_size=10 is larger"):
+        clone(est).set_params(bootstrap="moving").fit(X[:8], target[:8])
+    with pytest.raises(ValueError, match="max_features=9"):
+        clone(est).set_params(max_features=9).fit(X, target)
+    with pytest.raises(ValueError, match="oob_score"):
+        clone(est).set_params(oob_score=True).fit(X, target)
+    with pytest.raises(ValueError, match="bootstrap"):
+        clone(est).set_params(bootstrap="block").fit(X, target)
+
+
+def test_block_bootstrap_accepts_extra_columns_after_lags(ar1):
+    _, X, target = ar1
+    exo = np.random.default_rng(0).normal(size=(len(target), 1))
+    forest = ARSieveForestRegressor(n_estimators=3, bootstrap="moving", random_state=0)
+    forest.fit(np.hstack([X, exo]), target)
+    assert forest.n_lags_ == 5 and forest.n_features_in_ == 6
+    with pytest.raises(ValueError, match="lag-only X"):
+        forest.forecast(target, 3)
+
+
+def test_oob_score_block_bootstraps(ar1):
+    _, X, target = ar1
+    for bootstrap in BLOCKS:
+        forest = ARSieveForestRegressor(
+            n_estimators=30, bootstrap=bootstrap, oob_score=True, random_state=0
+        ).fit(X, target)
+        assert forest.oob_prediction_.shape == target.shape
+        assert 0.0 < forest.oob_score_ < 0.6
+    # nonoverlapping by_end: the first n mod L rows are never in-bag
+    nonov = ARSieveForestRegressor(n_estimators=5, bootstrap="nonoverlapping",
+                                   oob_score=True, random_state=0)
+    nonov.fit(X[:395], target[:395])
+    assert np.all(np.isfinite(nonov.oob_prediction_[:5]))
+    assert not hasattr(ARSieveForestRegressor(n_estimators=2).fit(X, target),
+                       "oob_score_")
+
+
+# ----------------------------------------------------------------- forecast
+def test_forecast_shapes_and_intervals(ar1):
+    y, X, target = ar1
+    forest = ARSieveForestRegressor(n_estimators=40, random_state=0).fit(X, target)
+    point = forest.forecast(y, horizon=6)
+    assert isinstance(point, ForecastResult)
+    assert point.mean.shape == (6,) and point.quantiles is None
+    # one step ahead equals predict on the last lags
+    x_last = y[::-1][:5][None, :]
+    assert point.mean[0] == pytest.approx(forest.predict(x_last)[0])
+    res = forest.forecast(y, horizon=6, quantiles=(0.05, 0.5, 0.95), n_paths=400)
+    assert res.quantiles.shape == (6, 3) and res.levels == (0.05, 0.5, 0.95)
+    assert np.all(np.diff(res.quantiles, axis=1) > 0)
+    assert np.all(res.quantiles[:, 0] < res.mean) and np.all(res.mean < res.quantiles[:, 2])
+    width = res.quantiles[:, 2] - res.quantiles[:, 0]
+    sigma = np.sqrt(np.mean(forest.ar_resid_**2))
+    assert 2.5 * sigma < width[0] < 5 * sigma  # about 2 * 1.645 sigma
+    assert width[-1] > width[0]  # uncertainty grows with the horizon
+    again = forest.forecast(y, horizon=6, quantiles=(0.05, 0.5, 0.95), n_paths=400)
+    np.testing.assert_array_equal(res.quantiles, again.quantiles)
+    for bad in (dict(horizon=0), dict(horizon=2, quantiles=(0.0, 0.9)),
+                dict(horizon=2, quantiles=1.5)):
+        with pytest.raises(ValueError, match="horizon|quantiles"):
+            forest.forecast(y, **bad)
+    with pytest.raises(ValueError, match="history has 3 values"):
+        forest.forecast(y[:3], horizon=2)
+    with pytest.raises(ValueError, match="history contains NaN"):
+        forest.forecast(np.r_[y, np.nan], horizon=2)
+
+
+def test_forecast_decays_toward_mean_for_linear_ar():
+    y = make_ar(600, coef=(0.6,), random_state=11)
+    X, target = make_lag_matrix(y, 3)
+    forest = ARSieveForestRegressor(n_estimators=100, random_state=0).fit(X, target)
+    history = np.r_[y, 2.0, 2.5, 3.0]  # end far above the mean
+    mean = forest.forecast(history, horizon=15).mean
+    gap = np.abs(mean - forest.ar_mean_)
+    assert mean[0] == pytest.approx(0.6 * 3.0 + 0.4 * forest.ar_mean_, abs=0.5)
+    assert np.all(np.diff(gap[:6]) < 0)  # monotone decay over the first steps
+    assert gap[-1] < 0.25 and gap[-1] < 0.15 * gap[0]
+
+
+# ----------------------------------------------------------------- accuracy vs R
+def _reference_rows():
+    if not (REFERENCE / "results.csv").is_file():
+        pytest.skip(f"reference results not found at {REFERENCE}")
+    with open(REFERENCE / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_accuracy_against_rangerts_reference():
+    rows = _reference_rows()
+    r_mse = {(r["seed"], r["method"]): float(r["test_mse"])
+             for r in rows if r["dgp"] == "ar1_06" and r["n"] == "500"}
+    ours = {"ar-sieve": [], "moving": []}
+    r_arsb, r_blocks = [], []
+    for seed in range(1, 6):
+        path = REFERENCE / "series" / f"ar1_06_n500_s{seed}.csv"
+        if not path.is_file():
+            pytest.skip(f"reference series missing: {path}")
+        y = np.loadtxt(path, delimiter=",", skiprows=1)
+        X, target = make_lag_matrix(y, 5)
+        train, test = slice(0, 395), slice(395, 495)
+        for bootstrap in ours:
+            forest = ARSieveForestRegressor(
+                n_estimators=500, bootstrap=bootstrap, max_features=2,
+                random_state=seed,
+            ).fit(X[train], target[train])
+            ours[bootstrap].append(np.mean((forest.predict(X[test]) - target[test]) ** 2))
+        r_arsb.append(r_mse[(str(seed), "arsb")])
+        r_blocks.append(np.mean([r_mse[(str(seed), m)] for m in BLOCKS]))
+    ours_arsb, r_arsb = np.array(ours["ar-sieve"]), np.array(r_arsb)
+    # paired per-seed differences: Monte-Carlo noise from the tree seeds is small
+    # next to the test MSE (R's mean arsb MSE is 1.102 here).
+    assert abs(ours_arsb.mean() - r_arsb.mean()) < 0.03 * r_arsb.mean()
+    assert np.max(np.abs(ours_arsb - r_arsb)) < 0.06
+    # ar-sieve beats the block bootstraps, ours and R's, on average
+    assert ours_arsb.mean() < np.mean(ours["moving"]) - 0.05
+    assert ours_arsb.mean() < np.mean(r_blocks) - 0.05
