@@ -1,0 +1,621 @@
+"""Fast regression-tree engine for the random forests (numba, ranger/sklearn splits).
+
+Trees follow ranger 0.12 / sklearn ``criterion="squared_error"`` semantics: at a node
+with at least ``min_samples_split`` samples, depth below ``max_depth`` and non-constant
+``y``, ``max_features`` distinct candidate features are drawn uniformly; every split
+between distinct values present in the node is evaluated; the split with the largest
+``sum_l**2 / n_l + sum_r**2 / n_r`` (the SSE decrease up to a constant) wins, ties go
+to the first one found; the threshold is the midpoint of the two adjacent values
+present in the node; ``x <= threshold`` goes left; ``min_samples_leaf = 1``. A node
+whose candidates are all constant is a leaf (no redraw, as in ranger). Bootstrap
+multisets are passed as indices with duplicates, which count as samples.
+
+Design: features are binned once into small unsigned codes (exact ranks, or quantile
+bins above ``max_bins``). Growing works on a private copy of the node's sample
+indices and their ``y`` values, partitioned in place, so memory per tree in flight is
+O(n) and the data are never copied per tree. Per node and candidate feature, the
+codes are gathered once; the node's code range decides between a histogram over
+bins (range small relative to the node) and sorting ``code << 32 | position`` keys.
+All kernels are ``nogil`` so joblib threads grow trees in parallel.
+
+Measured (1 thread, shared 2-core box, see ``benchmarks/profile_tree_engine.py``):
+MEASUREMENTS_PLACEHOLDER
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+from collections import namedtuple
+from numbers import Integral
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "BinnedFeatures",
+    "PackedForest",
+    "Tree",
+    "bin_features",
+    "grow_tree",
+    "grow_tree_dense",
+    "pack_trees",
+    "predict_mean",
+    "predict_trees",
+]
+
+BinnedFeatures = namedtuple(
+    "BinnedFeatures", ["codes", "thresholds", "n_bins", "bin_min", "bin_max"]
+)
+BinnedFeatures.__doc__ = """Features binned into small unsigned integer codes.
+
+Attributes
+----------
+codes : ndarray of shape (n_samples, n_features), Fortran-ordered
+    Bin code of each value: ``uint8``, ``uint16`` or ``uint32`` depending on the
+    largest number of bins. Codes are ordered like the values.
+thresholds : ndarray of shape (n_features, max(n_bins) - 1), float64
+    ``thresholds[f, k]`` separates codes ``k`` and ``k + 1``: the midpoint of the
+    largest value in bin ``k`` and the smallest in bin ``k + 1``; ``+inf`` padding.
+n_bins : ndarray of shape (n_features,), int64
+    Number of (non-empty) bins per feature.
+bin_min, bin_max : ndarray of shape (n_features, max(n_bins)), float64
+    Smallest and largest training value per bin (equal for exact bins); a split
+    between present codes ``a < b`` uses the midpoint of ``bin_max[f, a]`` and
+    ``bin_min[f, b]``, exactly as sklearn and ranger do for the values in a node.
+"""
+
+Tree = namedtuple(
+    "Tree", ["feature", "threshold", "left", "right", "value", "n_node_samples"]
+)
+Tree.__doc__ = """One fitted regression tree in array form (node 0 is the root).
+
+Attributes
+----------
+feature : ndarray of int32
+    Split feature per node, ``-1`` for leaves.
+threshold : ndarray of float64
+    Go left if ``x[feature] <= threshold`` (undefined for leaves).
+left, right : ndarray of int32
+    Child node ids (tree-local), ``-1`` for leaves.
+value : ndarray of float64
+    Mean of ``y`` over the node's samples (duplicates counted).
+n_node_samples : ndarray of int32
+    Number of samples (with multiplicity) in the node.
+"""
+
+PackedForest = namedtuple(
+    "PackedForest",
+    ["feature", "threshold", "left", "right", "value", "n_node_samples", "node_offsets"],
+)
+PackedForest.__doc__ = """Trees concatenated into flat arrays (picklable, numpy only).
+
+Tree ``t`` owns nodes ``node_offsets[t]:node_offsets[t + 1]``; its ``left``/``right``
+ids stay tree-local. The other fields are as in :class:`Tree`.
+"""
+
+_MASK32 = (1 << 32) - 1
+
+
+# --------------------------------------------------------------------------- binning
+def _code_dtype(max_bins):
+    if max_bins <= 1 << 8:
+        return np.uint8
+    if max_bins <= 1 << 16:
+        return np.uint16
+    return np.uint32
+
+
+def bin_features(X, max_bins=None):
+    """Bin each feature into ordered integer codes.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Finite feature values.
+    max_bins : int >= 2 or None, default=None
+        A feature with at most ``max_bins`` distinct values (all features when
+        None) is binned exactly: code = rank of the distinct value. Others are cut
+        at midpoint quantiles into at most ``max_bins`` non-empty bins.
+
+    Returns
+    -------
+    binned : BinnedFeatures
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-d, got shape {X.shape}.")
+    if X.shape[0] == 0:
+        raise ValueError("X has no rows.")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinity.")
+    if max_bins is not None and (
+        not isinstance(max_bins, Integral) or isinstance(max_bins, bool) or max_bins < 2
+    ):
+        raise ValueError(f"max_bins must be an int >= 2 or None, got {max_bins!r}.")
+    n, p = X.shape
+    per_feature = []
+    for f in range(p):
+        col = X[:, f]
+        order = np.argsort(col, kind="stable")
+        xs = col[order]
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        np.not_equal(xs[1:], xs[:-1], out=new[1:])
+        n_unique = int(new.sum())
+        if max_bins is None or n_unique <= max_bins:
+            code_sorted = np.cumsum(new) - 1  # rank of the distinct value
+        else:
+            uniq = xs[new]
+            # Cut points between distinct values at (roughly) equal-count quantiles.
+            q = np.percentile(xs, np.linspace(0, 100, max_bins + 1)[1:-1], method="midpoint")
+            # Snap every cut to the gap just below a distinct value so bins are
+            # unions of whole distinct values; drop duplicate cuts.
+            pos = np.unique(np.searchsorted(uniq, q, side="right"))
+            pos = pos[(pos > 0) & (pos < uniq.size)]
+            # uniq[pos[k]] is the smallest value of bin k + 1.
+            code_sorted = np.searchsorted(uniq[pos], xs, side="right")
+        codes_f = np.empty(n, dtype=np.int64)
+        codes_f[order] = code_sorted
+        starts = np.flatnonzero(np.r_[True, code_sorted[1:] != code_sorted[:-1]])
+        ends = np.r_[starts[1:], n] - 1
+        per_feature.append((codes_f, xs[starts], xs[ends]))
+    n_bins = np.array([pf[1].size for pf in per_feature], dtype=np.int64)
+    nb_max = int(n_bins.max())
+    codes = np.empty((n, p), dtype=_code_dtype(nb_max), order="F")
+    bin_min = np.full((p, nb_max), np.inf)
+    bin_max = np.full((p, nb_max), np.inf)
+    thresholds = np.full((p, max(nb_max - 1, 1)), np.inf)
+    for f, (codes_f, lo, hi) in enumerate(per_feature):
+        codes[:, f] = codes_f
+        k = lo.size
+        bin_min[f, :k] = lo
+        bin_max[f, :k] = hi
+        thresholds[f, : k - 1] = _midpoint(hi[:-1], lo[1:])
+    return BinnedFeatures(codes, thresholds, n_bins, bin_min, bin_max)
+
+
+def _midpoint(a, b):
+    # sklearn's form (a/2 + b/2, overflow-safe); fall back to a if rounding hits b.
+    t = a / 2.0 + b / 2.0
+    return np.where((t >= b) | ~np.isfinite(t), a, t)
+
+
+# --------------------------------------------------------------------------- RNG
+@njit(nogil=True, cache=True)
+def _rng_init(seed):
+    # splitmix64 scrambles the user seed into a non-zero xorshift state.
+    state = np.empty(1, dtype=np.uint64)
+    z = np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    if z == np.uint64(0):
+        z = np.uint64(0x2545F4914F6CDD1D)
+    state[0] = z
+    return state
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _rng_below(state, k):
+    """Uniform int in [0, k) from xorshift64* (bias < k / 2**53, negligible)."""
+    x = state[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    state[0] = x
+    r = (x * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(11)
+    return np.int64(r % np.uint64(k))
+
+
+# --------------------------------------------------------------------------- growing
+@njit(nogil=True, cache=True)
+def _stable_partition(lst, goes_left, tmp, start, end):
+    """Stable in-place partition of lst[start:end] by goes_left[slot] (left first)."""
+    wl = start
+    wr = 0
+    for i in range(start, end):
+        slot = lst[i]
+        g = np.int64(goes_left[slot])
+        lst[wl] = slot
+        tmp[wr] = slot
+        wl += g
+        wr += 1 - g
+    for i in range(wr):
+        lst[wl + i] = tmp[i]
+
+
+@njit(nogil=True, cache=True)
+def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
+          min_samples_split, max_depth, seed):
+    p = codesT.shape[0]
+    m0 = sample_indices.shape[0]
+    # Slot s is the s-th element of the multiset. Per slot: its y and codes,
+    # gathered once so the hot loops touch O(m0) contiguous memory.
+    ys = np.empty(m0, dtype=np.float64)
+    cs = np.empty((p, m0), dtype=np.int32)
+    for s in range(m0):
+        ys[s] = y[sample_indices[s]]
+    for f in range(p):
+        for s in range(m0):
+            cs[f, s] = codesT[f, sample_indices[s]]
+    # order[f, start:end] = the node's slots sorted by code of feature f; every
+    # node owns the same [start, end) range in all p lists ("presorting").
+    # Counting sort per feature: O(m0 + n_bins), stable, no comparisons.
+    nb_max = 1
+    for f in range(p):
+        if n_bins[f] > nb_max:
+            nb_max = n_bins[f]
+    order = np.empty((p, m0), dtype=np.int32)
+    cnt = np.empty(nb_max + 1, dtype=np.int64)
+    for f in range(p):
+        nb = n_bins[f]
+        cnt[: nb + 1] = 0
+        for s in range(m0):
+            cnt[cs[f, s] + 1] += 1
+        for c in range(nb):
+            cnt[c + 1] += cnt[c]
+        for s in range(m0):
+            c = cs[f, s]
+            order[f, cnt[c]] = s
+            cnt[c] += 1
+    # Reciprocals replace the two divisions per candidate split in the scans.
+    inv = np.empty(m0 + 1, dtype=np.float64)
+    inv[0] = 0.0
+    for k in range(1, m0 + 1):
+        inv[k] = 1.0 / k
+    goes_left = np.empty(m0, dtype=np.uint8)
+    tmp = np.empty(m0, dtype=np.int32)
+    perm = np.arange(p)
+    state = _rng_init(seed)
+    mtry = min(max_features, p)
+
+    cap = 2 * m0 + 1  # a binary tree with <= m0 non-empty leaves
+    feature = np.full(cap, -1, dtype=np.int32)
+    threshold = np.zeros(cap, dtype=np.float64)
+    left = np.full(cap, -1, dtype=np.int32)
+    right = np.full(cap, -1, dtype=np.int32)
+    value = np.zeros(cap, dtype=np.float64)
+    nns = np.zeros(cap, dtype=np.int32)
+    # Depth-first stack of (node, start, end, depth); at most one pending right
+    # sibling per level, so m0 + 2 entries always suffice.
+    st_sum = np.empty(m0 + 2, dtype=np.float64)
+    st_node = np.empty(m0 + 2, dtype=np.int64)
+    st_start = np.empty(m0 + 2, dtype=np.int64)
+    st_end = np.empty(m0 + 2, dtype=np.int64)
+    st_depth = np.empty(m0 + 2, dtype=np.int64)
+    st_node[0] = 0
+    st_start[0] = 0
+    st_end[0] = m0
+    st_depth[0] = 0
+    s0 = 0.0
+    for s in range(m0):
+        s0 += ys[s]
+    st_sum[0] = s0
+    sp = 1
+    n_nodes = 1
+    while sp > 0:
+        sp -= 1
+        node = st_node[sp]
+        start = st_start[sp]
+        end = st_end[sp]
+        depth = st_depth[sp]
+        s_tot = st_sum[sp]  # summed by the parent: saves a pass per leaf
+        n = end - start
+        value[node] = s_tot / n
+        nns[node] = n
+        if n < min_samples_split or n < 2:
+            continue
+        if max_depth >= 0 and depth >= max_depth:
+            continue
+        y0 = ys[order[0, start]]
+        pure = True
+        for i in range(start + 1, end):
+            if ys[order[0, i]] != y0:
+                pure = False
+                break
+        if pure:
+            continue
+
+        best = -np.inf
+        best_f = -1
+        best_nl = 0
+        for k in range(mtry):
+            # Partial Fisher-Yates: perm[k] is a uniform draw from the rest.
+            r = k + _rng_below(state, p - k)
+            f = perm[r]
+            perm[r] = perm[k]
+            perm[k] = f
+            if cs[f, order[f, start]] == cs[f, order[f, end - 1]]:
+                continue  # constant in this node
+            # Branch-free scan (code changes are unpredictable); the first strict
+            # maximum wins, as in sklearn and ranger.
+            sl = 0.0
+            slot = order[f, start]
+            c = cs[f, slot]
+            f_best = -np.inf
+            f_i = 0
+            for i in range(start, end - 1):
+                sl += ys[slot]
+                slot = order[f, i + 1]
+                cn = cs[f, slot]
+                nl = i + 1 - start
+                sr = s_tot - sl
+                proxy = sl * sl * inv[nl] + sr * sr * inv[n - nl]
+                take = (cn != c) & (proxy > f_best)
+                f_best = proxy if take else f_best
+                f_i = i if take else f_i
+                c = cn
+            if f_best > best:
+                best = f_best
+                best_f = f
+                best_nl = f_i + 1 - start
+        if best_f < 0:
+            continue  # no candidate feature varies: leaf, no redraw (ranger)
+
+        mid = start + best_nl
+        best_a = cs[best_f, order[best_f, mid - 1]]
+        best_b = cs[best_f, order[best_f, mid]]
+        # Children's sums, summed afresh (not s_tot - sl) so that leaf means
+        # carry no error accumulated down the tree.
+        sl = 0.0
+        for i in range(start, mid):
+            sl += ys[order[best_f, i]]
+        sr = 0.0
+        for i in range(mid, end):
+            sr += ys[order[best_f, i]]
+        lo = bin_max[best_f, best_a]
+        hi = bin_min[best_f, best_b]
+        t = lo / 2.0 + hi / 2.0
+        if t >= hi or not np.isfinite(t):
+            t = lo
+        # The split feature's list is already [left | right]; stably partition
+        # the other lists the same way (branch-free, via goes_left).
+        mid = start + best_nl
+        for i in range(start, mid):
+            goes_left[order[best_f, i]] = 1
+        for i in range(mid, end):
+            goes_left[order[best_f, i]] = 0
+        for f in range(p):
+            if f == best_f:
+                continue
+            _stable_partition(order[f], goes_left, tmp, start, end)
+        lc = n_nodes
+        n_nodes += 2
+        feature[node] = best_f
+        threshold[node] = t
+        left[node] = lc
+        right[node] = lc + 1
+        # Push right first so the left child is grown first (sklearn's order).
+        st_sum[sp] = sr
+        st_node[sp] = lc + 1
+        st_start[sp] = mid
+        st_end[sp] = end
+        st_depth[sp] = depth + 1
+        sp += 1
+        st_sum[sp] = sl
+        st_node[sp] = lc
+        st_start[sp] = start
+        st_end[sp] = mid
+        st_depth[sp] = depth + 1
+        sp += 1
+    return (feature[:n_nodes].copy(), threshold[:n_nodes].copy(),
+            left[:n_nodes].copy(), right[:n_nodes].copy(),
+            value[:n_nodes].copy(), nns[:n_nodes].copy())
+
+
+@njit(nogil=True, cache=True)
+def _bin_exact_dense(X):
+    """Exact rank codes of every column of X (numba, for per-tree binning)."""
+    n, p = X.shape
+    codesT = np.empty((p, n), dtype=np.uint32)
+    vals = np.empty((p, n), dtype=np.float64)
+    n_bins = np.empty(p, dtype=np.int64)
+    col = np.empty(n, dtype=np.float64)
+    for f in range(p):
+        for i in range(n):
+            col[i] = X[i, f]
+        order = np.argsort(col)
+        code = 0
+        prev = col[order[0]]
+        vals[f, 0] = prev
+        for r in range(n):
+            i = order[r]
+            v = col[i]
+            if v != prev:
+                code += 1
+                vals[f, code] = v
+                prev = v
+            codesT[f, i] = code
+        n_bins[f] = code + 1
+    return codesT, n_bins, vals
+
+
+@njit(nogil=True, cache=True)
+def _grow_dense(X, y, max_features, min_samples_split, max_depth, seed):
+    codesT, n_bins, vals = _bin_exact_dense(X)
+    sample_indices = np.arange(X.shape[0])
+    return _grow(codesT, n_bins, vals, vals, y, sample_indices, max_features,
+                 min_samples_split, max_depth, seed)
+
+
+def _check_params(max_features, min_samples_split, max_depth, seed):
+    for name, val, low in (
+        ("max_features", max_features, 1),
+        ("min_samples_split", min_samples_split, 1),
+        ("max_depth", max_depth, -1),
+    ):
+        if not isinstance(val, Integral) or isinstance(val, bool) or val < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {val!r}.")
+    if not isinstance(seed, Integral) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {seed!r}.")
+    return (int(max_features), int(min_samples_split), int(max_depth),
+            int(seed) & 0x7FFFFFFFFFFFFFFF)
+
+
+def grow_tree(binned, y, sample_indices, *, max_features, min_samples_split,
+              max_depth, seed):
+    """Grow one regression tree on a (bootstrap) multiset of binned rows.
+
+    Parameters
+    ----------
+    binned : BinnedFeatures
+        Output of :func:`bin_features` for the training rows.
+    y : ndarray of shape (n_samples,), float64
+        Targets of all training rows.
+    sample_indices : array of int
+        Rows in the tree's sample; duplicates count as separate samples.
+    max_features : int
+        Number of candidate features drawn per node (mtry); capped at n_features.
+    min_samples_split : int
+        Nodes with fewer samples are leaves (ranger ``min.node.size = 5`` is 6).
+    max_depth : int
+        Maximum depth (root has depth 0), or -1 for unlimited.
+    seed : int
+        Seed of the tree's private random stream (deterministic).
+
+    Returns
+    -------
+    tree : Tree
+    """
+    mf, mss, md, sd = _check_params(max_features, min_samples_split, max_depth, seed)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    sample_indices = np.ascontiguousarray(sample_indices, dtype=np.int64)
+    n = binned.codes.shape[0]
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},), got {y.shape}.")
+    if sample_indices.ndim != 1 or sample_indices.size == 0:
+        raise ValueError("sample_indices must be a non-empty 1-d array.")
+    if sample_indices.min() < 0 or sample_indices.max() >= n:
+        raise ValueError("sample_indices out of range.")
+    codesT = np.ascontiguousarray(binned.codes.T)  # no copy for Fortran codes
+    return Tree(*_grow(codesT, binned.n_bins, binned.bin_min, binned.bin_max, y,
+                       sample_indices, mf, mss, md, sd))
+
+
+def grow_tree_dense(X, y, *, max_features, min_samples_split, max_depth, seed):
+    """Bin ``X`` exactly and grow one tree on all its rows (each once).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64
+    y : ndarray of shape (n_samples,), float64
+    max_features, min_samples_split, max_depth, seed
+        As in :func:`grow_tree`.
+
+    Returns
+    -------
+    tree : Tree
+    """
+    mf, mss, md, sd = _check_params(max_features, min_samples_split, max_depth, seed)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0 or y.shape != (X.shape[0],):
+        raise ValueError(f"bad shapes X {X.shape}, y {y.shape}.")
+    return Tree(*_grow_dense(X, y, mf, mss, md, sd))
+
+
+# --------------------------------------------------------------------------- predict
+def pack_trees(trees):
+    """Concatenate trees into one :class:`PackedForest`.
+
+    Parameters
+    ----------
+    trees : sequence of Tree
+
+    Returns
+    -------
+    packed : PackedForest
+    """
+    trees = list(trees)
+    if not trees:
+        raise ValueError("no trees to pack.")
+    sizes = np.array([t.feature.shape[0] for t in trees], dtype=np.int64)
+    offsets = np.zeros(len(trees) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    fields = [np.concatenate([getattr(t, name) for t in trees]) for name in Tree._fields]
+    return PackedForest(*fields, offsets)
+
+
+@njit(nogil=True, cache=True)
+def _predict_trees(feature, threshold, left, right, value, offsets, X, out):
+    n = X.shape[0]
+    for t in range(offsets.shape[0] - 1):
+        off = offsets[t]
+        for i in range(n):
+            node = off
+            f = feature[node]
+            while f >= 0:
+                if X[i, f] <= threshold[node]:
+                    node = off + left[node]
+                else:
+                    node = off + right[node]
+                f = feature[node]
+            out[i, t] = value[node]
+
+
+@njit(nogil=True, cache=True)
+def _predict_mean(feature, threshold, left, right, value, offsets, X, out):
+    n = X.shape[0]
+    n_trees = offsets.shape[0] - 1
+    for t in range(n_trees):
+        off = offsets[t]
+        for i in range(n):
+            node = off
+            f = feature[node]
+            while f >= 0:
+                if X[i, f] <= threshold[node]:
+                    node = off + left[node]
+                else:
+                    node = off + right[node]
+                f = feature[node]
+            out[i] += value[node]
+    for i in range(n):
+        out[i] /= n_trees
+
+
+def _check_X_predict(packed, X):
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-d, got shape {X.shape}.")
+    used = packed.feature.max(initial=-1)
+    if used >= X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features, trees use feature {used}.")
+    return X
+
+
+def predict_trees(packed, X):
+    """Per-tree predictions.
+
+    Parameters
+    ----------
+    packed : PackedForest
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    pred : ndarray of shape (n_samples, n_trees)
+    """
+    X = _check_X_predict(packed, X)
+    out = np.empty((X.shape[0], packed.node_offsets.shape[0] - 1))
+    _predict_trees(packed.feature, packed.threshold, packed.left, packed.right,
+                   packed.value, packed.node_offsets, X, out)
+    return out
+
+
+def predict_mean(packed, X):
+    """Mean prediction over the trees.
+
+    Parameters
+    ----------
+    packed : PackedForest
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    pred : ndarray of shape (n_samples,)
+    """
+    X = _check_X_predict(packed, X)
+    out = np.zeros(X.shape[0])
+    _predict_mean(packed.feature, packed.threshold, packed.left, packed.right,
+                  packed.value, packed.node_offsets, X, out)
+    return out
