@@ -1,0 +1,537 @@
+"""Training engines of :class:`~skasync.AsyncLayerwiseMLPClassifier`.
+
+One shared MLP (the estimator's ``nn.Linear`` weights, updated in place) and
+five ways to train it for one epoch:
+
+``pd-asgd``
+    Forward threads put losses into a bounded FIFO; backward threads take
+    them, run ``loss.backward()`` and step each layer from a
+    ``post_accumulate_grad`` hook the moment its gradient is complete
+    (output layer first), lock-free, on the shared weights.
+``d-asgd``
+    The same decoupled threads, but one whole-model step after the backward
+    pass (the paper's ablation).
+``hogwild``
+    ``n_workers`` threads, each forward + backward + whole-model step,
+    lock-free.
+``sync``
+    Synchronous data parallel over ``n_workers`` threads: each batch is split
+    into shards, shard gradients are averaged (weighted by shard size, so
+    the step equals the full-batch step) and one step is taken.
+``serial``
+    One loop in the calling thread: deterministic for a fixed seed.
+
+Design points (see the PD-ASGD design note, section 6.1):
+
+* every forward uses **fresh leaf aliases** ``W.data.requires_grad_()``:
+  same storage as the master weight, a *new* autograd version counter, so
+  in-place updates between a forward and its backward never raise
+  "modified by an inplace operation"; the backward then sees the live
+  (possibly newer) weights, the paper's misalignment;
+* each alias collects its own ``.grad`` (batches never mix gradients);
+* per-layer versions count updates; staleness of an update = updates the
+  layer received between the forward's read and this update;
+* threads only through :class:`~skasync.utils._threads.WorkerGroup`, queue
+  operations only through ``queue_put`` / ``queue_get`` (no deadlock, stop
+  on the first error, deadline or Ctrl-C);
+* on CUDA each in-flight batch gets a stream from a pool, backward threads
+  disable autograd's device threads so the backward runs in the calling
+  thread, and nothing in the hot loop reads a value back to the host.
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import contextlib
+import itertools
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from skasync.utils._threads import WorkerGroup, queue_get, queue_put
+
+MODES = ("pd-asgd", "d-asgd", "hogwild", "sync", "serial")
+THREADED_MODES = ("pd-asgd", "d-asgd", "hogwild", "sync")
+
+_ACTIVATION_FUNCTIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "logistic": torch.sigmoid,
+    "identity": lambda h: h,
+}
+
+
+@dataclass
+class EngineConfig:
+    """Resolved settings of one fit (plain values, no torch objects)."""
+
+    mode: str
+    n_forward: int = 1
+    n_backward: int = 2
+    n_workers: int = 3
+    queue_size: int = 2
+    solver: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    alpha: float = 0.0
+    activation: str = "relu"
+    backward_weights: str = "current"
+    update_lock: str = "none"
+    straggler_delay: float = 0.0
+    straggler_ids: frozenset = field(default_factory=frozenset)
+    # Private test hook: called as hook(event, worker_id) in the hot loop
+    # ("forward", "backward", "step", "update"); used to inject delays,
+    # failures and interrupts.
+    debug_hook: object = None
+
+
+class TrainingLog:
+    """Counters kept on the estimator across epochs and ``partial_fit`` calls.
+
+    Plain Python data only, so the estimator pickles.
+    """
+
+    def __init__(self, n_layers):
+        self.versions = [0] * n_layers
+        self.adam_steps = [0] * n_layers
+        self.staleness = [[] for _ in range(n_layers)]
+        self.samples = 0
+        self.busy_seconds = 0.0
+
+    def staleness_summary(self):
+        """Per layer ``{"mean", "p95", "max"}`` of staleness in updates."""
+        summary = []
+        for values in self.staleness:
+            if not values:
+                summary.append({"mean": 0.0, "p95": 0.0, "max": 0})
+                continue
+            t = torch.tensor(values, dtype=torch.float64)
+            summary.append({
+                "mean": float(t.mean()),
+                "p95": float(torch.quantile(t, 0.95)),
+                "max": int(t.max()),
+            })
+        return summary
+
+
+class SharedMLP:
+    """Master weights of an MLP that any thread may update in place.
+
+    Parameters
+    ----------
+    linears : list of torch.nn.Linear
+        The estimator's layers; their storage is updated in place.
+    buffers : list of dict
+        Per layer ``{"W_m", "b_m", "W_v", "b_v"}`` optimizer buffers
+        (registered buffers of the estimator's ``optim_state_`` module).
+    log : TrainingLog
+        Versions, Adam step counts and staleness samples.
+    config : EngineConfig
+    """
+
+    def __init__(self, linears, buffers, log, config):
+        # ``.data`` tensors: same storage, no autograd tracking, so the
+        # in-place updates below need no ``no_grad`` (grad mode is
+        # thread-local, and hooks run inside the autograd engine).
+        self.weights = [lin.weight.data for lin in linears]
+        self.biases = [lin.bias.data for lin in linears]
+        self.buffers = buffers
+        self.log = log
+        self.config = config
+        self.n_layers = len(linears)
+        self.activation = _ACTIVATION_FUNCTIONS[config.activation]
+        # next() on itertools.count is atomic under the GIL: two threads
+        # never get the same version number even without a lock.
+        self.counters = [itertools.count(v) for v in log.versions]
+        self.locks = [
+            threading.Lock() if config.update_lock == "layer" else contextlib.nullcontext()
+            for _ in range(self.n_layers)
+        ]
+
+    # -- forward -----------------------------------------------------------
+    def leaves(self):
+        """Fresh leaf aliases (or snapshots) of every layer's W and b."""
+        if self.config.backward_weights == "snapshot":
+            return [(W.detach().clone().requires_grad_(), b.detach().clone().requires_grad_())
+                    for W, b in zip(self.weights, self.biases)]
+        # ``.data`` gives a new TensorImpl with its own version counter: the
+        # autograd check on saved tensors never sees the master's updates.
+        return [(W.data.requires_grad_(), b.data.requires_grad_())
+                for W, b in zip(self.weights, self.biases)]
+
+    def loss(self, X, y, leaves):
+        """Mean cross-entropy of ``X`` through ``leaves`` (L2 is in the step)."""
+        h = X
+        last = self.n_layers - 1
+        for layer, (W, b) in enumerate(leaves):
+            h = F.linear(h, W, b)
+            if layer < last:
+                h = self.activation(h)
+        return F.cross_entropy(h, y)
+
+    def snapshot_versions(self):
+        return list(self.log.versions)
+
+    # -- updates -----------------------------------------------------------
+    def step(self, layer, grad_W, grad_b, version_at_forward, n_samples):
+        """Apply one optimizer step to ``layer`` (lock-free unless asked)."""
+        cfg = self.config
+        if cfg.debug_hook is not None:
+            cfg.debug_hook("update", layer)
+        W, b = self.weights[layer], self.biases[layer]
+        buffers = self.buffers[layer]
+        with self.locks[layer]:
+            version = next(self.counters[layer])
+            if cfg.alpha:
+                # MLPClassifier's penalty 0.5 * alpha * ||W||^2 / n_samples,
+                # differentiated on the live weights.
+                grad_W = grad_W.add(W, alpha=cfg.alpha / n_samples)
+            if cfg.solver == "sgd":
+                self._sgd(W, grad_W, buffers["W_m"])
+                self._sgd(b, grad_b, buffers["b_m"])
+            else:
+                self.log.adam_steps[layer] += 1
+                t = self.log.adam_steps[layer]
+                self._adam(W, grad_W, buffers["W_m"], buffers["W_v"], t)
+                self._adam(b, grad_b, buffers["b_m"], buffers["b_v"], t)
+            # Published for the staleness bookkeeping of new forwards; a
+            # racing older step must not move it back.
+            if version + 1 > self.log.versions[layer]:
+                self.log.versions[layer] = version + 1
+        self.log.staleness[layer].append(version - version_at_forward[layer])
+
+    def step_all(self, grads, version_at_forward, n_samples):
+        """Whole-model step, output layer first; ``grads`` is [W0, b0, W1, ...]."""
+        for layer in reversed(range(self.n_layers)):
+            self.step(layer, grads[2 * layer], grads[2 * layer + 1],
+                      version_at_forward, n_samples)
+
+    def _sgd(self, p, g, m):
+        # torch.optim.SGD(dampening=0): buf = mu * buf + g (buf starts at 0,
+        # so the first step equals torch's buf = g), p -= lr * (g + mu * buf)
+        # with Nesterov, p -= lr * buf without.
+        cfg = self.config
+        if cfg.momentum > 0:
+            m.mul_(cfg.momentum).add_(g)
+            g = g.add(m, alpha=cfg.momentum) if cfg.nesterov else m
+        p.add_(g, alpha=-cfg.learning_rate)
+
+    def _adam(self, p, g, m, v, t):
+        # torch.optim.Adam's single-tensor formula.
+        cfg = self.config
+        m.mul_(cfg.beta_1).add_(g, alpha=1 - cfg.beta_1)
+        v.mul_(cfg.beta_2).addcmul_(g, g, value=1 - cfg.beta_2)
+        bias_1 = 1 - cfg.beta_1 ** t
+        bias_2 = 1 - cfg.beta_2 ** t
+        denom = (v.sqrt() / math.sqrt(bias_2)).add_(cfg.epsilon)
+        p.addcdiv_(m, denom, value=-cfg.learning_rate / bias_1)
+
+    def attach_layerwise_hooks(self, leaves, version_at_forward, n_samples):
+        """Step layer l from the backward pass as soon as dW_l and db_l exist."""
+        pending = [2] * self.n_layers
+        slots = [[None, None] for _ in range(self.n_layers)]
+
+        # The closures capture slots, not the leaves: no reference cycle
+        # through autograd's C++ hook table.
+        def make_hook(layer, which):
+            def hook(tensor):
+                slots[layer][which] = tensor.grad
+                tensor.grad = None
+                pending[layer] -= 1
+                if pending[layer] == 0:
+                    grad_W, grad_b = slots[layer]
+                    slots[layer] = None
+                    self.step(layer, grad_W, grad_b, version_at_forward, n_samples)
+            return hook
+
+        for layer, (W, b) in enumerate(leaves):
+            W.register_post_accumulate_grad_hook(make_hook(layer, 0))
+            b.register_post_accumulate_grad_hook(make_hook(layer, 1))
+
+
+# ---------------------------------------------------------------- helpers
+class _Streams:
+    """A CUDA stream per in-flight batch; no-op contexts on the CPU."""
+
+    def __init__(self, device, size):
+        self.cuda = device.type == "cuda"
+        self.pool = [torch.cuda.Stream(device=device) for _ in range(size)] if self.cuda else []
+
+    def get(self, index):
+        return self.pool[index % len(self.pool)] if self.cuda else None
+
+    def use(self, stream):
+        if stream is None:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(stream)
+
+    def backward_thread(self):
+        # Run the CUDA backward in this thread, not on autograd's per-device
+        # thread, so several backward threads really run concurrently.
+        if self.cuda:
+            return torch.autograd.set_multithreading_enabled(False)
+        return contextlib.nullcontext()
+
+
+def _flat(leaves):
+    return [t for pair in leaves for t in pair]
+
+
+class _Epoch:
+    """What one epoch's workers share: data, batches, counters, results."""
+
+    def __init__(self, shared, X, y, batches, context, config):
+        self.shared = shared
+        self.X = X
+        self.y = y
+        self.batches = batches
+        self.context = context
+        self.config = config
+        self.next_batch = itertools.count()
+        # list.append is atomic under the GIL: no lock needed.
+        self.losses = []  # per-batch loss * n, tensors (no host sync)
+        self.loss_counts = []  # n of each entry of losses
+        self.samples = []  # n of each batch whose update was applied
+
+    def take_batch(self):
+        """Index of the next batch for any worker, or None when done / time up."""
+        if self.context.time_is_up():
+            self.context.stopped_by_time = True
+            return None
+        t = next(self.next_batch)
+        return t if t < len(self.batches) else None
+
+    def hook(self, event, worker):
+        if self.config.debug_hook is not None:
+            self.config.debug_hook(event, worker)
+
+    def delay(self, worker):
+        cfg = self.config
+        if cfg.straggler_delay > 0 and worker in cfg.straggler_ids:
+            time.sleep(cfg.straggler_delay)
+
+    def forward(self, index):
+        idx = self.batches[index]
+        shared = self.shared
+        versions = shared.snapshot_versions()
+        leaves = shared.leaves()
+        loss = shared.loss(self.X[idx], self.y[idx], leaves)
+        n = len(idx)
+        self.losses.append(loss.detach() * n)
+        self.loss_counts.append(n)
+        return loss, leaves, versions, n
+
+
+# ------------------------------------------------------------------ engines
+def run_epoch(shared, X, y, batches, context, config, device):
+    """Train one epoch in ``config.mode``; return the epoch's statistics."""
+    epoch = _Epoch(shared, X, y, batches, context, config)
+    start = time.perf_counter()
+    if config.mode == "serial":
+        _run_serial(epoch)
+    elif config.mode in ("pd-asgd", "d-asgd"):
+        _run_decoupled(epoch, device, layerwise=config.mode == "pd-asgd")
+    elif config.mode == "hogwild":
+        _run_hogwild(epoch, device)
+    elif config.mode == "sync":
+        _run_sync(epoch, device)
+    else:  # pragma: no cover - validated by the estimator
+        raise ValueError(f"mode={config.mode!r} is not one of {MODES}.")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    # The exact update counts (the published versions may lag under races).
+    shared.log.versions = [next(counter) for counter in shared.counters]
+    seconds = time.perf_counter() - start
+    n_seen = sum(epoch.samples)
+    # One read-back per epoch (a host sync on CUDA, outside the hot loop).
+    total = float(torch.stack(epoch.losses).sum()) if epoch.losses else math.nan
+    n_loss = sum(epoch.loss_counts) or 1
+    shared.log.samples += n_seen
+    shared.log.busy_seconds += seconds
+    return {
+        "loss_sum": total,
+        "loss_samples": n_loss,
+        "samples": n_seen,
+        "seconds": seconds,
+    }
+
+
+def _run_serial(epoch):
+    shared = epoch.shared
+    while (t := epoch.take_batch()) is not None:
+        epoch.hook("step", 0)
+        epoch.delay(0)
+        loss, leaves, versions, n = epoch.forward(t)
+        grads = torch.autograd.grad(loss, _flat(leaves))
+        shared.step_all(grads, versions, n)
+        epoch.samples.append(n)
+
+
+def _run_decoupled(epoch, device, layerwise):
+    cfg = epoch.config
+    shared = epoch.shared
+    work = queue.Queue(maxsize=cfg.queue_size)
+    streams = _Streams(device, cfg.queue_size + cfg.n_backward + cfg.n_forward)
+    forwards_done = itertools.count(1)
+
+    with WorkerGroup(epoch.config.mode) as group:
+        stop = group.stop_event
+
+        def forward_worker(worker):
+            while not group.stopping and (t := epoch.take_batch()) is not None:
+                epoch.hook("forward", worker)
+                stream = streams.get(t)
+                with streams.use(stream):
+                    loss, leaves, versions, n = epoch.forward(t)
+                if layerwise:
+                    shared.attach_layerwise_hooks(leaves, versions, n)
+                # Blocks while queue_size batches wait: this bounds staleness.
+                queue_put(work, (loss, leaves, versions, n, stream), stop)
+            # The last forward thread to finish tells every backward thread.
+            if next(forwards_done) == cfg.n_forward:
+                for _ in range(cfg.n_backward):
+                    queue_put(work, None, stop)
+
+        def backward_worker(worker):
+            with streams.backward_thread():
+                while (item := queue_get(work, stop)) is not None:
+                    if group.stopping:
+                        return
+                    loss, leaves, versions, n, stream = item
+                    epoch.hook("backward", worker)
+                    epoch.delay(worker)
+                    with streams.use(stream):
+                        if layerwise:
+                            loss.backward()  # the hooks step each layer
+                        else:
+                            grads = torch.autograd.grad(loss, _flat(leaves))
+                            shared.step_all(grads, versions, n)
+                    epoch.samples.append(n)
+
+        for i in range(cfg.n_forward):
+            group.start(forward_worker, i, name=f"forward-{i}")
+        for j in range(cfg.n_backward):
+            group.start(backward_worker, j, name=f"backward-{j}")
+        if group.wait(deadline=epoch.context.deadline):
+            epoch.context.stopped_by_time = True
+
+
+def _run_hogwild(epoch, device):
+    cfg = epoch.config
+    shared = epoch.shared
+    streams = _Streams(device, cfg.n_workers)
+
+    with WorkerGroup("hogwild") as group:
+
+        def worker_loop(worker):
+            stream = streams.get(worker)
+            with streams.backward_thread():
+                while not group.stopping and (t := epoch.take_batch()) is not None:
+                    epoch.hook("step", worker)
+                    epoch.delay(worker)
+                    with streams.use(stream):
+                        loss, leaves, versions, n = epoch.forward(t)
+                        grads = torch.autograd.grad(loss, _flat(leaves))
+                        shared.step_all(grads, versions, n)
+                    epoch.samples.append(n)
+
+        for i in range(cfg.n_workers):
+            group.start(worker_loop, i, name=f"worker-{i}")
+        if group.wait(deadline=epoch.context.deadline):
+            epoch.context.stopped_by_time = True
+
+
+def _run_sync(epoch, device):
+    cfg = epoch.config
+    shared = epoch.shared
+    k = cfg.n_workers
+    streams = _Streams(device, k)
+    results = queue.Queue()
+    go = [queue.Queue() for _ in range(k)]
+
+    def shard_gradients(idx):
+        leaves = shared.leaves()
+        loss = shared.loss(epoch.X[idx], epoch.y[idx], leaves)
+        grads = torch.autograd.grad(loss, _flat(leaves))
+        return grads, loss.detach() * len(idx), len(idx)
+
+    with WorkerGroup("sync") as group:
+        stop = group.stop_event
+
+        def worker_loop(worker):
+            stream = streams.get(worker)
+            with streams.backward_thread():
+                for idx in epoch.batches:
+                    # Worker 0 leads: it decides whether the step happens
+                    # (deadline) and releases the others only after the
+                    # previous update, so every shard reads the same weights.
+                    if worker == 0:
+                        go_on = not epoch.context.time_is_up() and not group.stopping
+                        if not go_on:
+                            epoch.context.stopped_by_time = True
+                        for j in range(1, k):
+                            queue_put(go[j], go_on, stop)
+                    else:
+                        go_on = queue_get(go[worker], stop)
+                    if not go_on:
+                        return
+                    epoch.hook("step", worker)
+                    epoch.delay(worker)
+                    shard = torch.tensor_split(idx, k)[worker]
+                    with streams.use(stream):
+                        result = shard_gradients(shard) if len(shard) else None
+                        if result is not None and stream is not None:
+                            event = torch.cuda.Event()
+                            event.record(stream)
+                            result = (*result, event)
+                    if worker != 0:
+                        queue_put(results, (worker, result), stop)
+                        continue
+                    gathered = {0: result}
+                    while len(gathered) < k:
+                        j, r = queue_get(results, stop)
+                        gathered[j] = r
+                    _sync_step(shared, gathered, len(idx), epoch, stream)
+
+        for i in range(k):
+            group.start(worker_loop, i, name=f"worker-{i}")
+        if group.wait(deadline=epoch.context.deadline):
+            epoch.context.stopped_by_time = True
+
+
+def _sync_step(shared, gathered, n, epoch, stream):
+    """Average shard gradients (weighted by shard size) and take one step."""
+    total = None
+    loss_sum = None
+    # Fixed summation order (worker 0, 1, ...): sync mode is deterministic.
+    for j in sorted(gathered):
+        result = gathered[j]
+        if result is None:
+            continue
+        grads, shard_loss, n_j = result[:3]
+        if len(result) == 4 and stream is not None:
+            torch.cuda.current_stream().wait_event(result[3])
+            for g in grads:
+                g.record_stream(torch.cuda.current_stream())
+        weight = n_j / n
+        if total is None:
+            total = [g * weight for g in grads]
+            loss_sum = shard_loss
+        else:
+            for acc, g in zip(total, grads):
+                acc.add_(g, alpha=weight)
+            loss_sum = loss_sum + shard_loss
+    versions = shared.snapshot_versions()
+    shared.step_all(total, versions, n)
+    epoch.losses.append(loss_sum)
+    epoch.loss_counts.append(n)
+    epoch.samples.append(n)

@@ -1,0 +1,547 @@
+"""Asynchronous MLP classifier with decoupled backpropagation and layer-wise
+updates (PD-ASGD, arXiv:2410.05985)."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import math
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from skasync.neural_network._async_engines import (
+    MODES,
+    THREADED_MODES,
+    EngineConfig,
+    SharedMLP,
+    TrainingLog,
+    run_epoch,
+)
+from skasync.neural_network._base import ACTIVATIONS, BaseTorchClassifier, make_linear
+
+# Below about this many multiply-adds per layer op, a thread costs more
+# (GIL hand-over) than the op it runs (design note, section 6.1: ~25 us).
+_SMALL_OP_MACS = 5e5
+
+
+def _available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _OptimizerState(torch.nn.Module):
+    """Per-layer optimizer buffers as registered buffers.
+
+    Being a module, they travel with the weights between devices, into
+    early-stopping snapshots and into CPU-only pickles.
+    """
+
+    def __init__(self, linears):
+        super().__init__()
+        for layer, linear in enumerate(linears):
+            for name, tensor in (("W", linear.weight), ("b", linear.bias)):
+                self.register_buffer(f"{name}{layer}_m", torch.zeros_like(tensor.data))
+                self.register_buffer(f"{name}{layer}_v", torch.zeros_like(tensor.data))
+
+    def layer_buffers(self, n_layers):
+        return [
+            {key: getattr(self, f"{key[0]}{layer}_{key[2]}")
+             for key in ("W_m", "b_m", "W_v", "b_v")}
+            for layer in range(n_layers)
+        ]
+
+
+class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
+    """Multi-layer perceptron trained with asynchronous layer-wise SGD.
+
+    The default ``mode="pd-asgd"`` implements *Partial Decoupled ASGD*
+    (Teguemne Fokam et al., arXiv:2410.05985): forward threads compute
+    losses and hand them through a bounded queue to backward threads, which
+    update each layer of the shared, lock-free model the moment its gradient
+    is ready, output layer first. The other modes train the same network
+    with the same thread budget for comparison: ``"d-asgd"`` (decoupled,
+    whole-model update), ``"hogwild"``, ``"sync"`` (synchronous data
+    parallel) and ``"serial"`` (deterministic).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Width of each hidden layer.
+    activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+        Hidden-layer activation.
+    mode : {"pd-asgd", "d-asgd", "hogwild", "sync", "serial"}, default="pd-asgd"
+        Training scheme (see the class description). Only ``"serial"`` and
+        ``"sync"`` are deterministic for a fixed ``random_state``.
+    solver : {"sgd", "adam"}, default="sgd"
+        Per-layer optimizer (torch's SGD or Adam formula, applied layer by
+        layer).
+    alpha : float, default=1e-4
+        L2 penalty, scaled as in MLPClassifier (``0.5 * alpha * ||W||^2 /
+        batch size``); on weights only, not on intercepts.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` is ``min(200, n_samples)``.
+    learning_rate_init : float, default=0.01
+        Constant step size. Ours, not MLPClassifier's 0.001: the default
+        solver here is SGD with momentum, for which 0.001 is very slow.
+    momentum : float, default=0.9
+        SGD momentum (``solver="sgd"``), kept per layer.
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum (``solver="sgd"``, ``momentum > 0``).
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam parameters (``solver="adam"``).
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score with
+        ``early_stopping``) that resets the ``n_iter_no_change`` counter.
+    shuffle : bool, default=True
+        Shuffle the samples each epoch (seeded by ``random_state``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), score it
+        after every epoch, stop after ``n_iter_no_change`` epochs without
+        improvement and keep the best weights.
+    validation_fraction : float, default=0.1
+        Held-out fraction for ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Patience in epochs.
+    n_forward_workers : int, default=1
+        Forward threads (``"pd-asgd"``, ``"d-asgd"``).
+    n_backward_workers : int, default=2
+        Backward threads (``"pd-asgd"``, ``"d-asgd"``); backward costs about
+        twice the forward.
+    n_workers : int or None, default=None
+        Threads of ``"hogwild"`` and ``"sync"``; None uses
+        ``n_forward_workers + n_backward_workers``, the same thread budget as
+        PD-ASGD.
+    queue_size : int or None, default=None
+        Forward results that may wait for a backward thread; None uses
+        ``n_backward_workers``. Together with the backward threads it bounds
+        the staleness.
+    backward_weights : {"current", "snapshot"}, default="current"
+        ``"current"``: the backward pass uses the live weights (as in the
+        paper, so gradients are slightly misaligned with their forward);
+        ``"snapshot"``: each forward copies the weights it used.
+    update_lock : {"none", "layer"}, default="none"
+        ``"layer"`` serialises the steps of each layer with a lock (exact
+        momentum); ``"none"`` is lock-free, Hogwild style.
+    straggler_delay : float, default=0.0
+        Seconds of sleep injected before each step of the straggler workers
+        (to reproduce the paper's delay experiments).
+    straggler_workers : {"one", "all"} or list of int, default="one"
+        Which update workers are delayed: the backward threads for
+        ``"pd-asgd"``/``"d-asgd"``, the workers for ``"hogwild"``/``"sync"``,
+        the single loop for ``"serial"``; ``"one"`` is worker 0.
+    target_score : float or None, default=None
+        With ``early_stopping``: stop once the validation accuracy reaches
+        it; the time is stored in ``time_to_target_``.
+    max_time : float or None, default=None
+        Wall-clock budget in seconds; workers stop between batches.
+    device : {"cpu", "cuda", "auto"} or str, default="cpu"
+        Torch device. On CUDA every in-flight batch gets its own stream.
+    torch_num_threads : int or None, default=None
+        Intra-op threads during fit; None uses ``max(1, cpus // threads)``
+        so that workers x intra-op threads do not oversubscribe the CPU.
+        Restored after fit.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, shuffling and validation split (torch's
+        global RNG is never used).
+    verbose : int, default=0
+        1 prints one line per epoch; 2 adds updates, throughput and
+        staleness.
+    warm_start : bool, default=False
+        Continue from the previous fit's weights and optimizer state.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coefs_ : list of ndarray
+        ``coefs_[i]`` has shape (n_inputs of layer i, n_outputs of layer i),
+        as in MLPClassifier.
+    intercepts_ : list of ndarray
+        Bias vector of each layer.
+    n_iter_ : int
+        Epochs run.
+    n_updates_ : list of int
+        Updates each layer received.
+    loss_ : float
+        Last epoch's training loss.
+    loss_curve_ : list of float
+        Training loss per epoch (cross-entropy plus L2 term).
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch (``early_stopping`` only).
+    best_validation_score_ : float or None
+        Best validation accuracy.
+    history_ : History
+        One dict per epoch: ``epoch``, ``wall_time`` (s), ``loss``,
+        ``updates`` (per layer, cumulative), ``samples_per_second`` and
+        ``validation_score`` (with ``early_stopping``).
+    time_to_target_ : float or None
+        Seconds until the validation accuracy first reached ``target_score``.
+    staleness_ : list of dict
+        Per layer ``{"mean", "p95", "max"}``: how many updates the layer had
+        received between a batch's forward read and that batch's update.
+    throughput_ : dict
+        ``samples_per_second`` (training samples whose update was applied per
+        second of training, validation excluded) and ``updates_per_second``.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of output units.
+    out_activation_ : str
+        ``"softmax"``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when X has string column names.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : The synchronous numpy MLP whose
+        parameter names this class follows.
+    skasync.BlockLocalClassifier : Block-local learning on the same base.
+
+    Notes
+    -----
+    The paper's hyper-parameters could not be read; the defaults (1 forward
+    : 2 backward threads, queue of ``n_backward_workers``, lock-free, SGD
+    with momentum, no staleness compensation) are ours. Python threads help
+    only when each layer's matrix product is large enough (tens of
+    microseconds): for small networks ``"serial"`` is faster, and a
+    ``UserWarning`` says so.
+
+    References
+    ----------
+    C. Teguemne Fokam, K. Khan Nazeer, L. König, D. Kappel, A. Subramoney,
+    "Asynchronous Stochastic Gradient Descent with Decoupled Backpropagation
+    and Layer-Wise Updates", arXiv:2410.05985.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skasync import AsyncLayerwiseMLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(64,), mode="serial",
+    ...                                   max_iter=10, random_state=0)
+    >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
+    True
+    """
+
+    _parameter_constraints = {
+        **BaseTorchClassifier._parameter_constraints,
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "mode": [StrOptions(set(MODES))],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_forward_workers": [Interval(Integral, 1, None, closed="left")],
+        "n_backward_workers": [Interval(Integral, 1, None, closed="left")],
+        "n_workers": [Interval(Integral, 1, None, closed="left"), None],
+        "queue_size": [Interval(Integral, 1, None, closed="left"), None],
+        "backward_weights": [StrOptions({"current", "snapshot"})],
+        "update_lock": [StrOptions({"none", "layer"})],
+        "straggler_delay": [Interval(Real, 0, None, closed="left")],
+        "straggler_workers": [StrOptions({"one", "all"}), "array-like"],
+    }
+
+    # Private test hook (never a parameter): hook(event, worker) is called in
+    # the workers' hot loop; tests use it to inject delays and failures.
+    _debug_hook = None
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        mode="pd-asgd",
+        solver="sgd",
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=0.01,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        max_iter=200,
+        tol=1e-4,
+        shuffle=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        n_forward_workers=1,
+        n_backward_workers=2,
+        n_workers=None,
+        queue_size=None,
+        backward_weights="current",
+        update_lock="none",
+        straggler_delay=0.0,
+        straggler_workers="one",
+        target_score=None,
+        max_time=None,
+        device="cpu",
+        torch_num_threads=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.mode = mode
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.n_forward_workers = n_forward_workers
+        self.n_backward_workers = n_backward_workers
+        self.n_workers = n_workers
+        self.queue_size = queue_size
+        self.backward_weights = backward_weights
+        self.update_lock = update_lock
+        self.straggler_delay = straggler_delay
+        self.straggler_workers = straggler_workers
+        self.target_score = target_score
+        self.max_time = max_time
+        self.device = device
+        self.torch_num_threads = torch_num_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------ resolved settings
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if np.isscalar(sizes) else list(sizes)
+        for size in sizes:
+            if not isinstance(size, (Integral, np.integer)) or size < 1:
+                raise ValueError(
+                    "hidden_layer_sizes must contain positive integers, got "
+                    f"{self.hidden_layer_sizes!r}."
+                )
+        return [int(s) for s in sizes]
+
+    def _resolved_n_workers(self):
+        if self.n_workers is not None:
+            return self.n_workers
+        return self.n_forward_workers + self.n_backward_workers
+
+    def _n_threads(self):
+        """Python worker threads the mode runs at once."""
+        if self.mode == "serial":
+            return 1
+        if self.mode in ("hogwild", "sync"):
+            return self._resolved_n_workers()
+        return self.n_forward_workers + self.n_backward_workers
+
+    def _n_update_workers(self):
+        if self.mode == "serial":
+            return 1
+        if self.mode in ("hogwild", "sync"):
+            return self._resolved_n_workers()
+        return self.n_backward_workers
+
+    def _straggler_ids(self):
+        n = self._n_update_workers()
+        workers = self.straggler_workers
+        if isinstance(workers, str):
+            return frozenset({0}) if workers == "one" else frozenset(range(n))
+        ids = [int(w) for w in np.ravel(workers)]
+        bad = [w for w in ids if not 0 <= w < n]
+        if bad:
+            raise ValueError(
+                f"straggler_workers={workers!r} names workers {bad}, but "
+                f"mode={self.mode!r} has update workers 0..{n - 1}."
+            )
+        return frozenset(ids)
+
+    def _engine_config(self):
+        return EngineConfig(
+            mode=self.mode,
+            n_forward=self.n_forward_workers,
+            n_backward=self.n_backward_workers,
+            n_workers=self._resolved_n_workers(),
+            queue_size=self.queue_size or self.n_backward_workers,
+            solver=self.solver,
+            learning_rate=float(self.learning_rate_init),
+            momentum=float(self.momentum),
+            nesterov=bool(self.nesterovs_momentum and self.momentum > 0),
+            beta_1=float(self.beta_1),
+            beta_2=float(self.beta_2),
+            epsilon=float(self.epsilon),
+            alpha=float(self.alpha),
+            activation=self.activation,
+            backward_weights=self.backward_weights,
+            update_lock=self.update_lock,
+            straggler_delay=float(self.straggler_delay),
+            straggler_ids=self._straggler_ids(),
+            debug_hook=self._debug_hook,
+        )
+
+    # ------------------------------------------------------------ base hooks
+    def _fit_num_threads(self):
+        if self.torch_num_threads is not None:
+            return self.torch_num_threads
+        return max(1, _available_cpus() // self._n_threads())
+
+    def _check_params_against_data(self, n_train_samples, batch_size):
+        n_batches = math.ceil(n_train_samples / batch_size)
+        data = (
+            f"the training data ({n_train_samples} sample"
+            f"{'' if n_train_samples == 1 else 's'}, batch_size={batch_size}) give "
+            f"{n_batches} batch{'' if n_batches == 1 else 'es'} per epoch"
+        )
+        if self.mode in ("pd-asgd", "d-asgd"):
+            for name in ("n_forward_workers", "n_backward_workers"):
+                value = getattr(self, name)
+                if value > n_batches:
+                    raise ValueError(
+                        f"{name}={value} is more than the batches per epoch: {data}. "
+                        f"Lower {name} or batch_size."
+                    )
+        elif self.mode == "hogwild":
+            n = self._resolved_n_workers()
+            if n > n_batches:
+                raise ValueError(
+                    f"n_workers={self.n_workers} ({n} threads) is more than the "
+                    f"batches per epoch: {data}. Lower n_workers or batch_size."
+                )
+        elif self.mode == "sync":
+            n = self._resolved_n_workers()
+            if n > batch_size:
+                raise ValueError(
+                    f"n_workers={self.n_workers} ({n} threads) is more than the "
+                    f"batch_size={batch_size}: sync mode splits each batch across "
+                    "the workers. Lower n_workers or raise batch_size."
+                )
+        self._straggler_ids()
+        self._hidden_sizes()
+        if self.mode in THREADED_MODES:
+            sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
+            macs = [batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+            if np.mean(macs) < _SMALL_OP_MACS:
+                warnings.warn(
+                    f"mode={self.mode!r}: the layer ops are small (about "
+                    f"{np.mean(macs):.0f} multiply-adds each, batch_size={batch_size}); "
+                    "threads then cost more than they save. mode='serial', a larger "
+                    "batch_size or wider layers will be faster.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
+    def _init_model(self, n_features, n_classes, generator):
+        sizes = [n_features, *self._hidden_sizes(), n_classes]
+        linears = [
+            make_linear(n_in, n_out, generator, self.activation)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])
+        ]
+        modules = []
+        for layer, linear in enumerate(linears):
+            modules.append(linear)
+            if layer < len(linears) - 1:
+                modules.append(ACTIVATIONS[self.activation]())
+        self.module_ = torch.nn.Sequential(*modules)
+        self.optim_state_ = _OptimizerState(linears)
+        self._log = TrainingLog(len(linears))
+
+    def _linears(self):
+        return [m for m in self.module_ if isinstance(m, torch.nn.Linear)]
+
+    def _fit_epoch(self, X, y, *, batches, context):
+        linears = self._linears()
+        config = self._engine_config()
+        shared = SharedMLP(
+            linears, self.optim_state_.layer_buffers(len(linears)), self._log, config
+        )
+        stats = run_epoch(shared, X, y, batches, context, config, X.device)
+        loss = stats["loss_sum"] / stats["loss_samples"]
+        if self.alpha:
+            # MLPClassifier adds 0.5 * alpha * ||W||^2 / batch size per batch;
+            # averaged over the epoch with the end-of-epoch weights.
+            squared = sum(float((lin.weight.detach() ** 2).sum()) for lin in linears)
+            loss += 0.5 * self.alpha * squared * len(batches) / X.shape[0]
+        seconds = max(stats["seconds"], 1e-12)
+        record = {
+            "loss": loss,
+            "updates": list(self._log.versions),
+            "samples_per_second": stats["samples"] / seconds,
+        }
+        if self.verbose >= 2:
+            staleness = ", ".join(
+                f"{s['mean']:.2f}/{s['max']}" for s in self._log.staleness_summary()
+            )
+            print(
+                f"  mode={self.mode} threads={self._n_threads()} "
+                f"intra-op={torch.get_num_threads()} updates={self._log.versions} "
+                f"samples/s={record['samples_per_second']:.0f} "
+                f"staleness mean/max per layer: {staleness}",
+                flush=True,
+            )
+        return record
+
+    def _forward_logits(self, X):
+        return self.module_(X)
+
+    def _torch_modules(self):
+        if not hasattr(self, "module_"):
+            return {}
+        return {"module_": self.module_, "optim_state_": self.optim_state_}
+
+    def _fit_finished(self):
+        linears = self._linears()
+        self.coefs_ = [lin.weight.detach().cpu().numpy().T.astype(np.float64)
+                       for lin in linears]
+        self.intercepts_ = [lin.bias.detach().cpu().numpy().astype(np.float64)
+                            for lin in linears]
+        self.n_layers_ = len(linears) + 1
+        self.n_outputs_ = len(self.classes_)
+        self.out_activation_ = "softmax"
+        self.n_updates_ = list(self._log.versions)
+        self.staleness_ = self._log.staleness_summary()
+        busy = max(self._log.busy_seconds, 1e-12)
+        self.throughput_ = {
+            "samples_per_second": self._log.samples / busy,
+            "updates_per_second": sum(self._log.versions) / len(linears) / busy,
+        }
+
+    # --------------------------------------------------------------- sklearn
+    def _expected_failed_checks(self):
+        """Common checks this configuration is known to fail, with reasons.
+
+        Pass it to ``parametrize_with_checks(..., expected_failed_checks=
+        lambda est: est._expected_failed_checks())``.
+        """
+        if self.mode in ("pd-asgd", "d-asgd", "hogwild"):
+            return {
+                "check_fit_idempotent": (
+                    "lock-free asynchronous updates: thread interleaving, hence "
+                    "the fitted weights, differ between two fits with the same "
+                    "seed (use mode='serial' or 'sync' for reproducibility)"
+                ),
+            }
+        return {}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.mode in ("pd-asgd", "d-asgd", "hogwild")
+        return tags

@@ -1,0 +1,414 @@
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+"""Tests of AsyncLayerwiseMLPClassifier and its training engines."""
+
+import _thread
+import math
+import pickle
+import threading
+import time
+import traceback
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skasync import AsyncLayerwiseMLPClassifier
+from skasync.neural_network._base import make_linear, seed_from
+
+MODES = ["serial", "sync", "hogwild", "d-asgd", "pd-asgd"]
+THREADED = ["sync", "hogwild", "d-asgd", "pd-asgd"]
+
+# Small layers trigger the "threads do not pay" warning on purpose; the
+# tests here are about behaviour, not speed.
+pytestmark = pytest.mark.filterwarnings("ignore:mode=.*layer ops are small:UserWarning")
+
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA is not available on this machine"
+)
+
+
+def skasync_threads():
+    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+
+
+def small(**params):
+    base = dict(hidden_layer_sizes=(32,), max_iter=3, batch_size=32, random_state=0)
+    base.update(params)
+    return AsyncLayerwiseMLPClassifier(**base)
+
+
+# ---------------------------------------------------------------- sklearn API
+CHECKED = [
+    AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(16,), mode="serial",
+                                max_iter=20, random_state=0),
+    # batch_size=4: the checks' tiny data sets still give every backward
+    # thread a batch.
+    AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(16,), mode="pd-asgd",
+                                max_iter=20, batch_size=4, random_state=0),
+]
+
+
+@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: est._expected_failed_checks())
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_in_grid_search(digits):
+    X_train, X_test, y_train, y_test = digits
+    pipe = Pipeline([
+        ("scale", StandardScaler()),
+        ("clf", AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(32,), max_iter=5,
+                                            batch_size=64, random_state=0)),
+    ])
+    search = GridSearchCV(
+        pipe, {"clf__mode": ["serial", "pd-asgd"], "clf__learning_rate_init": [0.01]},
+        cv=2, n_jobs=2,
+    )
+    search.fit(X_train, y_train)
+    assert search.best_score_ > 0.85
+    assert search.score(X_test, y_test) > 0.85
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("mode", ["serial", "pd-asgd"])
+def test_clone_and_pickle_round_trip(digits, mode):
+    X_train, X_test, y_train, _ = digits
+    clf = small(mode=mode).fit(X_train, y_train)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test))
+    assert restored.staleness_ == clf.staleness_
+    fresh = clone(clf)
+    assert not hasattr(fresh, "classes_")
+    assert fresh.get_params() == clf.get_params()
+    # The unpickled model keeps training (optimizer state came along).
+    restored.partial_fit(X_train, y_train)
+    assert restored.n_iter_ == clf.n_iter_ + 1
+
+
+# ------------------------------------------------------------- correctness
+def test_serial_matches_hand_written_torch_loop(digits):
+    X_train, _, y_train, _ = digits
+    X_train, y_train = X_train[:600], y_train[:600]
+    seed, batch, epochs, lr, mu, alpha = 3, 50, 3, 0.05, 0.9, 1e-3
+    clf = AsyncLayerwiseMLPClassifier(
+        hidden_layer_sizes=(20, 12), mode="serial", batch_size=batch, max_iter=epochs,
+        learning_rate_init=lr, momentum=mu, nesterovs_momentum=True, alpha=alpha,
+        activation="tanh", tol=0, random_state=seed,
+    ).fit(X_train, y_train)
+
+    # The same draws in the same order: one seed for the generator, then the
+    # layers, then one permutation per epoch.
+    gen = torch.Generator().manual_seed(seed_from(check_random_state(seed)))
+    sizes = [64, 20, 12, 10]
+    layers = [make_linear(a, b, gen, "tanh") for a, b in zip(sizes[:-1], sizes[1:])]
+    model = torch.nn.Sequential(layers[0], torch.nn.Tanh(), layers[1], torch.nn.Tanh(),
+                                layers[2])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=mu, nesterov=True)
+    X = torch.as_tensor(X_train, dtype=torch.float32)
+    y = torch.as_tensor(np.searchsorted(clf.classes_, y_train))
+    for _ in range(epochs):
+        for idx in torch.split(torch.randperm(len(X), generator=gen), batch):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
+            loss = loss + 0.5 * alpha * sum((l.weight ** 2).sum() for l in layers) / len(idx)
+            loss.backward()
+            opt.step()
+    for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):
+        np.testing.assert_allclose(coef, layer.weight.detach().numpy().T, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(intercept, layer.bias.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_serial_and_sync_are_deterministic(digits):
+    X_train, X_test, y_train, _ = digits
+    for mode in ("serial", "sync"):
+        a = small(mode=mode).fit(X_train, y_train).predict_proba(X_test)
+        b = small(mode=mode).fit(X_train, y_train).predict_proba(X_test)
+        np.testing.assert_array_equal(a, b)
+    # sync averages shard gradients weighted by shard size: one full-batch step.
+    serial = small(mode="serial").fit(X_train, y_train).predict_proba(X_test)
+    sync = small(mode="sync", n_workers=3).fit(X_train, y_train).predict_proba(X_test)
+    np.testing.assert_allclose(serial, sync, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_accuracy_floor_on_digits(digits, mode):
+    X_train, X_test, y_train, y_test = digits
+    clf = AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(64,), mode=mode, max_iter=15,
+                                      batch_size=32, random_state=0)
+    clf.fit(X_train, y_train)
+    assert clf.score(X_test, y_test) > 0.9
+    assert len(clf.coefs_) == 2 and clf.coefs_[0].shape == (64, 64)
+    assert clf.intercepts_[1].shape == (10,)
+    assert clf.n_updates_[0] == clf.n_updates_[1] == 15 * math.ceil(len(X_train) / 32)
+    assert set(clf.throughput_) == {"samples_per_second", "updates_per_second"}
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_pd_asgd_options_train(digits, solver):
+    X_train, X_test, y_train, y_test = digits
+    clf = small(mode="pd-asgd", solver=solver, max_iter=8, backward_weights="snapshot",
+                update_lock="layer", n_forward_workers=2, n_backward_workers=3,
+                queue_size=4, learning_rate_init=0.003 if solver == "adam" else 0.01)
+    assert clf.fit(X_train, y_train).score(X_test, y_test) > 0.85
+
+
+def test_history_staleness_and_target(digits):
+    X_train, _, y_train, _ = digits
+    clf = small(mode="pd-asgd", max_iter=30, early_stopping=True, target_score=0.8,
+                verbose=2)
+    clf.fit(X_train, y_train)
+    assert clf.time_to_target_ is not None and clf.time_to_target_ > 0
+    record = clf.history_[-1]
+    for key in ("epoch", "wall_time", "loss", "updates", "validation_score",
+                "samples_per_second"):
+        assert key in record
+    assert len(clf.staleness_) == 2
+    for stats in clf.staleness_:
+        assert set(stats) == {"mean", "p95", "max"}
+        assert 0 <= stats["mean"] <= stats["p95"] <= stats["max"]
+    serial = small(mode="serial").fit(X_train, y_train)
+    assert all(s["max"] == 0 for s in serial.staleness_)
+
+
+def test_warm_start_and_partial_fit_continue(digits):
+    X_train, _, y_train, _ = digits
+    clf = small(mode="pd-asgd", warm_start=True, tol=0).fit(X_train, y_train)
+    updates = clf.n_updates_[0]
+    clf.fit(X_train, y_train)
+    assert clf.n_iter_ == 6 and clf.n_updates_[0] == 2 * updates
+    inc = small(mode="hogwild")
+    inc.partial_fit(X_train, y_train, classes=np.arange(10))
+    inc.partial_fit(X_train, y_train)
+    assert inc.n_iter_ == 2
+
+
+# ------------------------------------------------------- threads and faults
+def _steps_slowly(seconds):
+    def hook(event, worker):
+        if event in ("backward", "step"):
+            time.sleep(seconds)
+    return hook
+
+
+@pytest.mark.parametrize("mode", THREADED)
+def test_worker_exception_reaches_caller_with_traceback(digits, mode):
+    X_train, _, y_train, _ = digits
+    calls = []
+
+    def failing_hook(event, worker):
+        if event == "update":
+            calls.append(event)
+            if len(calls) == 5:
+                raise RuntimeError("injected worker failure")
+
+    clf = small(mode=mode, max_iter=50)
+    clf._debug_hook = failing_hook
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="injected worker failure") as info:
+        clf.fit(X_train, y_train)
+    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert "failing_hook" in frames  # the worker's own frames came along
+    assert not skasync_threads()
+    assert torch.get_num_threads() == before
+
+
+def test_backward_failure_while_forward_blocks_on_full_queue(digits):
+    # A crashed backward thread must not leave the forward thread stuck on
+    # a full queue.
+    X_train, _, y_train, _ = digits
+
+    def hook(event, worker):
+        if event == "backward":
+            time.sleep(0.2)
+            raise ValueError("backward thread crashed")
+
+    clf = small(mode="pd-asgd", queue_size=1, max_iter=50)
+    clf._debug_hook = hook
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="backward thread crashed"):
+        clf.fit(X_train, y_train)
+    assert time.monotonic() - start < 5
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("mode", THREADED)
+def test_max_time_stops_slow_workers(digits, mode):
+    # Workers slower than the budget, a queue of 1: fit still returns soon,
+    # every thread joined.
+    X_train, _, y_train, _ = digits
+    clf = small(mode=mode, max_iter=1000, max_time=0.4, queue_size=1)
+    clf._debug_hook = _steps_slowly(0.01)
+    start = time.monotonic()
+    clf.fit(X_train, y_train)
+    assert time.monotonic() - start < 5
+    assert clf.n_iter_ < 1000
+    assert not skasync_threads()
+
+
+def test_keyboard_interrupt_from_worker(digits):
+    X_train, _, y_train, _ = digits
+
+    def hook(event, worker):
+        if event == "backward":
+            raise KeyboardInterrupt
+
+    clf = small(mode="pd-asgd", max_iter=50)
+    clf._debug_hook = hook
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X_train, y_train)
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("mode", ["pd-asgd", "sync"])
+def test_keyboard_interrupt_on_main_thread_joins_workers(digits, mode):
+    # Ctrl-C arrives in the main thread while it waits for the workers.
+    X_train, _, y_train, _ = digits
+    sent = threading.Event()
+
+    def hook(event, worker):
+        if event in ("backward", "step"):
+            if not sent.is_set():
+                sent.set()
+                _thread.interrupt_main()
+            time.sleep(0.005)
+
+    clf = small(mode=mode, max_iter=1000)
+    clf._debug_hook = hook
+    before = torch.get_num_threads()
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X_train, y_train)
+    assert not skasync_threads()
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("mode", THREADED)
+@pytest.mark.parametrize("backward_weights", ["current", "snapshot"])
+def test_no_version_counter_error_when_weights_change_mid_batch(digits, mode,
+                                                                 backward_weights):
+    # Slow backward passes guarantee that other threads update the weights
+    # between a batch's forward and its backward.
+    X_train, _, y_train, _ = digits
+
+    def hook(event, worker):
+        if event in ("backward", "step") and worker == 0:
+            time.sleep(0.002)
+
+    clf = small(mode=mode, max_iter=2, hidden_layer_sizes=(32, 32),
+                backward_weights=backward_weights)
+    clf._debug_hook = hook
+    clf.fit(X_train, y_train)  # would raise "modified by an inplace operation"
+    if mode != "sync":
+        assert max(s["max"] for s in clf.staleness_) > 0
+
+
+def test_straggler_delay_slows_sync(digits):
+    X_train, _, y_train, _ = digits
+    n_batches = math.ceil(len(X_train) / 128)
+    clf = small(mode="sync", max_iter=1, batch_size=128, straggler_delay=0.02,
+                straggler_workers=[1]).fit(X_train, y_train)
+    # Every synchronous step waits for the delayed worker.
+    assert clf.history_[-1]["wall_time"] >= 0.02 * n_batches
+    with pytest.raises(ValueError, match="straggler_workers"):
+        small(mode="pd-asgd", straggler_workers=[5]).fit(X_train, y_train)
+
+
+def test_thread_setting_restored_and_split(digits, monkeypatch):
+    X_train, _, y_train, _ = digits
+    before = torch.get_num_threads()
+    seen = []
+    clf = small(mode="pd-asgd", max_iter=1)
+    clf._debug_hook = lambda event, worker: seen.append(torch.get_num_threads())
+    monkeypatch.setattr(
+        "skasync.neural_network._async_layerwise._available_cpus", lambda: 6
+    )
+    clf.fit(X_train, y_train)
+    assert set(seen) == {2}  # 6 cores / (1 forward + 2 backward threads)
+    assert torch.get_num_threads() == before
+    assert small(mode="serial")._fit_num_threads() == 6
+    assert small(mode="hogwild", n_workers=4, torch_num_threads=1)._fit_num_threads() == 1
+
+
+# ----------------------------------------------------------------- bad input
+def test_nan_inf_one_class_and_wrong_width(digits):
+    X_train, X_test, y_train, _ = digits
+    X_bad = X_train.copy()
+    X_bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        small().fit(X_bad, y_train)
+    X_bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        small().fit(X_bad, y_train)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        small().fit(X_train, np.zeros(len(X_train)))
+    clf = small(max_iter=1).fit(X_train, y_train)
+    with pytest.raises(ValueError, match="64 features"):
+        clf.predict(X_test[:, :10])
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"n_backward_workers": 0}, "n_backward_workers"),
+    ({"n_forward_workers": -1}, "n_forward_workers"),
+    ({"n_workers": 0, "mode": "hogwild"}, "n_workers"),
+    ({"queue_size": 0}, "queue_size"),
+    ({"mode": "downpour"}, "mode"),
+    ({"straggler_delay": -1.0}, "straggler_delay"),
+])
+def test_invalid_parameters_name_the_parameter(digits, params, name):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
+        small(**params).fit(X_train, y_train)
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"mode": "pd-asgd", "n_backward_workers": 8}, "n_backward_workers=8"),
+    ({"mode": "d-asgd", "n_forward_workers": 8}, "n_forward_workers=8"),
+    ({"mode": "hogwild", "n_workers": 8}, "n_workers=8"),
+    ({"mode": "sync", "n_workers": 8, "batch_size": 4}, "n_workers=8"),
+])
+def test_more_workers_than_batches(digits, params, name):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=name):
+        small(**{"batch_size": 100, **params}).fit(X_train[:500], y_train[:500])
+    assert not skasync_threads()
+
+
+def test_small_ops_warn():
+    X, y = load_digits(return_X_y=True)
+    with pytest.warns(UserWarning, match="layer ops are small"):
+        AsyncLayerwiseMLPClassifier((8,), mode="hogwild", max_iter=1,
+                                    batch_size=8).fit(X[:200], y[:200])
+
+
+# --------------------------------------------------------------------- CUDA
+@requires_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", MODES)
+def test_cuda_modes_train_and_pickle_to_cpu(digits, mode):
+    X_train, X_test, y_train, y_test = digits
+    clf = AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(64,), mode=mode, max_iter=10,
+                                      batch_size=32, device="cuda", random_state=0)
+    clf.fit(X_train, y_train)
+    assert clf.score(X_test, y_test) > 0.85
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored._model_device().type == "cpu"
+    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test),
+                               atol=1e-5)
+    assert not skasync_threads()
