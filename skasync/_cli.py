@@ -29,16 +29,20 @@ def _format_table(header, rows):
     cells = [header] + [[_format_cell(value) for value in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
-    for index, row in enumerate(cells):
-        lines.append("  ".join(cell.rjust(width) if index else cell.ljust(width)
-                               for cell, width in zip(row, widths)))
-        if index == 0:
+    for row_index, row in enumerate(cells):
+        # Labels (first column) left-aligned, numbers right-aligned.
+        lines.append("  ".join(
+            cell.ljust(width) if column == 0 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths))).rstrip())
+        if row_index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
 def _format_cell(value):
     if isinstance(value, float):
+        if value != value:  # NaN: not measured for this row
+            return "-"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
 

@@ -57,5 +57,7 @@ def test_python_dash_m_entry_point():
 def test_table_formatting_aligns_columns():
     table = _format_table(["name", "score"], [["a", 0.5], ["longer", 12.25]])
     lines = table.splitlines()
-    assert len({len(line) for line in lines}) == 1
+    assert len(lines[0]) == len(lines[2]) == len(lines[3])  # right-aligned numbers
+    assert lines[2].endswith("0.5000") and lines[3].endswith("12.2500")
+    assert lines[3].startswith("longer")
     assert "0.5000" in table and "12.2500" in table
