@@ -1,0 +1,803 @@
+"""Block-local learning (BLL) classifier, after Kappel et al., arXiv 2305.14974."""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import copy
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skasync.neural_network._base import (
+    ACTIVATIONS,
+    BaseTorchClassifier,
+    _to_tensor,
+    make_linear,
+    make_optimizer,
+)
+from skasync.neural_network._block_local_engine import (
+    ActivationMeter,
+    BlockLocalEngine,
+    BlockWorker,
+    make_feedback,
+    median_or_none,
+    normalise_features,
+)
+
+
+class _AuxHead(torch.nn.Module):
+    """Auxiliary read-out of a block output: (pool) → flatten → linear."""
+
+    def __init__(self, in_shape, n_classes, generator):
+        super().__init__()
+        if len(in_shape) == 3:
+            # Half resolution at most, as in the authors' heads, but tiny maps
+            # (8x8 digits) keep at least 2x2.
+            side = max(1, min(2, in_shape[1]))
+            self.pool = torch.nn.AdaptiveAvgPool2d(side)
+            n_in = in_shape[0] * side * side
+        else:
+            self.pool = None
+            n_in = int(np.prod(in_shape))
+        self.linear = make_linear(n_in, n_classes, generator, activation="identity")
+
+    def forward(self, a):
+        if self.pool is not None:
+            a = self.pool(a)
+        return self.linear(a.flatten(1))
+
+
+class BlockLocalClassifier(BaseTorchClassifier):
+    """Classifier trained with block-local learning (BLL).
+
+    The network (an MLP, or any user ``nn.Sequential``) is cut into
+    ``n_blocks`` contiguous blocks.  The input of every block after the first
+    is detached, so no gradient crosses a block boundary: the last block is
+    trained with cross-entropy, every other block with a local loss that
+    compares its (normalised) output with a target produced from the label by
+    a separate feedback network, plus decorrelation and auxiliary
+    cross-entropy terms (Kappel et al., *Block-local learning with
+    probabilistic latent representations*, arXiv 2305.14974).  The feedback
+    network is fitted to the detached class means of the block outputs
+    ("posterior bootstrapping").  Because blocks never wait for another
+    block's backward pass, they can run in parallel (``parallel``), pipelined
+    over micro-batches (``n_microbatches``).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default=(256, 256, 256, 256)
+        Widths of the hidden layers of the built-in MLP (Linear → activation).
+        Ignored when ``module`` is given.
+    activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+        Hidden activation of the built-in MLP.
+    batch_norm : bool, default=False
+        Insert ``BatchNorm1d`` after each hidden Linear layer of the MLP.
+    n_blocks : int, default=4
+        Number of blocks; the layers are split into contiguous groups, the
+        remainder going to the last blocks; the last block holds the output
+        layer.  Must not exceed the number of layers (hidden layers + 1, or
+        the number of children of ``module``).  ``n_blocks=1`` is plain
+        backpropagation.  Ignored when ``split_points`` is given.
+    module : torch.nn.Sequential, nn.ModuleList or list of nn.Module, default=None
+        A user network whose children are the layer units to split.  It is
+        deep-copied in ``fit`` (never mutated) and keeps its own
+        initialisation.  Its output must have one column per class.
+    split_points : list of int, default=None
+        Indices of the layer units where a new block starts (strictly
+        increasing, between 1 and the number of units - 1).  Overrides
+        ``n_blocks``.
+    input_shape : tuple of int, default=None
+        Shape of one sample for the first block, e.g. ``(1, 8, 8)``; flat
+        rows of ``X`` are reshaped to it.
+    mode : {"bll", "backprop", "local_aux"}, default="bll"
+        ``"bll"``: local losses with feedback targets; ``"backprop"``: the
+        same network trained end to end (baseline); ``"local_aux"``: every
+        block but the last trained only by an auxiliary classifier
+        (DGL-like baseline).
+    local_loss : {"cosine", "gaussian", "bernoulli"}, default="cosine"
+        Agreement term between a block's representation and its feedback
+        target.  ``"cosine"``: ``agreement_sign * <b̂, x̂>`` on mean-centred,
+        L2-normalised features (authors' code, ours averages over the batch
+        where theirs divides by B²); ``"gaussian"``: the negative log overlap
+        of two Gaussians with fixed variances, on ``sqrt(D)·x̂``;
+        ``"bernoulli"``: ``-log(a·b + (1-a)(1-b))`` with ``a =
+        sigmoid(sqrt(D)·x̂)``.  Gaussian and Bernoulli losses are averaged
+        over units.
+    feedback : {"direct", "mlp", "fixed_random"}, default="direct"
+        Feedback network per block boundary: a bias-free linear map from the
+        one-hot label (a table of class prototypes, authors' code), a small
+        MLP (``feedback_hidden``), or a frozen random table (DRTP-like).
+    feedback_hidden : tuple of int, default=(128,)
+        Hidden widths of the ``"mlp"`` feedback network.
+    feedback_learning_rate : float or "auto", default="auto"
+        SGD learning rate of the feedback fit.  With the summed squared loss
+        of the authors' code and ``feedback="direct"``, one step is an
+        exponential moving average of the class means keeping ``1 - lr`` of
+        the old value; "auto" is the authors' 0.9 there.  For
+        ``feedback="mlp"`` "auto" is 0.05 (0.2 already diverges on digits:
+        the summed loss has a larger curvature through the hidden layer).
+    feedback_momentum : float, default=0.01
+        SGD momentum of the feedback fit (authors' value).
+    feedback_weight_decay : float, default=0.01
+        Weight decay of the feedback fit (authors' value).
+    output_weight : float, default=1.0
+        Weight of the cross-entropy of the last block (α).
+    agreement_weight : float, default=1.0
+        Weight of the agreement term (γ).
+    decorrelation_weight : float, default=1.0
+        Weight of the decorrelation term (β); 0 switches it off.
+    aux_weight : float, default=1.0
+        Weight of the auxiliary cross-entropy heads (λ_pred); 0 removes the
+        heads in ``"bll"`` mode.  ``"local_aux"`` always uses heads with
+        weight 1 if this is 0.
+    denoise_weight : float, default=0.0
+        Weight of the denoising term (block rerun on noisy input, MSE to the
+        detached clean output); off by default.
+    denoise_std : float, default=0.01
+        Noise standard deviation of the denoising term.
+    agreement_sign : {-1, 1}, default=-1
+        Cosine loss only: ``-1`` pulls features toward their class prototype;
+        ``+1`` is the sign of the authors' code.
+    sigma_forward, sigma_feedback : float, default=1.0
+        Fixed standard deviations of the Gaussian loss.
+    optimizer : {"sgd", "adam"}, default="adam"
+        Optimiser of the blocks (one per block, same settings).
+    learning_rate_init : float, default=1e-3
+        Learning rate of the blocks.
+    momentum : float, default=0.9
+        SGD momentum (``optimizer="sgd"``).
+    alpha : float, default=1e-4
+        L2 penalty, added to each block's loss as in MLPClassifier.
+    label_smoothing : float, default=0.0
+        Label smoothing of the output and auxiliary cross-entropies.
+    batch_size : int or "auto", default="auto"
+        ``min(200, n_samples)`` when "auto".
+    max_iter : int, default=200
+        Maximum number of epochs.
+    shuffle : bool, default=True
+        Shuffle the samples each epoch.
+    tol : float, default=1e-4
+        Improvement threshold for early stopping / convergence.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop when the
+        validation accuracy stalls.
+    validation_fraction : float, default=0.1
+        Held-out fraction for ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+    target_score : float, default=None
+        Stop once the validation score reaches it (with ``early_stopping``).
+    max_time : float, default=None
+        Wall-clock budget of one ``fit`` in seconds.
+    parallel : {"none", "threads", "streams"}, default="none"
+        ``"none"``: sequential reference.  ``"threads"``: one thread per
+        block with queues between them (CPU or GPU).  ``"streams"``: one CUDA
+        stream per block; needs CUDA and raises a ValueError otherwise (no
+        silent fallback, so timings never mislabel the back-end).  The
+        result is the same for all three.  ``mode="backprop"`` has one global
+        backward pass and supports only ``"none"``.
+    n_microbatches : int, default=1
+        Micro-batches per batch.  With more than one, blocks form a wave-front
+        pipeline (block k works on micro-batch m while block k+1 works on
+        m-1).  Gradients are accumulated over the micro-batches and each block
+        steps once per batch, so only the batch-level statistics
+        (decorrelation, batch norm) see the smaller micro-batches.
+    backward_schedule : {"per_block", "joint"}, default="per_block"
+        ``"per_block"``: each block runs its backward pass right after its
+        forward pass, freeing its activations early.  ``"joint"``: one summed
+        backward pass (authors' code; same gradients, all activations alive;
+        only with ``parallel="none"``).
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Torch device.
+    torch_num_threads : int, default=None
+        Intra-op threads during fit.  With ``parallel="threads"`` and None,
+        each block thread gets ``max(1, cpu_count // n_blocks)``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, batching and noise (torch's global RNG is
+        never touched).
+    verbose : int, default=0
+        Print one line per epoch.
+    warm_start : bool, default=False
+        Continue from the previous fit.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in fit (only when X has string column names).
+    blocks_ : torch.nn.ModuleList
+        The trained blocks (CPU after unpickling).
+    feedback_ : torch.nn.ModuleList
+        One feedback network per block boundary (empty outside ``"bll"``).
+    aux_heads_ : torch.nn.ModuleList
+        Auxiliary heads of blocks 1..N-1 (empty when not used).
+    n_blocks_ : int
+        Number of blocks actually used.
+    block_sizes_ : list of int
+        Number of layer units in each block.
+    n_iter_ : int
+        Epochs run.
+    loss_ : float
+        Last epoch's total loss (sum of the per-block mean losses).
+    loss_curve_ : list of float
+        Total loss per epoch.
+    history_ : History
+        Per epoch: ``loss``, ``block_losses``, ``feedback_loss``,
+        ``train_accuracy``, ``block_accuracies`` (auxiliary heads),
+        ``seconds``, ``wall_time`` and ``validation_score``.
+    timing_ : dict
+        Medians over the fit's steps: ``forward_ms``, ``backward_ms``,
+        ``update_ms`` (per block), ``step_ms``, ``samples_per_second``, and
+        ``peak_activation_bytes`` (bytes autograd saved for backward, measured
+        on the first steps with saved-tensor hooks, parameters excluded),
+        ``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` on CUDA,
+        else None).
+    validation_scores_, best_validation_score_, best_loss_, t_ :
+        As in :class:`~sklearn.neural_network.MLPClassifier`.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : End-to-end backpropagation.
+
+    Notes
+    -----
+    The defaults of the local weights (γ=1, β=1, λ_pred=1, α=1) are ours,
+    chosen on digits; the authors' ImageNet values (α 0.43, β 0.7, γ 0.25,
+    λ_pred 0.55) refer to their loss scales.  No speed-up is claimed from the
+    paper; see ``benchmarks/results/block_local.md`` for measurements.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skasync import BlockLocalClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = BlockLocalClassifier(hidden_layer_sizes=(64, 64), n_blocks=2,
+    ...                            max_iter=20, random_state=0, device="cpu")
+    >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
+    True
+    >>> len(clf.blocks_)
+    2
+    """
+
+    _parameter_constraints = {
+        **BaseTorchClassifier._parameter_constraints,
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "batch_norm": ["boolean"],
+        "n_blocks": [Interval(Integral, 1, None, closed="left")],
+        "module": [torch.nn.Module, list, tuple, None],
+        "split_points": ["array-like", None],
+        "input_shape": ["array-like", None],
+        "mode": [StrOptions({"bll", "backprop", "local_aux"})],
+        "local_loss": [StrOptions({"cosine", "gaussian", "bernoulli"})],
+        "feedback": [StrOptions({"direct", "mlp", "fixed_random"})],
+        "feedback_hidden": ["array-like"],
+        "feedback_learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+        "feedback_momentum": [Interval(Real, 0, 1, closed="left")],
+        "feedback_weight_decay": [Interval(Real, 0, None, closed="left")],
+        "output_weight": [Interval(Real, 0, None, closed="neither")],
+        "agreement_weight": [Interval(Real, 0, None, closed="left")],
+        "decorrelation_weight": [Interval(Real, 0, None, closed="left")],
+        "aux_weight": [Interval(Real, 0, None, closed="left")],
+        "denoise_weight": [Interval(Real, 0, None, closed="left")],
+        "denoise_std": [Interval(Real, 0, None, closed="left")],
+        "agreement_sign": [Interval(Integral, -1, 1, closed="both")],
+        "sigma_forward": [Interval(Real, 0, None, closed="neither")],
+        "sigma_feedback": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions({"sgd", "adam"})],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "parallel": [StrOptions({"none", "threads", "streams"})],
+        "n_microbatches": [Interval(Integral, 1, None, closed="left")],
+        "backward_schedule": [StrOptions({"per_block", "joint"})],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256, 256, 256, 256),
+        *,
+        activation="relu",
+        batch_norm=False,
+        n_blocks=4,
+        module=None,
+        split_points=None,
+        input_shape=None,
+        mode="bll",
+        local_loss="cosine",
+        feedback="direct",
+        feedback_hidden=(128,),
+        feedback_learning_rate="auto",
+        feedback_momentum=0.01,
+        feedback_weight_decay=0.01,
+        output_weight=1.0,
+        agreement_weight=1.0,
+        decorrelation_weight=1.0,
+        aux_weight=1.0,
+        denoise_weight=0.0,
+        denoise_std=0.01,
+        agreement_sign=-1,
+        sigma_forward=1.0,
+        sigma_feedback=1.0,
+        optimizer="adam",
+        learning_rate_init=1e-3,
+        momentum=0.9,
+        alpha=1e-4,
+        label_smoothing=0.0,
+        batch_size="auto",
+        max_iter=200,
+        shuffle=True,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        target_score=None,
+        max_time=None,
+        parallel="none",
+        n_microbatches=1,
+        backward_schedule="per_block",
+        device="auto",
+        torch_num_threads=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.n_blocks = n_blocks
+        self.module = module
+        self.split_points = split_points
+        self.input_shape = input_shape
+        self.mode = mode
+        self.local_loss = local_loss
+        self.feedback = feedback
+        self.feedback_hidden = feedback_hidden
+        self.feedback_learning_rate = feedback_learning_rate
+        self.feedback_momentum = feedback_momentum
+        self.feedback_weight_decay = feedback_weight_decay
+        self.output_weight = output_weight
+        self.agreement_weight = agreement_weight
+        self.decorrelation_weight = decorrelation_weight
+        self.aux_weight = aux_weight
+        self.denoise_weight = denoise_weight
+        self.denoise_std = denoise_std
+        self.agreement_sign = agreement_sign
+        self.sigma_forward = sigma_forward
+        self.sigma_feedback = sigma_feedback
+        self.optimizer = optimizer
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.alpha = alpha
+        self.label_smoothing = label_smoothing
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.target_score = target_score
+        self.max_time = max_time
+        self.parallel = parallel
+        self.n_microbatches = n_microbatches
+        self.backward_schedule = backward_schedule
+        self.device = device
+        self.torch_num_threads = torch_num_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------ structure
+    def _check_execution(self):
+        if self.agreement_sign not in (-1, 1):
+            raise ValueError(f"agreement_sign must be -1 or 1, got {self.agreement_sign!r}.")
+        if self.parallel == "streams" and not str(self._device_).startswith("cuda"):
+            raise ValueError(
+                "parallel='streams' needs a CUDA device, but the model runs on "
+                f"{self._device_} (device={self.device!r}); use parallel='threads' "
+                "or parallel='none' on CPU."
+            )
+        if self.mode == "backprop" and self.parallel != "none":
+            raise ValueError(
+                f"parallel={self.parallel!r} is not available with mode='backprop': "
+                "backprop has one global backward pass; use parallel='none'."
+            )
+        if self.backward_schedule == "joint" and self.parallel != "none":
+            raise ValueError(
+                "backward_schedule='joint' runs one summed backward pass and "
+                f"needs parallel='none', got parallel={self.parallel!r}."
+            )
+
+    def _layer_units(self, n_features, n_classes, generator):
+        """The list of layer units to split, and the user module flag."""
+        if self.module is not None:
+            module = self.module
+            if isinstance(module, (list, tuple)):
+                units = list(module)
+            elif isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
+                units = list(module.children())
+            else:
+                raise ValueError(
+                    "module must be a torch.nn.Sequential, an nn.ModuleList or a "
+                    f"list of modules whose children are the layers to split; got "
+                    f"{type(module).__name__}."
+                )
+            if not units or not all(isinstance(u, torch.nn.Module) for u in units):
+                raise ValueError("module must contain at least one torch.nn.Module layer.")
+            # Deep copy: the parameter is never mutated and refits start from
+            # the user's initialisation.
+            return copy.deepcopy(units)
+        sizes = [int(s) for s in np.atleast_1d(np.asarray(self.hidden_layer_sizes))]
+        if any(s < 1 for s in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must contain positive ints, got {self.hidden_layer_sizes!r}."
+            )
+        units = []
+        n_in = n_features
+        act = ACTIVATIONS[self.activation]
+        for width in sizes:
+            layers = [make_linear(n_in, width, generator, self.activation)]
+            if self.batch_norm:
+                layers.append(torch.nn.BatchNorm1d(width))
+            layers.append(act())
+            units.append(torch.nn.Sequential(*layers))
+            n_in = width
+        units.append(torch.nn.Sequential(
+            make_linear(n_in, n_classes, generator, activation="identity")))
+        return units
+
+    def _block_bounds(self, n_units):
+        if self.split_points is not None:
+            points = np.asarray(self.split_points)
+            if points.ndim != 1 or not np.issubdtype(points.dtype, np.integer):
+                raise ValueError(
+                    f"split_points must be a 1-D list of ints, got {self.split_points!r}."
+                )
+            points = [int(p) for p in points]
+            if any(p < 1 or p >= n_units for p in points):
+                raise ValueError(
+                    f"split_points={self.split_points!r} out of range: each must be "
+                    f"between 1 and {n_units - 1} (the network has {n_units} layer units)."
+                )
+            if any(b <= a for a, b in zip(points, points[1:])):
+                raise ValueError(
+                    f"split_points={self.split_points!r} must be strictly increasing."
+                )
+            return [0] + points + [n_units]
+        if self.n_blocks > n_units:
+            raise ValueError(
+                f"n_blocks={self.n_blocks} is larger than the number of layers "
+                f"({n_units}: hidden layers + output layer, or the children of "
+                "module); lower n_blocks or add layers."
+            )
+        base, extra = divmod(n_units, self.n_blocks)
+        # The remainder goes to the last blocks: early blocks stay small and the
+        # output block gets some capacity.
+        sizes = [base + (1 if k >= self.n_blocks - extra else 0)
+                 for k in range(self.n_blocks)]
+        return [0] + list(np.cumsum(sizes))
+
+    def _input_shape_for(self, n_features):
+        if self.input_shape is None:
+            return None
+        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(self.input_shape)))
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"input_shape={self.input_shape!r} holds {int(np.prod(shape))} values "
+                f"but X has {n_features} features."
+            )
+        return shape
+
+    # ----------------------------------------------------------------- hooks
+    def _init_model(self, n_features, n_classes, generator):
+        shape = self._input_shape_for(n_features)
+        units = self._layer_units(n_features, n_classes, generator)
+        bounds = self._block_bounds(len(units))
+        blocks = torch.nn.ModuleList(
+            torch.nn.Sequential(*units[a:b]) for a, b in zip(bounds, bounds[1:]))
+        # Block output shapes from a dry run (eval mode: batch norm untouched).
+        dummy = torch.zeros((2,) + (shape if shape is not None else (n_features,)))
+        out_shapes = []
+        blocks.eval()
+        try:
+            with torch.no_grad():
+                h = dummy
+                for block in blocks:
+                    h = block(h)
+                    out_shapes.append(tuple(h.shape[1:]))
+        except Exception as error:
+            raise ValueError(
+                f"module could not run on inputs of shape {tuple(dummy.shape[1:])} "
+                f"(input_shape={self.input_shape!r}): {error}"
+            ) from error
+        if out_shapes[-1] != (n_classes,):
+            raise ValueError(
+                f"module's output has shape {out_shapes[-1]} per sample but the data "
+                f"have {n_classes} classes; the last layer of module must output "
+                f"{n_classes} values."
+            )
+        self.blocks_ = blocks
+        self.n_blocks_ = len(blocks)
+        self.block_sizes_ = [b - a for a, b in zip(bounds, bounds[1:])]
+        self._block_shapes = out_shapes
+        self._input_shape_ = shape
+        n_boundaries = self.n_blocks_ - 1
+        use_heads = self.mode == "local_aux" or (self.mode == "bll" and self.aux_weight > 0)
+        self.aux_heads_ = torch.nn.ModuleList(
+            _AuxHead(out_shapes[k], n_classes, generator) for k in range(n_boundaries)
+        ) if use_heads else torch.nn.ModuleList()
+        if self.mode == "bll":
+            widths = [out_shapes[k][0] if len(out_shapes[k]) == 3
+                      else int(np.prod(out_shapes[k])) for k in range(n_boundaries)]
+            self.feedback_ = torch.nn.ModuleList(
+                make_feedback(self.feedback, n_classes, widths[k], self.local_loss,
+                              generator, tuple(self.feedback_hidden))
+                for k in range(n_boundaries))
+        else:
+            self.feedback_ = torch.nn.ModuleList()
+        self._noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        self._build_optimizers()
+
+    def _build_optimizers(self):
+        self._optimizers = []
+        self._feedback_optimizers = []
+        for k, block in enumerate(self.blocks_):
+            params = list(block.parameters())
+            if k < len(self.aux_heads_):
+                params += list(self.aux_heads_[k].parameters())
+            self._optimizers.append(make_optimizer(
+                params, self.optimizer, self.learning_rate_init, momentum=self.momentum))
+        for fb in self.feedback_:
+            params = [p for p in fb.parameters() if p.requires_grad]
+            lr = self.feedback_learning_rate
+            if lr == "auto":
+                lr = 0.05 if self.feedback == "mlp" else 0.9
+            self._feedback_optimizers.append(torch.optim.SGD(
+                params, lr=lr, momentum=self.feedback_momentum,
+                weight_decay=self.feedback_weight_decay) if params else None)
+
+    def _torch_modules(self):
+        if not hasattr(self, "blocks_"):
+            return {}
+        return {"blocks_": self.blocks_, "feedback_": self.feedback_,
+                "aux_heads_": self.aux_heads_}
+
+    def _fit_num_threads(self):
+        if self.torch_num_threads is not None:
+            return self.torch_num_threads
+        return None
+
+    def _threads_per_block(self):
+        if self.parallel != "threads":
+            return None
+        total = self.torch_num_threads or os.cpu_count() or 1
+        return max(1, total // self.n_blocks_)
+
+    def _check_params_against_data(self, n_train_samples, batch_size):
+        self._check_execution()
+
+    def _make_engine(self, n_classes, device, context):
+        aux_weight = self.aux_weight if self.aux_weight > 0 else 1.0
+        config = {
+            "mode": self.mode,
+            "n_classes": n_classes,
+            "local_loss": self.local_loss,
+            "agreement_weight": self.agreement_weight,
+            "decorrelation_weight": self.decorrelation_weight,
+            "aux_weight": aux_weight,
+            "output_weight": self.output_weight,
+            "denoise_weight": self.denoise_weight if self.mode == "bll" else 0.0,
+            "denoise_std": self.denoise_std,
+            "agreement_sign": float(self.agreement_sign),
+            "variance": self.sigma_forward ** 2 + self.sigma_feedback ** 2,
+            "label_smoothing": self.label_smoothing,
+            "alpha": self.alpha,
+            "sync": device.type == "cuda" and self.parallel == "none",
+        }
+        workers = []
+        for k, block in enumerate(self.blocks_):
+            is_last = k == self.n_blocks_ - 1
+            head = self.aux_heads_[k] if k < len(self.aux_heads_) else None
+            fb = self.feedback_[k] if k < len(self.feedback_) else None
+            fb_opt = self._feedback_optimizers[k] if k < len(self._feedback_optimizers) \
+                else None
+            workers.append(BlockWorker(k, block, head, fb, self._optimizers[k], fb_opt,
+                                       config, is_last))
+        meter = None
+        if context.extras.get("batches_seen", 0) < 8:
+            params = [p for m in self._torch_modules().values() for p in m.parameters()]
+            meter = context.extras.setdefault("meter", ActivationMeter(params))
+        return BlockLocalEngine(
+            workers, mode=self.mode, parallel=self.parallel,
+            n_microbatches=self.n_microbatches, backward_schedule=self.backward_schedule,
+            input_shape=self._input_shape_, threads_per_block=self._threads_per_block(),
+            hook=getattr(self, "_engine_hook", None), meter=meter,
+            noise_seed=self._noise_seed)
+
+    def _fit_epoch(self, X, y, *, batches, context):
+        device = X.device
+        if "timing" not in context.extras:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            context.extras["timing"] = {"forward": [[] for _ in self.blocks_],
+                                        "backward": [[] for _ in self.blocks_],
+                                        "update": [[] for _ in self.blocks_],
+                                        "step": [], "samples": 0, "seconds": 0.0,
+                                        "device": device}
+            self._timing_acc = context.extras["timing"]
+        engine = self._make_engine(len(self.classes_), device, context)
+        stats = engine.run_epoch(X, y, batches, context)
+        acc = context.extras["timing"]
+        for k, worker in enumerate(engine.workers):
+            acc["forward"][k] += worker.forward_ms
+            acc["backward"][k] += worker.backward_ms
+            acc["update"][k] += worker.update_ms
+        done = np.diff(engine.batch_done_times)
+        acc["step"] += list(1e3 * done)
+        acc["samples"] += stats.pop("n_samples")
+        acc["seconds"] += stats["seconds"]
+        if engine.meter is not None:
+            acc["peak_activation_bytes"] = engine.meter.peak
+        return stats
+
+    def _fit_finished(self):
+        acc = getattr(self, "_timing_acc", None)
+        if acc is None:
+            return
+        device = acc["device"]
+        peak = None
+        if device.type == "cuda":
+            peak = int(torch.cuda.max_memory_allocated(device))
+        self.timing_ = {
+            "forward_ms": [median_or_none(v) for v in acc["forward"]],
+            "backward_ms": [median_or_none(v) for v in acc["backward"]],
+            "update_ms": [median_or_none(v) for v in acc["update"]],
+            "step_ms": median_or_none(acc["step"]),
+            "samples_per_second": acc["samples"] / acc["seconds"] if acc["seconds"] else None,
+            "peak_activation_bytes": acc.get("peak_activation_bytes"),
+            "peak_memory_bytes": peak,
+            "parallel": self.parallel,
+            "n_microbatches": self.n_microbatches,
+            "device": str(device),
+        }
+        if self.mode == "backprop" or self.backward_schedule == "joint":
+            self.timing_["backward_note"] = (
+                "one joint backward pass: its time is listed under the last block")
+        del self._timing_acc
+
+    def _forward_logits(self, X):
+        h = X
+        if getattr(self, "_input_shape_", None) is not None:
+            h = h.reshape((h.shape[0],) + self._input_shape_)
+        for block in self.blocks_:
+            h = block(h)
+        return h
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        # Optimisers reference the live parameters: store their state dicts
+        # and rebuild them around the unpickled modules.
+        for key in ("_optimizers", "_feedback_optimizers"):
+            if key in state:
+                state[key] = [None if opt is None else _cpu_state(opt.state_dict())
+                              for opt in state[key]]
+        state.pop("_timing_acc", None)
+        return state
+
+    def __setstate__(self, state):
+        optimizers = state.pop("_optimizers", None)
+        fb_optimizers = state.pop("_feedback_optimizers", None)
+        super().__setstate__(state)
+        if optimizers is not None and "blocks_" in state:
+            self._build_optimizers()
+            for opt, saved in zip(self._optimizers, optimizers):
+                if saved is not None:
+                    opt.load_state_dict(saved)
+            for opt, saved in zip(self._feedback_optimizers, fb_optimizers or []):
+                if opt is not None and saved is not None:
+                    opt.load_state_dict(saved)
+
+    # ---------------------------------------------------------- extra API
+    def transform_blocks(self, X):
+        """Normalised representation of ``X`` after each block but the last.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        features : list of ndarray
+            One (n_samples, D_k) float64 array per hidden block (mean-centred,
+            L2-normalised, spatially max-pooled for images), followed by the
+            logits of the last block.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        device = self._model_device()
+        self._set_train_mode(False)
+        outputs = [[] for _ in self.blocks_]
+        with torch.no_grad():
+            for start in range(0, X.shape[0], 4096):
+                h = _to_tensor(X[start:start + 4096], device)
+                if self._input_shape_ is not None:
+                    h = h.reshape((h.shape[0],) + self._input_shape_)
+                for k, block in enumerate(self.blocks_):
+                    h = block(h)
+                    feat = h if k == self.n_blocks_ - 1 else normalise_features(h)
+                    outputs[k].append(feat.double().cpu().numpy())
+        return [np.concatenate(o, axis=0) for o in outputs]
+
+    def block_scores(self, X, y, *, method="probe", cv=3):
+        """Accuracy reachable from each block's representation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        method : {"probe", "head"}, default="probe"
+            ``"probe"``: cross-validated accuracy of a logistic-regression probe
+            on each hidden block's normalised features; ``"head"``: accuracy
+            of the block's auxiliary head (needs ``aux_heads_``).  The last
+            entry is always the model's own accuracy.
+        cv : int, default=3
+            Folds of the probe's cross-validation.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_blocks_,)
+        """
+        check_is_fitted(self)
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_score
+
+        y = np.asarray(y)
+        if method not in ("probe", "head"):
+            raise ValueError(f"method must be 'probe' or 'head', got {method!r}.")
+        if method == "head" and len(self.aux_heads_) == 0:
+            raise ValueError(
+                "method='head' needs auxiliary heads; this model has none "
+                f"(mode={self.mode!r}, aux_weight={self.aux_weight}). Use method='probe'."
+            )
+        features = self.transform_blocks(X)
+        scores = []
+        for k in range(self.n_blocks_ - 1):
+            if method == "probe":
+                probe = LogisticRegression(max_iter=500)
+                scores.append(float(np.mean(cross_val_score(probe, features[k], y, cv=cv))))
+            else:
+                scores.append(self._head_score(k, X, y))
+        scores.append(self.score(X, y))
+        return np.asarray(scores)
+
+    def _head_score(self, k, X, y):
+        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        device = self._model_device()
+        self._set_train_mode(False)
+        with torch.no_grad():
+            h = _to_tensor(X, device)
+            if self._input_shape_ is not None:
+                h = h.reshape((h.shape[0],) + self._input_shape_)
+            for block in self.blocks_[: k + 1]:
+                h = block(h)
+            pred = self.aux_heads_[k](h).argmax(dim=1).cpu().numpy()
+        return float(np.mean(self.classes_[pred] == y))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        return tags
+
+
+def _cpu_state(state_dict):
+    return copy.deepcopy(
+        {key: ({k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                for k, v in value.items()} if key == "state" else value)
+         for key, value in state_dict.items()})

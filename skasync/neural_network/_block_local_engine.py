@@ -1,0 +1,696 @@
+"""Training engine of :class:`~skasync.BlockLocalClassifier`.
+
+One home for the pieces of block-local learning (BLL, arXiv 2305.14974):
+
+* local losses (:func:`normalise_features`, :func:`representation`,
+  :func:`agreement_loss`, :func:`decorrelation_loss`);
+* the feedback network (:func:`make_feedback`, :func:`feedback_targets`,
+  posterior bootstrapping in :meth:`BlockWorker.finish_batch`);
+* :class:`BlockWorker`, which owns one block: its forward pass, local loss,
+  backward pass, optimiser step and feedback fit;
+* the execution back-ends of :class:`BlockLocalEngine`: sequential
+  (``parallel="none"``), one thread per block (``"threads"``) and one CUDA
+  stream per block (``"streams"``), each with micro-batch pipelining;
+* :class:`ActivationMeter`, which counts the bytes autograd keeps for the
+  backward pass (a device-independent activation-memory measure).
+
+The maths does not depend on the back-end: every block accumulates the
+gradients of the micro-batches of a batch and steps once per batch, and a
+block's input only depends on the weights of the blocks below it, which each
+block steps on its own.  So ``"threads"`` reproduces ``"none"`` exactly.
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import math
+import queue
+import threading
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skasync.utils._threads import WorkerGroup, queue_get, queue_put
+
+_EPS = 1e-8
+# Bernoulli targets are clamped away from 0 and 1 so the log stays finite.
+_BERNOULLI_CLAMP = 0.01
+# The activation meter runs for this many batches per fit: peak activation
+# memory is the same every step, and the hooks cost Python time.
+_METER_BATCHES = 4
+
+
+# --------------------------------------------------------------- local losses
+def normalise_features(a):
+    """Flatten/pool a block output to (B, D), mean-centre and L2-normalise rows.
+
+    4-D outputs (B, C, H, W) are max-pooled over space to (B, C), as in the
+    authors' code; others are flattened.
+    """
+    if a.dim() == 4:
+        a = a.amax(dim=(2, 3))
+    elif a.dim() != 2:
+        a = a.flatten(1)
+    a = a - a.mean(dim=1, keepdim=True)
+    return a / (_EPS + a.norm(dim=1, keepdim=True))
+
+
+def representation(a, local_loss):
+    """The representation a local loss compares with its feedback target.
+
+    ``"cosine"``: unit rows ``x̂``.  ``"gaussian"``: ``z = sqrt(D)·x̂`` (unit
+    mean square per unit, so a per-unit mean loss has the scale of the cosine
+    one).  ``"bernoulli"``: ``sigmoid(z)``, per-unit probabilities.
+    """
+    xhat = normalise_features(a)
+    if local_loss == "cosine":
+        return xhat, xhat
+    z = xhat * math.sqrt(xhat.shape[1])
+    if local_loss == "gaussian":
+        return xhat, z
+    return xhat, torch.sigmoid(z)
+
+
+def transform_target(table, local_loss):
+    """Feedback-network output → agreement target (detached by the caller)."""
+    if local_loss == "cosine":
+        return table / (_EPS + table.norm(dim=1, keepdim=True))
+    if local_loss == "bernoulli":
+        return table.clamp(_BERNOULLI_CLAMP, 1.0 - _BERNOULLI_CLAMP)
+    return table
+
+
+def agreement_loss(r, b, local_loss, sign=-1.0, variance=2.0):
+    """Per-batch mean agreement loss between representation ``r`` and target ``b``.
+
+    Parameters
+    ----------
+    r : Tensor of shape (B, D)
+        Representation from :func:`representation` (carries the gradient).
+    b : Tensor of shape (B, D)
+        Detached feedback target per sample.
+    local_loss : {"cosine", "gaussian", "bernoulli"}
+    sign : float
+        Cosine only: ``-1`` minimises ``-cos`` (features move toward their
+        class prototype); ``+1`` is the authors' code (moves away).
+    variance : float
+        Gaussian only: ``sigma_forward**2 + sigma_feedback**2``.
+    """
+    if local_loss == "cosine":
+        return sign * (r * b).sum(dim=1).mean()
+    if local_loss == "gaussian":
+        per_unit = (r - b).pow(2) / (2.0 * variance) + 0.5 * math.log(2 * math.pi * variance)
+        return per_unit.mean(dim=1).mean()
+    # -log(a·b + (1-a)(1-b)) per unit: the overlap of two Bernoulli factors.
+    overlap = r * b + (1.0 - r) * (1.0 - b)
+    return -torch.log(overlap.clamp_min(_EPS)).mean(dim=1).mean()
+
+
+def decorrelation_loss(xhat):
+    """Mean over all B² entries of the squared off-diagonal Gram matrix."""
+    gram = xhat @ xhat.t()
+    gram = gram - torch.diag_embed(torch.diagonal(gram))
+    return gram.pow(2).mean()
+
+
+def l2_penalty(modules, alpha, batch_size):
+    """MLPClassifier's ``0.5 * alpha * sum(W**2) / batch_size`` over weights."""
+    if alpha == 0:
+        return None
+    total = None
+    for module in modules:
+        if module is None:
+            continue
+        for name, p in module.named_parameters():
+            if p.dim() > 1 and p.requires_grad:
+                term = p.pow(2).sum()
+                total = term if total is None else total + term
+    if total is None:
+        return None
+    return 0.5 * alpha * total / batch_size
+
+
+# ----------------------------------------------------------- feedback network
+def make_feedback(kind, n_classes, width, local_loss, generator, hidden=(128,)):
+    """One boundary's feedback network: one-hot label → target of width ``width``.
+
+    ``"direct"``: a bias-free linear map (a learnable table of one prototype per
+    class, as in the authors' code); ``"mlp"``: a small ReLU network;
+    ``"fixed_random"``: a frozen random table (DRTP-like).
+    """
+    from skasync.neural_network._base import make_linear
+
+    if kind == "mlp":
+        layers = []
+        n_in = n_classes
+        for n_out in hidden:
+            layers += [make_linear(n_in, n_out, generator), torch.nn.ReLU()]
+            n_in = n_out
+        layers.append(make_linear(n_in, width, generator, activation="identity"))
+        return torch.nn.Sequential(*layers)
+    layer = torch.nn.utils.skip_init(torch.nn.Linear, n_classes, width, bias=False)
+    with torch.no_grad():
+        # Weight has shape (width, n_classes): column c is class c's prototype.
+        if local_loss == "bernoulli":
+            layer.weight.uniform_(0.0, 1.0, generator=generator)
+        else:
+            layer.weight.normal_(0.0, 1.0, generator=generator)
+            if local_loss == "cosine":
+                layer.weight /= math.sqrt(width)
+    if kind == "fixed_random":
+        layer.weight.requires_grad_(False)
+    return layer
+
+
+def feedback_table(module, n_classes, device):
+    """Outputs of a feedback network for every class: shape (K, D)."""
+    eye = torch.eye(n_classes, device=device)
+    return module(eye)
+
+
+# --------------------------------------------------------------- memory meter
+class _Saved:
+    __slots__ = ("tensor", "key", "meter")
+
+    def __del__(self):
+        self.meter._release(self.key)
+
+
+class ActivationMeter:
+    """Peak bytes of tensors saved for backward (parameters excluded).
+
+    Installed with :func:`torch.autograd.graph.saved_tensors_hooks`; counts
+    each storage once and releases it when autograd frees the graph.  This is
+    what per-block backward saves compared with one joint backward pass, and it
+    works on CPU, where :mod:`tracemalloc` does not see torch's allocations.
+    """
+
+    def __init__(self, parameters):
+        self._param_keys = {p.untyped_storage().data_ptr() for p in parameters}
+        self._live = {}
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def pack(self, tensor):
+        key = tensor.untyped_storage().data_ptr()
+        if key in self._param_keys or key == 0:
+            return tensor
+        nbytes = tensor.untyped_storage().nbytes()
+        with self._lock:
+            entry = self._live.get(key)
+            if entry is None:
+                self._live[key] = [1, nbytes]
+                self.current += nbytes
+                self.peak = max(self.peak, self.current)
+            else:
+                entry[0] += 1
+        saved = _Saved()
+        saved.tensor, saved.key, saved.meter = tensor, key, self
+        return saved
+
+    @staticmethod
+    def unpack(saved):
+        return saved.tensor if isinstance(saved, _Saved) else saved
+
+    def _release(self, key):
+        with self._lock:
+            entry = self._live.get(key)
+            if entry is None:
+                return
+            entry[0] -= 1
+            if entry[0] == 0:
+                self.current -= entry[1]
+                del self._live[key]
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --------------------------------------------------------------- block worker
+class BlockWorker:
+    """Everything one block does in a step; touched by one thread only.
+
+    Parameters
+    ----------
+    index : int
+        Block number (0-based).
+    block : nn.Module
+    head : nn.Module or None
+        Auxiliary classifier on the block output (``aux_weight > 0``).
+    feedback : nn.Module or None
+        The boundary's feedback network (bll mode, not the last block).
+    optimizer, feedback_optimizer : torch.optim.Optimizer or None
+    config : dict
+        Loss settings (see :class:`BlockLocalEngine`).
+    """
+
+    def __init__(self, index, block, head, feedback, optimizer, feedback_optimizer,
+                 config, is_last):
+        self.index = index
+        self.block = block
+        self.head = head
+        self.feedback = feedback
+        self.optimizer = optimizer
+        self.feedback_optimizer = feedback_optimizer
+        self.config = config
+        self.is_last = is_last
+        self.loss_sum = None
+        self.correct = None
+        self.seen = 0
+        self.feedback_loss_sum = 0.0
+        self.forward_ms = []
+        self.backward_ms = []
+        self.update_ms = []
+        self._batch_forward = 0.0
+        self._batch_backward = 0.0
+
+    # ----------------------------------------------------------- per batch
+    def start_batch(self, y):
+        """Agreement targets for the batch, from the feedback before its update."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        self._batch_forward = self._batch_backward = 0.0
+        self._class_sum = None
+        if self.feedback is not None:
+            with torch.no_grad():
+                table = feedback_table(self.feedback, cfg["n_classes"], y.device)
+                self._targets = transform_target(table, cfg["local_loss"]).detach()
+
+    def run_microbatch(self, h, y, weight, batch_size, noise_generator=None):
+        """Forward, local loss, backward for one micro-batch.
+
+        Returns the detached block output (the hand-off to the next block),
+        computed before the backward pass so the next block never waits for it.
+        """
+        cfg = self.config
+        sync = cfg["sync"]
+        t0 = time.perf_counter()
+        out = self.block(h)
+        handoff = out.detach()
+        loss = self._local_loss(h, out, y, batch_size, noise_generator) * weight
+        if sync:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        loss.backward()
+        if sync:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        self._batch_forward += t1 - t0
+        self._batch_backward += t2 - t1
+        return handoff
+
+    def finish_batch(self):
+        """Optimiser step, then the feedback fit (posterior bootstrapping)."""
+        t0 = time.perf_counter()
+        self.optimizer.step()
+        if self.feedback_optimizer is not None and self._class_sum is not None:
+            self._fit_feedback()
+        if self.config["sync"]:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        self.forward_ms.append(1e3 * self._batch_forward)
+        self.backward_ms.append(1e3 * self._batch_backward)
+        self.update_ms.append(1e3 * (t1 - t0))
+
+    # ------------------------------------------------------------ internals
+    def _accumulate(self, value, n, logits=None, y=None):
+        value = value.detach() * n
+        self.loss_sum = value if self.loss_sum is None else self.loss_sum + value
+        self.seen += n
+        if logits is not None:
+            right = (logits.detach().argmax(dim=1) == y).sum()
+            self.correct = right if self.correct is None else self.correct + right
+
+    def _local_loss(self, h, out, y, batch_size, noise_generator):
+        cfg = self.config
+        n = out.shape[0]
+        modules = [self.block, self.head]
+        if self.is_last:
+            logits = out.flatten(1) if out.dim() > 2 else out
+            loss = cfg["output_weight"] * F.cross_entropy(
+                logits, y, label_smoothing=cfg["label_smoothing"])
+            self._accumulate(loss, n, logits, y)
+        else:
+            loss = out.new_zeros(())
+            logits = None
+            mode = cfg["mode"]
+            if mode == "bll":
+                xhat, r = representation(out, cfg["local_loss"])
+                if cfg["agreement_weight"]:
+                    b = self._targets[y]
+                    loss = loss + cfg["agreement_weight"] * agreement_loss(
+                        r, b, cfg["local_loss"], cfg["agreement_sign"], cfg["variance"])
+                if cfg["decorrelation_weight"]:
+                    loss = loss + cfg["decorrelation_weight"] * decorrelation_loss(xhat)
+                if self.feedback_optimizer is not None:
+                    self._collect_class_means(r.detach(), y)
+                if cfg["denoise_weight"]:
+                    noise = torch.randn(h.shape, generator=noise_generator)
+                    noisy = self.block(h + cfg["denoise_std"] * noise.to(h.device))
+                    loss = loss + cfg["denoise_weight"] * F.mse_loss(noisy, out.detach())
+            if self.head is not None:
+                logits = self.head(out)
+                loss = loss + cfg["aux_weight"] * F.cross_entropy(
+                    logits, y, label_smoothing=cfg["label_smoothing"])
+            self._accumulate(loss, n, logits, y)
+        penalty = l2_penalty(modules, cfg["alpha"], batch_size)
+        if penalty is not None:
+            # The caller weights each micro-batch by n / batch_size, so the
+            # micro-batches of a batch add up to one penalty.
+            loss = loss + penalty
+        return loss
+
+    def _collect_class_means(self, r, y):
+        k = self.config["n_classes"]
+        sums = torch.zeros(k, r.shape[1], device=r.device, dtype=r.dtype)
+        sums.index_add_(0, y, r)
+        counts = torch.bincount(y, minlength=k).to(r.dtype)
+        if self._class_sum is None:
+            self._class_sum, self._class_count = sums, counts
+        else:
+            self._class_sum += sums
+            self._class_count += counts
+
+    def _fit_feedback(self):
+        # ½ Σ_{present c} ||g(e_c) − mean of class c||², summed as in the
+        # authors' code: with plain SGD, lr 0.9 is an EMA of class means.
+        # Classes absent from the batch are masked (their rows would decay).
+        present = self._class_count > 0
+        target = self._class_sum[present] / self._class_count[present, None]
+        self.feedback_optimizer.zero_grad(set_to_none=True)
+        table = feedback_table(self.feedback, self.config["n_classes"], target.device)
+        loss = 0.5 * (table[present] - target).pow(2).sum()
+        loss.backward()
+        self.feedback_optimizer.step()
+        # Kept as a tensor: no device synchronisation inside the step.
+        self.feedback_loss_sum = self.feedback_loss_sum + loss.detach()
+
+
+# ---------------------------------------------------------------- the engine
+class BlockLocalEngine:
+    """Runs epochs of block-local (or backprop) training over a list of blocks.
+
+    Parameters
+    ----------
+    workers : list of BlockWorker
+    mode : {"bll", "backprop", "local_aux"}
+    parallel : {"none", "threads", "streams"}
+    n_microbatches : int
+    backward_schedule : {"per_block", "joint"}
+    input_shape : tuple or None
+        Reshape of the flat input rows for the first block.
+    threads_per_block : int or None
+        Intra-op threads of each worker thread (``parallel="threads"``).
+    hook : callable or None
+        ``hook(block_index, batch_number)`` called before each block's
+        optimiser step; tests use it to inject failures.
+    meter : ActivationMeter or None
+    """
+
+    def __init__(self, workers, *, mode, parallel, n_microbatches, backward_schedule,
+                 input_shape, threads_per_block=None, hook=None, meter=None,
+                 noise_seed=0):
+        self.workers = workers
+        self.mode = mode
+        self.parallel = parallel
+        self.n_microbatches = n_microbatches
+        self.backward_schedule = backward_schedule
+        self.input_shape = input_shape
+        self.threads_per_block = threads_per_block
+        self.hook = hook
+        self.meter = meter
+        self.noise_seed = noise_seed
+        self.batch_done_times = []
+
+    # ------------------------------------------------------------- helpers
+    def _inputs(self, X, idx):
+        x = X[idx]
+        if self.input_shape is not None:
+            x = x.reshape((x.shape[0],) + tuple(self.input_shape))
+        return x
+
+    def _microbatches(self, idx):
+        n_mb = min(self.n_microbatches, idx.shape[0])
+        return torch.tensor_split(idx, n_mb)
+
+    def _meter_ctx(self, batch_number):
+        if self.meter is not None and batch_number < _METER_BATCHES:
+            return self.meter.hooks()
+        return _NullContext()
+
+    def _noise_generator(self, epoch, block):
+        if not self.workers[0].config["denoise_weight"]:
+            return None
+        seed = (self.noise_seed + 7919 * epoch + 104729 * block) % (2**31 - 1)
+        return torch.Generator().manual_seed(seed)
+
+    def _call_hook(self, block, batch_number):
+        if self.hook is not None:
+            self.hook(block, batch_number)
+
+    # ---------------------------------------------------------------- epoch
+    def run_epoch(self, X, y, batches, context):
+        """Train one epoch; returns the stats dict of ``_fit_epoch``."""
+        start = time.perf_counter()
+        for worker in self.workers:
+            worker.loss_sum = worker.correct = None
+            worker.seen = 0
+            worker.feedback_loss_sum = 0.0
+        if self.mode == "backprop" or self.backward_schedule == "joint":
+            n_done = self._run_joint(X, y, batches, context)
+        elif self.parallel == "threads":
+            n_done = self._run_threads(X, y, batches, context)
+        elif self.parallel == "streams":
+            n_done = self._run_streams(X, y, batches, context)
+        else:
+            n_done = self._run_sequential(X, y, batches, context)
+        seconds = time.perf_counter() - start
+        return self._stats(seconds, n_done)
+
+    def _stats(self, seconds, n_done):
+        block_losses, block_acc = [], []
+        n_samples = max(1, self.workers[-1].seen)
+        for worker in self.workers:
+            seen = max(1, worker.seen)
+            block_losses.append(
+                0.0 if worker.loss_sum is None else float(worker.loss_sum) / seen)
+            block_acc.append(
+                None if worker.correct is None else float(worker.correct) / seen)
+        feedback_loss = sum(float(w.feedback_loss_sum) for w in self.workers)
+        return {
+            "loss": float(sum(block_losses)),
+            "block_losses": block_losses,
+            "feedback_loss": feedback_loss / max(1, n_done),
+            "train_accuracy": block_acc[-1],
+            "block_accuracies": block_acc,
+            "seconds": seconds,
+            "n_samples": n_samples,
+        }
+
+    # ------------------------------------------------------------ back-ends
+    def _run_sequential(self, X, y, batches, context):
+        n_blocks = len(self.workers)
+        gens = [self._noise_generator(context.epoch, k) for k in range(n_blocks)]
+        done = 0
+        for number, idx in enumerate(batches):
+            if context.time_is_up():
+                context.stopped_by_time = True
+                break
+            yb = y[idx]
+            mbs = self._microbatches(idx)
+            for worker in self.workers:
+                worker.start_batch(yb)
+            with self._meter_ctx(context.extras.get("batches_seen", 0)):
+                # Wave-front order (micro-batch m of block k at tick m + k);
+                # sequentially any order gives the same result.
+                hs = [self._inputs(X, mb) for mb in mbs]
+                for k, worker in enumerate(self.workers):
+                    for m, mb in enumerate(mbs):
+                        hs[m] = worker.run_microbatch(
+                            hs[m], y[mb], mb.shape[0] / idx.shape[0], idx.shape[0],
+                            gens[k])
+                    self._call_hook(k, number)
+                    worker.finish_batch()
+            context.extras["batches_seen"] = context.extras.get("batches_seen", 0) + 1
+            self.batch_done_times.append(time.perf_counter())
+            done += 1
+        return done
+
+    def _run_joint(self, X, y, batches, context):
+        """Backprop, or BLL with one summed backward (authors' ``joint``)."""
+        detach = self.mode != "backprop"
+        done = 0
+        for number, idx in enumerate(batches):
+            if context.time_is_up():
+                context.stopped_by_time = True
+                break
+            yb = y[idx]
+            for worker in self.workers:
+                worker.start_batch(yb)
+            with self._meter_ctx(context.extras.get("batches_seen", 0)):
+                for mb in self._microbatches(idx):
+                    h = self._inputs(X, mb)
+                    ym = y[mb]
+                    total = None
+                    t0 = time.perf_counter()
+                    for worker in self.workers:
+                        tb = time.perf_counter()
+                        out = worker.block(h)
+                        loss = worker._local_loss(h, out, ym, idx.shape[0], None)
+                        total = loss if total is None else total + loss
+                        h = out.detach() if detach else out
+                        worker._batch_forward += time.perf_counter() - tb
+                    t1 = time.perf_counter()
+                    (total * (mb.shape[0] / idx.shape[0])).backward()
+                    # One backward for all blocks: its time is the last block's.
+                    self.workers[-1]._batch_backward += time.perf_counter() - t1
+                    del t0
+            for k, worker in enumerate(self.workers):
+                self._call_hook(k, number)
+                worker.finish_batch()
+            context.extras["batches_seen"] = context.extras.get("batches_seen", 0) + 1
+            self.batch_done_times.append(time.perf_counter())
+            done += 1
+        return done
+
+    def _run_threads(self, X, y, batches, context):
+        """One thread per block, bounded queues between neighbours.
+
+        Block ``k`` hands its detached output to block ``k+1`` right after its
+        forward pass and then runs its own backward pass and step: no block
+        ever waits for another block's backward pass.  Items are
+        ``(batch_number, microbatch, n_microbatches, h, y, weight, batch_size)``;
+        ``None`` ends the epoch.
+        """
+        n_blocks = len(self.workers)
+        depth = 2 * max(1, self.n_microbatches)
+        queues = [queue.Queue(maxsize=depth) for _ in range(n_blocks)]
+        n_done = [0]
+        stop_time = threading.Event()
+        batches_seen0 = context.extras.get("batches_seen", 0)
+
+        def feeder(stop_event):
+            for number, idx in enumerate(batches):
+                if context.time_is_up():
+                    stop_time.set()
+                    break
+                mbs = self._microbatches(idx)
+                for m, mb in enumerate(mbs):
+                    item = (number, m, len(mbs), self._inputs(X, mb), y[mb],
+                            mb.shape[0] / idx.shape[0], idx.shape[0], y[idx])
+                    queue_put(queues[0], item, stop_event)
+            queue_put(queues[0], None, stop_event)
+
+        def block_worker(k, stop_event):
+            if self.threads_per_block is not None:
+                torch.set_num_threads(self.threads_per_block)
+            worker = self.workers[k]
+            gen = self._noise_generator(context.epoch, k)
+            out_queue = queues[k + 1] if k + 1 < n_blocks else None
+            while True:
+                item = queue_get(queues[k], stop_event)
+                if item is None:
+                    if out_queue is not None:
+                        queue_put(out_queue, None, stop_event)
+                    return
+                number, m, n_mb, h, ym, weight, bsize, yb = item
+                if m == 0:
+                    worker.start_batch(yb)
+                with self._meter_ctx(batches_seen0 + number):
+                    handoff = worker.run_microbatch(h, ym, weight, bsize, gen)
+                if out_queue is not None:
+                    queue_put(out_queue, (number, m, n_mb, handoff, ym, weight, bsize, yb),
+                              stop_event)
+                del h, handoff
+                if m == n_mb - 1:
+                    self._call_hook(k, number)
+                    worker.finish_batch()
+                    if k == n_blocks - 1:
+                        n_done[0] += 1
+                        self.batch_done_times.append(time.perf_counter())
+                if stop_event.is_set():
+                    return
+
+        with WorkerGroup("bll") as group:
+            group.start(feeder, group.stop_event, name="feeder")
+            for k in range(n_blocks):
+                group.start(block_worker, k, group.stop_event, name=f"block{k}")
+            group.wait()
+        if stop_time.is_set():
+            context.stopped_by_time = True
+        context.extras["batches_seen"] = batches_seen0 + n_done[0]
+        return n_done[0]
+
+    def _run_streams(self, X, y, batches, context):
+        """One CUDA stream per block, wave-front over micro-batches.
+
+        Block ``k`` runs micro-batch ``m`` at tick ``m + k`` on its own stream;
+        hand-offs are ordered by events and kept alive for the consumer stream
+        with ``record_stream``.  Backward and step run on the forward's stream.
+        """
+        n_blocks = len(self.workers)
+        device = X.device
+        streams = [torch.cuda.Stream(device=device) for _ in range(n_blocks)]
+        main = torch.cuda.current_stream(device)
+        done = 0
+        for number, idx in enumerate(batches):
+            if context.time_is_up():
+                context.stopped_by_time = True
+                break
+            yb = y[idx]
+            mbs = self._microbatches(idx)
+            inputs = [self._inputs(X, mb) for mb in mbs]
+            labels = [y[mb] for mb in mbs]
+            ready = main.record_event()
+            for k, worker in enumerate(self.workers):
+                streams[k].wait_event(ready)
+                with torch.cuda.stream(streams[k]):
+                    worker.start_batch(yb)
+            events = [[None] * len(mbs) for _ in range(n_blocks)]
+            hand = [list(inputs)] + [[None] * len(mbs) for _ in range(n_blocks)]
+            with self._meter_ctx(context.extras.get("batches_seen", 0)):
+                for tick in range(len(mbs) + n_blocks - 1):
+                    for k, worker in enumerate(self.workers):
+                        m = tick - k
+                        if not 0 <= m < len(mbs):
+                            continue
+                        stream = streams[k]
+                        with torch.cuda.stream(stream):
+                            if k > 0:
+                                stream.wait_event(events[k - 1][m])
+                            h = hand[k][m]
+                            h.record_stream(stream)
+                            labels[m].record_stream(stream)
+                            out = worker.run_microbatch(
+                                h, labels[m], mbs[m].shape[0] / idx.shape[0],
+                                idx.shape[0], None)
+                            events[k][m] = stream.record_event()
+                            hand[k + 1][m] = out
+                            hand[k][m] = None
+            for k, worker in enumerate(self.workers):
+                with torch.cuda.stream(streams[k]):
+                    self._call_hook(k, number)
+                    worker.finish_batch()
+            for stream in streams:
+                main.wait_stream(stream)
+            context.extras["batches_seen"] = context.extras.get("batches_seen", 0) + 1
+            self.batch_done_times.append(time.perf_counter())
+            done += 1
+        return done
+
+
+def median_or_none(values):
+    """Median of a list (None when empty)."""
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
