@@ -532,13 +532,13 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         lambda est: est._expected_failed_checks())``.
         """
         if self.mode in ("pd-asgd", "d-asgd", "hogwild"):
-            return {
-                "check_fit_idempotent": (
-                    "lock-free asynchronous updates: thread interleaving, hence "
-                    "the fitted weights, differ between two fits with the same "
-                    "seed (use mode='serial' or 'sync' for reproducibility)"
-                ),
-            }
+            reason = (
+                "lock-free asynchronous updates: thread interleaving, hence the "
+                "fitted weights, differ between two fits with the same seed "
+                "(use mode='serial' or 'sync' for reproducibility)"
+            )
+            # Both checks compare the predictions of two separate fits.
+            return {"check_fit_idempotent": reason, "check_supervised_y_2d": reason}
         return {}
 
     def __sklearn_tags__(self):

@@ -47,7 +47,10 @@ def digits():
 
 
 def small(**params):
-    base = dict(hidden_layer_sizes=(32,), max_iter=3, batch_size=32, random_state=0)
+    # One intra-op thread: tiny ops on a shared, loaded CI machine are ~10x
+    # slower with OpenMP threads spinning against each other.
+    base = dict(hidden_layer_sizes=(32,), max_iter=3, batch_size=32, random_state=0,
+                torch_num_threads=1)
     base.update(params)
     return AsyncLayerwiseMLPClassifier(**base)
 
@@ -55,11 +58,12 @@ def small(**params):
 # ---------------------------------------------------------------- sklearn API
 CHECKED = [
     AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(16,), mode="serial",
-                                max_iter=20, random_state=0),
+                                max_iter=20, random_state=0, torch_num_threads=1),
     # batch_size=4: the checks' tiny data sets still give every backward
     # thread a batch.
     AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(16,), mode="pd-asgd",
-                                max_iter=20, batch_size=4, random_state=0),
+                                max_iter=20, batch_size=4, random_state=0,
+                                torch_num_threads=1),
 ]
 
 
@@ -73,7 +77,8 @@ def test_pipeline_in_grid_search(digits):
     pipe = Pipeline([
         ("scale", StandardScaler()),
         ("clf", AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(32,), max_iter=5,
-                                            batch_size=64, random_state=0)),
+                                            batch_size=64, random_state=0,
+                                            torch_num_threads=1)),
     ])
     search = GridSearchCV(
         pipe, {"clf__mode": ["serial", "pd-asgd"], "clf__learning_rate_init": [0.01]},
@@ -108,7 +113,7 @@ def test_serial_matches_hand_written_torch_loop(digits):
     clf = AsyncLayerwiseMLPClassifier(
         hidden_layer_sizes=(20, 12), mode="serial", batch_size=batch, max_iter=epochs,
         learning_rate_init=lr, momentum=mu, nesterovs_momentum=True, alpha=alpha,
-        activation="tanh", tol=0, random_state=seed,
+        activation="tanh", tol=0, random_state=seed, torch_num_threads=1,
     ).fit(X_train, y_train)
 
     # The same draws in the same order: one seed for the generator, then the
@@ -148,8 +153,7 @@ def test_serial_and_sync_are_deterministic(digits):
 @pytest.mark.parametrize("mode", MODES)
 def test_accuracy_floor_on_digits(digits, mode):
     X_train, X_test, y_train, y_test = digits
-    clf = AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(64,), mode=mode, max_iter=15,
-                                      batch_size=32, random_state=0)
+    clf = small(hidden_layer_sizes=(64,), mode=mode, max_iter=15)
     clf.fit(X_train, y_train)
     assert clf.score(X_test, y_test) > 0.9
     assert len(clf.coefs_) == 2 and clf.coefs_[0].shape == (64, 64)
@@ -332,7 +336,7 @@ def test_thread_setting_restored_and_split(digits, monkeypatch):
     X_train, _, y_train, _ = digits
     before = torch.get_num_threads()
     seen = []
-    clf = small(mode="pd-asgd", max_iter=1)
+    clf = small(mode="pd-asgd", max_iter=1, torch_num_threads=None)
     clf._debug_hook = lambda event, worker: seen.append(torch.get_num_threads())
     monkeypatch.setattr(
         "skasync.neural_network._async_layerwise._available_cpus", lambda: 6
@@ -340,7 +344,7 @@ def test_thread_setting_restored_and_split(digits, monkeypatch):
     clf.fit(X_train, y_train)
     assert set(seen) == {2}  # 6 cores / (1 forward + 2 backward threads)
     assert torch.get_num_threads() == before
-    assert small(mode="serial")._fit_num_threads() == 6
+    assert small(mode="serial", torch_num_threads=None)._fit_num_threads() == 6
     assert small(mode="hogwild", n_workers=4, torch_num_threads=1)._fit_num_threads() == 1
 
 
