@@ -404,29 +404,87 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
 
 
 @njit(nogil=True, cache=True)
+def _dense_ranks(v, ranks, vals):
+    """Dense ranks of v into ranks; vals[r] = value of rank r. Returns #distinct."""
+    order = np.argsort(v)
+    code = 0
+    prev = v[order[0]]
+    vals[0] = prev
+    for r in range(v.shape[0]):
+        i = order[r]
+        x = v[i]
+        if x != prev:
+            code += 1
+            vals[code] = x
+            prev = x
+        ranks[i] = code
+    return code + 1
+
+
+@njit(nogil=True, cache=True)
+def _lag_direction(X):
+    """+1 if X[i, k] == X[i-1, k-1] everywhere (columns = lags 1..p of one
+    series), -1 for the reversed column order, 0 otherwise."""
+    n, p = X.shape
+    if p < 2 or n < 2:
+        return 0
+    fwd = True
+    for i in range(1, n):
+        for k in range(1, p):
+            if X[i, k] != X[i - 1, k - 1]:
+                fwd = False
+                break
+        if not fwd:
+            break
+    if fwd:
+        return 1
+    for i in range(1, n):
+        for k in range(p - 1):
+            if X[i, k] != X[i - 1, k + 1]:
+                return 0
+    return -1
+
+
+@njit(nogil=True, cache=True)
 def _bin_exact_dense(X):
-    """Exact rank codes of every column of X (numba, for per-tree binning)."""
+    """Exact rank codes of every column of X (numba, for per-tree binning).
+
+    A lag matrix (every column a shifted window of one series, as built by the
+    AR sieve) is ranked with a single sort of the series instead of one per
+    column; codes are then ranks within the series (gaps allowed).
+    """
     n, p = X.shape
     codesT = np.empty((p, n), dtype=np.uint32)
-    vals = np.empty((p, n), dtype=np.float64)
     n_bins = np.empty(p, dtype=np.int64)
+    direction = _lag_direction(X)
+    if direction != 0:
+        length = n + p - 1
+        series = np.empty(length, dtype=np.float64)
+        # Column kk (lag kk + 1) of row i holds series[i - kk + p - 1].
+        for i in range(n):
+            series[p - 1 + i] = X[i, 0] if direction == 1 else X[i, p - 1]
+        for kk in range(1, p):
+            series[p - 1 - kk] = X[0, kk] if direction == 1 else X[0, p - 1 - kk]
+        ranks = np.empty(length, dtype=np.int64)
+        vals = np.empty((p, length), dtype=np.float64)
+        nb = _dense_ranks(series, ranks, vals[0])
+        for k in range(p):
+            kk = k if direction == 1 else p - 1 - k
+            if k > 0:
+                vals[k, :nb] = vals[0, :nb]
+            n_bins[k] = nb
+            for i in range(n):
+                codesT[k, i] = ranks[i - kk + p - 1]
+        return codesT, n_bins, vals
+    vals = np.empty((p, n), dtype=np.float64)
     col = np.empty(n, dtype=np.float64)
+    ranks = np.empty(n, dtype=np.int64)
     for f in range(p):
         for i in range(n):
             col[i] = X[i, f]
-        order = np.argsort(col)
-        code = 0
-        prev = col[order[0]]
-        vals[f, 0] = prev
-        for r in range(n):
-            i = order[r]
-            v = col[i]
-            if v != prev:
-                code += 1
-                vals[f, code] = v
-                prev = v
-            codesT[f, i] = code
-        n_bins[f] = code + 1
+        n_bins[f] = _dense_ranks(col, ranks, vals[f])
+        for i in range(n):
+            codesT[f, i] = ranks[i]
     return codesT, n_bins, vals
 
 
@@ -511,6 +569,8 @@ def grow_tree_dense(X, y, *, max_features, min_samples_split, max_depth, seed):
     y = np.ascontiguousarray(y, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0 or y.shape != (X.shape[0],):
         raise ValueError(f"bad shapes X {X.shape}, y {y.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity.")
     return Tree(*_grow_dense(X, y, mf, mss, md, sd))
 
 
