@@ -1,0 +1,463 @@
+"""Benchmark ARSieveForestRegressor against the R reference (rangerts / rangertsARS).
+
+1. Accuracy on the open reference set (``shared/reference/rangerts``), protocol of
+   its README: 5 lags, training rows t = 5..n-T-1, one-step test forecasts from the
+   true lags on the last T = 100 points, 500 trees, mtry 2, min.node.size 5, seed =
+   replication. All six bootstraps and the linear Yule-Walker AR(p) forecast, next
+   to R's results.csv, with paired per-replication differences and Monte-Carlo SE.
+2. Speed (same run): median of 3 fits, one thread, 395 rows, 500 trees, for
+   ``ar-sieve`` and ``moving``, vs R (timing.csv) and vs sklearn's
+   ``RandomForestRegressor`` on the same rows.
+3. Scaling: ar1_06 of length n = 1 000, 10 000, 100 000 (``--quick`` stops at
+   10 000), 5 lags, 500 trees, n_jobs 1 and 2; fit seconds and peak RSS, each
+   configuration in its own subprocess.
+
+Writes ``benchmarks/results/forest.md`` and ``benchmarks/results/forest.png``.
+
+Usage::
+
+    python benchmarks/bench_forest.py --quick
+    flock /tmp/skasync-bench.lock python benchmarks/bench_forest.py
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE.parent.parent / "shared" / "reference" / "rangerts"
+METHODS = ["ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping"]
+R_NAME = {"ar-sieve": "arsb", "ar_yw": "ar_yw"}
+DGPS = ["ar1_06", "arma11"]
+SEEDS = [1, 2, 3, 4, 5]
+N_TREES = 500
+# R's scaling table (README): n -> (moving s, moving MB, arsb s, arsb MB)
+R_SCALING = {
+    1_000: (0.32, 236, 0.59, 295),
+    10_000: (8.45, 503, 12.96, 1147),
+    100_000: (229.0, 3350, 313.0, 9800),
+}
+
+
+def _forest(method, seed, n_jobs=1):
+    from skasync import ARSieveForestRegressor
+
+    return ARSieveForestRegressor(
+        n_estimators=N_TREES, bootstrap=method, block_size=10, by_end=True,
+        max_features=2, min_node_size=5, random_state=seed, n_jobs=n_jobs,
+    )
+
+
+def _sklearn_forest(seed, n_jobs=1):
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(
+        n_estimators=N_TREES, max_features=2, min_samples_split=6,
+        random_state=seed, n_jobs=n_jobs,
+    )
+
+
+def _split(y, T=100, n_lags=5):
+    from skasync.preprocessing import make_lag_matrix
+
+    X, target = make_lag_matrix(y, n_lags)
+    n_train = len(y) - T - n_lags
+    return X[:n_train], target[:n_train], X[n_train:], target[n_train:]
+
+
+def _load(dgp, seed, n=500):
+    base = REFERENCE / "series" / f"{dgp}_n{n}_s{seed}"
+    y = np.loadtxt(f"{base}.csv", delimiter=",", skiprows=1)
+    mu = np.loadtxt(f"{base}_mu.csv", delimiter=",", skiprows=1)
+    return y, mu
+
+
+def _warm_up():
+    # Load the numba kernels (JIT cache) before anything is timed.
+    from skasync import ARSieveForestRegressor
+    from skasync.datasets import make_ar
+    from skasync.preprocessing import make_lag_matrix
+
+    X, y = make_lag_matrix(make_ar(120, random_state=0), 5)
+    for b in ("ar-sieve", "moving"):
+        ARSieveForestRegressor(n_estimators=4, bootstrap=b, random_state=0).fit(X, y)
+
+
+# --------------------------------------------------------------------- accuracy
+def run_accuracy():
+    from skasync.bootstrap import fit_ar_sieve
+
+    with open(REFERENCE / "results.csv") as fh:
+        r_rows = list(csv.DictReader(fh))
+    r = {(row["dgp"], int(row["seed"]), row["method"]): row for row in r_rows}
+    out = []  # dicts: dgp, seed, method, mse, r_mse, oracle, fit_s, ar_order
+    for dgp in DGPS:
+        for seed in SEEDS:
+            y, mu = _load(dgp, seed)
+            Xtr, ytr, Xte, yte = _split(y)
+            oracle = float(np.mean((y[-100:] - mu[-100:]) ** 2))
+            for method in METHODS:
+                t0 = time.perf_counter()
+                forest = _forest(method, seed).fit(Xtr, ytr)
+                fit_s = time.perf_counter() - t0
+                mse = float(np.mean((forest.predict(Xte) - yte) ** 2))
+                rr = r[(dgp, seed, R_NAME.get(method, method))]
+                out.append(dict(dgp=dgp, seed=seed, method=method, mse=mse,
+                                r_mse=float(rr["test_mse"]), oracle=oracle,
+                                fit_s=fit_s, ar_order=forest.ar_order_,
+                                r_ar_order=int(rr["ar_order"])))
+            # Linear Yule-Walker AR(p) with the full AIC order, fitted on the
+            # first n - T values (R ar()).
+            fit = fit_ar_sieve(y[: len(y) - 100])
+            p = fit.order
+            pred = np.array([
+                fit.mean + sum(fit.coef[j] * (y[t - j - 1] - fit.mean) for j in range(p))
+                for t in range(len(y) - 100, len(y))
+            ])
+            rr = r[(dgp, seed, "ar_yw")]
+            out.append(dict(dgp=dgp, seed=seed, method="ar_yw",
+                            mse=float(np.mean((y[-100:] - pred) ** 2)),
+                            r_mse=float(rr["test_mse"]), oracle=oracle, fit_s=0.0,
+                            ar_order=p, r_ar_order=int(rr["ar_order"])))
+            print(f"accuracy {dgp} seed {seed} done", flush=True)
+    return out
+
+
+def summarize_accuracy(rows):
+    table = []
+    for dgp in DGPS:
+        for method in METHODS + ["ar_yw"]:
+            sel = [x for x in rows if x["dgp"] == dgp and x["method"] == method]
+            ours = np.array([x["mse"] for x in sel])
+            theirs = np.array([x["r_mse"] for x in sel])
+            diff = ours - theirs
+            se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+            rel = float(diff.mean() / theirs.mean())
+            ok = abs(rel) <= 0.03 or abs(diff.mean()) <= 2 * se
+            table.append(dict(dgp=dgp, method=method, ours=ours.mean(),
+                              r=theirs.mean(), diff=diff.mean(), se=se, rel=rel,
+                              ok=ok, oracle=np.mean([x["oracle"] for x in sel]),
+                              orders_match=all(x["ar_order"] == x["r_ar_order"]
+                                               for x in sel)))
+    return table
+
+
+# --------------------------------------------------------------------- speed
+def _median_fit(make, X, y, reps=3):
+    times = []
+    for _ in range(reps):
+        est = make()
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), est
+
+
+def run_speed():
+    y, _ = _load("ar1_06", 1)
+    Xtr, ytr, Xte, yte = _split(y)
+    res = {}
+    for method in ("ar-sieve", "moving"):
+        fit_s, est = _median_fit(lambda m=method: _forest(m, 1), Xtr, ytr)
+        t0 = time.perf_counter()
+        est.predict(Xte)
+        res[method] = dict(fit=fit_s, predict=time.perf_counter() - t0)
+    fit_s, est = _median_fit(lambda: _sklearn_forest(1), Xtr, ytr)
+    t0 = time.perf_counter()
+    est.predict(Xte)
+    res["sklearn"] = dict(fit=fit_s, predict=time.perf_counter() - t0)
+    with open(REFERENCE / "timing.csv") as fh:
+        timing = list(csv.DictReader(fh))
+    for method, rname in (("ar-sieve", "arsb"), ("moving", "moving")):
+        vals = [float(t["fit_elapsed"]) for t in timing if t["method"] == rname]
+        res[method]["r_fit"] = statistics.median(vals)
+        vals = [float(t["predict_elapsed"]) for t in timing if t["method"] == rname]
+        res[method]["r_predict"] = statistics.median(vals)
+    return res
+
+
+# --------------------------------------------------------------------- scaling
+def _peak_rss_mb():
+    """Peak RSS of this process in MB.
+
+    ``/proc/self/status`` VmHWM is the high-water mark of this process's own
+    address space; ``ru_maxrss`` would also include the parent's size at fork
+    time (Linux keeps it across ``execve``).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(method, n, n_jobs):
+    """Run one scaling configuration and print a JSON line (in a subprocess)."""
+    from skasync.datasets import make_series
+
+    _warm_up()
+    y = make_series("ar1_06", n, random_state=1)
+    Xtr, ytr, _, _ = _split(y)
+    rss_before = _peak_rss_mb()
+    if method == "sklearn":
+        est = _sklearn_forest(1, n_jobs)
+    else:
+        est = _forest(method, 1, n_jobs)
+    t0 = time.perf_counter()
+    est.fit(Xtr, ytr)
+    fit_s = time.perf_counter() - t0
+    print(json.dumps(dict(method=method, n=n, n_jobs=n_jobs, rows=len(ytr),
+                          fit=fit_s, peak_mb=_peak_rss_mb(), base_mb=rss_before)))
+
+
+def run_scaling(sizes, sklearn_max_n):
+    out = []
+    for n in sizes:
+        for method in ("ar-sieve", "moving", "sklearn"):
+            if method == "sklearn" and n > sklearn_max_n:
+                continue
+            for n_jobs in (1, 2):
+                cmd = [sys.executable, __file__, "--child", method, str(n), str(n_jobs)]
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+                stdout, _ = proc.communicate()
+                if proc.returncode != 0:
+                    raise RuntimeError(f"child failed: {cmd}")
+                res = json.loads(stdout.strip().splitlines()[-1])
+                out.append(res)
+                print(f"scaling {res}", flush=True)
+    return out
+
+
+def probe_parallel_capacity():
+    """Wall-time speed-up of a pure nogil numba loop on 2 threads vs 1.
+
+    Shows how much of a second core the (shared) machine actually gives us:
+    close to 2 means a free core, close to 1 means none.
+    """
+    import threading
+
+    from numba import njit
+
+    @njit(nogil=True)
+    def spin(n):
+        s = 0.0
+        for i in range(n):
+            s += np.sqrt(i)
+        return s
+
+    spin(10)
+
+    def run(k):
+        threads = [threading.Thread(target=spin, args=(200_000_000,)) for _ in range(k)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - t0
+
+    t1, t2 = run(1), run(2)
+    return 2 * t1 / t2
+
+
+# --------------------------------------------------------------------- report
+def write_report(acc, speed, scaling, args, elapsed):
+    lines = []
+    w = lines.append
+    w("# ARSieveForestRegressor vs R rangerts / rangertsARS")
+    w("")
+    w(f"Generated by `benchmarks/bench_forest.py{' --quick' if args.quick else ''}` "
+      f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+      f"({platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, "
+      f"Python {platform.python_version()}, NumPy {np.__version__}); total "
+      f"{elapsed / 60:.1f} min. R figures: `shared/reference/rangerts` (R 4.2.2, "
+      "2-core AMD EPYC VM, one thread).")
+    w("")
+    w("## 1. Accuracy on the open reference set")
+    w("")
+    w("Protocol of the reference README: 5 lags, 395 training rows, one-step "
+      "forecasts from the true lags on the last 100 points, 500 trees, mtry 2, "
+      "min.node.size 5 (min_samples_split 6), block.size 10, by.end TRUE, seed = "
+      "replication (1..5). Mean test MSE over 5 seeds; `diff` = mean paired "
+      "(Python - R) difference, `SE` its Monte-Carlo standard error "
+      "(sd of the 5 differences / sqrt 5). Pass: |diff| <= 3 % of R's mean or "
+      "<= 2 SE.")
+    w("")
+    w("| dgp | method | oracle | Python | R | diff | SE | diff % | pass |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in acc:
+        w(f"| {row['dgp']} | {row['method']} | {row['oracle']:.3f} | "
+          f"{row['ours']:.4f} | {row['r']:.4f} | {row['diff']:+.4f} | "
+          f"{row['se']:.4f} | {100 * row['rel']:+.1f} | "
+          f"{'yes' if row['ok'] else '**no**'} |")
+    n_ok = sum(r["ok"] for r in acc)
+    w("")
+    w(f"{n_ok} of {len(acc)} (dgp, method) cells pass. AIC orders p̂ identical to R's "
+      f"on every series: {all(r['orders_match'] for r in acc)}.")
+    for dgp in DGPS:
+        ars = [r for r in acc if r["dgp"] == dgp and r["method"] == "ar-sieve"][0]
+        blk = [r["ours"] for r in acc if r["dgp"] == dgp
+               and r["method"] not in ("ar-sieve", "ar_yw")]
+        w(f"- {dgp}: ar-sieve {ars['ours']:.3f} vs block/iid bootstraps "
+          f"{min(blk):.3f}–{max(blk):.3f} (mean {np.mean(blk):.3f}).")
+    w("")
+    w("## 2. Speed (n = 500, 395 rows, 500 trees, one thread)")
+    w("")
+    w("Median of 3 fits (R: median over the 10 reference series of its medians "
+      "of 3). sklearn: `RandomForestRegressor(n_estimators=500, max_features=2, "
+      "min_samples_split=6, n_jobs=1)` on the same rows. Fit of `ar-sieve` "
+      "includes the AR fit.")
+    w("")
+    w("| method | Python fit s | R fit s | Python / R | sklearn RF fit s | "
+      "sklearn / Python | Python predict s (100 rows) | R predict s |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    sk = speed["sklearn"]
+    for method in ("ar-sieve", "moving"):
+        s = speed[method]
+        w(f"| {method} | {s['fit']:.3f} | {s['r_fit']:.3f} | "
+          f"{s['fit'] / s['r_fit']:.2f} | {sk['fit']:.3f} | "
+          f"{sk['fit'] / s['fit']:.1f} | {s['predict']:.4f} | {s['r_predict']:.4f} |")
+    w("")
+    w(f"ar-sieve / moving fit-time ratio: Python "
+      f"{speed['ar-sieve']['fit'] / speed['moving']['fit']:.2f}, R "
+      f"{speed['ar-sieve']['r_fit'] / speed['moving']['r_fit']:.2f}.")
+    w("")
+    w("## 3. Scaling (ar1_06 seed 1, 5 lags, 500 trees)")
+    w("")
+    w("Training rows t = 5..n-101 as in the protocol (n - 105 rows). Each "
+      "configuration runs in its own subprocess; `peak MB` is that process's "
+      "peak RSS (VmHWM from `/proc/self/status`; `ru_maxrss` would include the "
+      "parent's size at fork), including the Python/NumPy/numba runtime; `base MB` "
+      "is the peak before the fit (imports, data, JIT warm-up). R: one thread.")
+    w("")
+    w("| n | method | rows | fit s (1 job) | fit s (2 jobs) | peak MB (1 job) | "
+      "peak MB (2 jobs) | base MB | R fit s | R peak MB |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    sizes = sorted({s["n"] for s in scaling})
+    for n in sizes:
+        for method in ("ar-sieve", "moving", "sklearn"):
+            cfg = {s["n_jobs"]: s for s in scaling
+                   if s["n"] == n and s["method"] == method}
+            if not cfg:
+                w(f"| {n:,} | {method} | | skipped (> --sklearn-max-n={args.sklearn_max_n:,}; "
+                  "too slow on the shared box) | | | | | | |")
+                continue
+            rfit, rmb = "", ""
+            if n in R_SCALING and method != "sklearn":
+                mv_s, mv_mb, ar_s, ar_mb = R_SCALING[n]
+                rfit, rmb = (ar_s, ar_mb) if method == "ar-sieve" else (mv_s, mv_mb)
+            w(f"| {n:,} | {method} | {cfg[1]['rows']:,} | {cfg[1]['fit']:.2f} | "
+              f"{cfg[2]['fit']:.2f} | {cfg[1]['peak_mb']:.0f} | "
+              f"{cfg[2]['peak_mb']:.0f} | {cfg[1]['base_mb']:.0f} | {rfit} | {rmb} |")
+    w("")
+    w(f"Parallel capacity of the machine during the run: 2 threads of a pure "
+      f"nogil numba loop ran {args.capacity_before:.2f}x (before the scaling runs) "
+      f"and {args.capacity_after:.2f}x (after) as fast as 1 thread "
+      "(2.0 = a free second core). The 2 cores are shared with other jobs, so "
+      "the n_jobs=2 column shows little or no speed-up here; the trees are grown "
+      "in nogil numba code and the forest is identical for any n_jobs.")
+    w("")
+    w("![accuracy and scaling](forest.png)")
+    w("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(acc_rows, scaling, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax = axes[0]
+    methods = METHODS + ["ar_yw"]
+    for k, dgp in enumerate(DGPS):
+        for i, m in enumerate(methods):
+            sel = [x for x in acc_rows if x["dgp"] == dgp and x["method"] == m]
+            ours = [x["mse"] for x in sel]
+            theirs = [x["r_mse"] for x in sel]
+            xpos = i + (k - 0.5) * 0.4
+            ax.scatter([xpos - 0.07] * len(ours), ours, s=12, color=f"C{k}",
+                       marker="o", label=f"{dgp} Python" if i == 0 else None)
+            ax.scatter([xpos + 0.07] * len(theirs), theirs, s=12, color=f"C{k}",
+                       marker="x", label=f"{dgp} R" if i == 0 else None)
+    ax.set_xticks(range(len(methods)), methods, rotation=30)
+    ax.set_ylabel("test MSE (per seed)")
+    ax.set_title("Open reference set: Python (o) vs R (x)")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    styles = {"ar-sieve": "C0", "moving": "C1", "sklearn": "C2"}
+    for method, color in styles.items():
+        for n_jobs, ls in ((1, "-"), (2, "--")):
+            pts = sorted((s["n"], s["fit"]) for s in scaling
+                         if s["method"] == method and s["n_jobs"] == n_jobs)
+            if pts:
+                ax.plot(*zip(*pts), ls, color=color, marker="o",
+                        label=f"{method} ({n_jobs} job{'s' if n_jobs > 1 else ''})")
+    for idx, (name, color) in enumerate((("R moving", "C1"), ("R arsb", "C0"))):
+        pts = [(n, v[2 * idx if name == "R moving" else 2]) for n, v in R_SCALING.items()]
+        ax.plot(*zip(*sorted(pts)), ":", color=color, marker="s", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("series length n")
+    ax.set_ylabel("fit seconds (500 trees)")
+    ax.set_title("Scaling")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="skip n = 100 000 in the scaling table")
+    parser.add_argument("--sklearn-max-n", type=int, default=10_000,
+                        help="largest n for sklearn in the scaling table (its fit "
+                        "grows ~x10-15 per decade: ~6 min per config at 100 000)")
+    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        method, n, n_jobs = args.child
+        child(method, int(n), int(n_jobs))
+        return
+    if not (REFERENCE / "results.csv").is_file():
+        sys.exit(f"reference set not found at {REFERENCE}")
+    t_start = time.perf_counter()
+    _warm_up()
+    acc_rows = run_accuracy()
+    acc = summarize_accuracy(acc_rows)
+    speed = run_speed()
+    print(f"speed {speed}", flush=True)
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    args.capacity_before = probe_parallel_capacity()
+    scaling = run_scaling(sizes, args.sklearn_max_n)
+    args.capacity_after = probe_parallel_capacity()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    report = write_report(acc, speed, scaling, args, time.perf_counter() - t_start)
+    (args.out_dir / "forest.md").write_text(report)
+    with open(args.out_dir / "forest.json", "w") as fh:
+        json.dump(dict(accuracy=acc_rows, speed=speed, scaling=scaling), fh, indent=1,
+                  default=float)
+    plot(acc_rows, scaling, args.out_dir / "forest.png")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
