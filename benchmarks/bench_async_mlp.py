@@ -1,0 +1,472 @@
+"""Time-to-accuracy of AsyncLayerwiseMLPClassifier's modes and sklearn's MLPClassifier.
+
+Every mode trains the same MLP on the same data with the same thread budget
+(the machine's cores: PD-ASGD 1 forward + 2 backward threads, Hogwild and
+sync 3 threads, all with cores // 3 intra-op threads; serial and sklearn one
+loop with all cores as intra-op / BLAS threads), for >= 3 seeds. Training is
+driven one epoch at a time with ``partial_fit``; the clock runs only during
+``partial_fit``, and validation / test accuracy are measured between epochs
+with the clock stopped.
+
+Reported (design note section 8): time to a target validation accuracy
+(TARGET_FRACTION x the serial run's best), ratios hogwild/pd-asgd,
+sync/pd-asgd, d-asgd/pd-asgd, the same with one straggler delayed 1x, 2x, 4x
+the serial step time, final test accuracy, throughput, an MFU proxy and
+per-layer staleness.
+
+Run (the 2 cores are shared, so take the lock):
+    flock /tmp/skasync-bench.lock python benchmarks/bench_async_mlp.py
+    python benchmarks/bench_async_mlp.py --quick     # digits only, 1 seed
+Writes benchmarks/results/async_mlp.md and async_mlp.png (async_mlp.quick.* with --quick).
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import argparse
+from contextlib import nullcontext
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from skasync import AsyncLayerwiseMLPClassifier
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODES = ["serial", "sync", "hogwild", "d-asgd", "pd-asgd"]
+DELAY_MODES = ["sync", "hogwild", "d-asgd", "pd-asgd"]
+TARGET_FRACTION = 0.98
+# On the shared 2-core machine, OpenMP intra-op threads (and BLAS threads for
+# sklearn) collapse when another process holds a core: in the pilot, serial
+# with 2 intra-op threads ran digits 10x slower than with 1 (38 s vs 3 s for
+# 4 epochs) and sklearn 3.5x slower. Serial and sklearn therefore run with 1
+# thread, their fastest setting here; the serial 2-thread throughput is
+# still measured and reported.
+SERIAL_THREADS = 1
+DELAY_FACTORS = [1, 2, 4]
+
+# Wide enough that every layer op is far above the ~25 us at which a thread
+# starts to pay (design note 6.1): digits 64x256x256, mnist1d 128x256x256.
+DATASETS = {
+    "digits": dict(hidden=(256, 256), batch_size=64, lr=0.01, epochs=25, time_cap=60.0),
+    "mnist1d": dict(hidden=(256, 256), batch_size=128, lr=0.02, epochs=12, time_cap=35.0),
+}
+
+
+def load(name, quick):
+    if name == "digits":
+        X, y = load_digits(return_X_y=True)
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.25, random_state=0, stratify=y)
+        source = "sklearn digits (1797 x 64)"
+    else:
+        X_train, X_test, y_train, y_test, source = load_mnist1d(quick)
+    X_train, X_val, y_train, y_val = train_test_split(
+        X_train, y_train, test_size=0.1, random_state=0, stratify=y_train)
+    scaler = StandardScaler().fit(X_train)
+    f32 = lambda a: scaler.transform(a).astype(np.float32)  # noqa: E731
+    return dict(X=f32(X_train), y=y_train, X_val=f32(X_val), y_val=y_val,
+                X_test=f32(X_test), y_test=y_test, source=source)
+
+
+def load_mnist1d(quick):
+    """MNIST-1D generated locally (pip install mnist1d; no download)."""
+    n = 10_000 if quick else 60_000
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skasync"
+    path = cache / f"mnist1d_{n}.npz"
+    try:
+        data = np.load(path)
+        parts = [data[k] for k in ("x", "x_test", "y", "y_test")]
+    except OSError:
+        try:
+            from mnist1d.data import get_dataset_args, make_dataset
+        except ImportError:  # seeded synthetic fallback of the same size
+            from sklearn.datasets import make_classification
+            X, y = make_classification(n, 40, n_informative=30, n_classes=10,
+                                       random_state=0)
+            X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0)
+            return X_tr, X_te, y_tr, y_te, f"make_classification ({n} x 40, 10 classes)"
+        args = get_dataset_args()
+        args.num_samples = n
+        state = np.random.get_state()  # mnist1d seeds numpy globally
+        d = make_dataset(args)
+        np.random.set_state(state)
+        parts = [d["x"], d["x_test"], d["y"], d["y_test"]]
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, x=parts[0], x_test=parts[1], y=parts[2], y_test=parts[3])
+    X_tr, X_te, y_tr, y_te = parts
+    return X_tr, X_te, y_tr, y_te, f"MNIST-1D, mnist1d.make_dataset ({n} x 40, 10 classes, 80/20 split)"
+
+
+def make_model(mode, cfg, seed, delay):
+    if mode == "sklearn":
+        return MLPClassifier(cfg["hidden"], solver="sgd", learning_rate_init=cfg["lr"],
+                             momentum=0.9, nesterovs_momentum=True, alpha=1e-4,
+                             batch_size=cfg["batch_size"], random_state=seed)
+    # A RandomState instance (not an int) so each partial_fit epoch draws a
+    # new shuffle from the same seeded stream.
+    return AsyncLayerwiseMLPClassifier(
+        cfg["hidden"], mode=mode, learning_rate_init=cfg["lr"], momentum=0.9,
+        nesterovs_momentum=True, alpha=1e-4, batch_size=cfg["batch_size"],
+        straggler_delay=delay, straggler_workers="one",
+        # serial: one intra-op thread (see SERIAL_THREADS); the threaded modes
+        # keep the default max(1, cores // 3).
+        torch_num_threads=SERIAL_THREADS if mode == "serial" else None,
+        random_state=np.random.RandomState(seed))
+
+
+def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None):
+    """Train epoch by epoch; the clock runs only inside partial_fit."""
+    clf = make_model(mode, cfg, seed, delay)
+    classes = np.unique(data["y"])
+    epochs = epochs or cfg["epochs"]
+    curve = []  # (train seconds, val acc, test acc)
+    elapsed = 0.0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        with warnings.catch_warnings(), (threadpool_limits(SERIAL_THREADS)
+                                          if mode == "sklearn" else nullcontext()):
+            warnings.simplefilter("ignore", (UserWarning, ConvergenceWarning))
+            clf.partial_fit(data["X"], data["y"], classes=classes if epoch == 0 else None)
+        elapsed += time.perf_counter() - start
+        val = clf.score(data["X_val"], data["y_val"])
+        test = clf.score(data["X_test"], data["y_test"])
+        curve.append((elapsed, val, test))
+        if target is not None and val >= target:
+            break  # delay runs only need the time to target
+        if elapsed > cfg["time_cap"]:
+            break
+    out = {"mode": mode, "seed": seed, "delay": delay, "curve": curve}
+    if mode != "sklearn":
+        out["throughput"] = clf.throughput_["samples_per_second"]
+        out["staleness"] = clf.staleness_
+        out["updates"] = clf.n_updates_
+        out["busy"] = clf._log.busy_seconds
+        out["samples"] = clf._log.samples
+    return out
+
+
+def time_to(curve, threshold, column=1):
+    for row in curve:
+        if row[column] >= threshold:
+            return row[0]
+    return None
+
+
+def peak_matmul_flops():
+    """Measured peak float32 matmul FLOP/s with all intra-op threads (MFU denominator)."""
+    a = torch.randn(1024, 1024)
+    b = torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = max(best, 10 * 2 * 1024 ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def model_flops_per_sample(n_features, hidden, n_classes):
+    sizes = [n_features, *hidden, n_classes]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 6 * macs  # forward 2 FLOPs per MAC, backward twice the forward
+
+
+def fmt(x, digits=2):
+    if x is None:
+        return "n/r"
+    if isinstance(x, float) and not np.isfinite(x):
+        return "n/r"
+    return f"{x:.{digits}f}"
+
+
+def mean_or_none(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def ratio_text(num, den, n_missing_num):
+    if num is None or den is None:
+        return "n/r"
+    text = f"{num / den:.2f}"
+    return text + (" (lower bound)" if n_missing_num else "")
+
+
+def bench_dataset(name, cfg, seeds, quick, log):
+    data = load(name, quick)
+    log(f"## {name}: {data['source']}")
+    # Warm-up (torch's lazy initialisation costs ~1 s on the first epoch of a
+    # process) and the serial 2-intra-op-thread throughput for the record.
+    warm = dict(cfg, epochs=1)
+    run("serial", data, warm, 0)
+    clf = make_model("serial", cfg, 0, 0.0).set_params(torch_num_threads=None)
+    n_threads = clf._fit_num_threads()
+    clf.partial_fit(data["X"], data["y"], classes=np.unique(data["y"]))
+    serial_2t = clf.throughput_["samples_per_second"]
+    log(f"  serial with {n_threads} intra-op threads: {serial_2t:.0f} samples/s (1 epoch)")
+    results = []
+    for seed in seeds:
+        for mode in MODES + ["sklearn"]:
+            r = run(mode, data, cfg, seed)
+            results.append(r)
+            last = r["curve"][-1]
+            log(f"  {mode:8s} seed={seed} epochs={len(r['curve'])} t={last[0]:.1f}s "
+                f"val={max(c[1] for c in r['curve']):.4f} test={last[2]:.4f}")
+    serial = [r for r in results if r["mode"] == "serial"]
+    target = TARGET_FRACTION * float(np.mean([max(c[1] for c in r["curve"]) for r in serial]))
+    n_batches = int(np.ceil(len(data["X"]) / cfg["batch_size"]))
+    step_time = float(np.mean([r["busy"] / (len(r["curve"]) * n_batches) for r in serial]))
+    log(f"  target validation accuracy {target:.4f}, serial step time {step_time * 1e3:.2f} ms")
+    delayed = []
+    for factor in ([2] if quick else DELAY_FACTORS):
+        for seed in seeds:
+            for mode in DELAY_MODES:
+                r = run(mode, data, cfg, seed, delay=factor * step_time, target=target)
+                r["factor"] = factor
+                delayed.append(r)
+                log(f"  {mode:8s} delay={factor}x seed={seed} epochs={len(r['curve'])} "
+                    f"tta={fmt(time_to(r['curve'], target))}")
+    return dict(name=name, data=data, cfg=cfg, results=results, delayed=delayed,
+                target=target, step_time=step_time, n_batches=n_batches,
+                serial_2t=serial_2t, serial_2t_threads=n_threads)
+
+
+def summarise(bench, peak, seeds):
+    cfg, data = bench["cfg"], bench["data"]
+    target = bench["target"]
+    lines = []
+    per_mode = {}
+    for mode in MODES + ["sklearn"]:
+        runs = [r for r in bench["results"] if r["mode"] == mode]
+        ttas = [time_to(r["curve"], target) for r in runs]
+        per_mode[mode] = dict(
+            tta=mean_or_none(ttas), missing=sum(t is None for t in ttas),
+            tta_std=float(np.std([t for t in ttas if t is not None])) if any(ttas) else None,
+            test=[r["curve"][-1][2] for r in runs],
+            time=[r["curve"][-1][0] for r in runs],
+            epochs=[len(r["curve"]) for r in runs],
+            runs=runs,
+        )
+    flops = model_flops_per_sample(data["X"].shape[1], cfg["hidden"], 10)
+    lines += [
+        f"### {bench['name']}: {data['source']}",
+        "",
+        f"MLP {data['X'].shape[1]}-{'-'.join(map(str, cfg['hidden']))}-10 (ReLU), "
+        f"batch {cfg['batch_size']}, SGD lr {cfg['lr']} Nesterov momentum 0.9, "
+        f"alpha 1e-4, {cfg['epochs']} epochs (cap {cfg['time_cap']:.0f} s of training "
+        f"per run), {len(data['X'])} train / {len(data['X_val'])} validation / "
+        f"{len(data['X_test'])} test samples, seeds {seeds}.",
+        f"Target: validation accuracy >= {target:.4f} ({TARGET_FRACTION:.0%} of the serial "
+        f"runs' mean best). One-thread serial step time (fwd + bwd + update of one "
+        f"batch) {bench['step_time'] * 1e3:.2f} ms; "
+        f"{flops / 1e6:.2f} MFLOP per training sample.",
+        "",
+        "| mode | time to target (s) | final test acc (%) | train time (s) | epochs | "
+        "samples/s | MFU proxy | staleness per layer: mean / p95 / max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in MODES + ["sklearn"]:
+        m = per_mode[mode]
+        tta = fmt(m["tta"]) + (f" ± {m['tta_std']:.2f}" if m["tta_std"] is not None else "")
+        if m["missing"]:
+            tta += f" ({m['missing']} not reached)"
+        acc = f"{100 * np.mean(m['test']):.2f} ± {100 * np.std(m['test']):.2f}"
+        if mode == "sklearn":
+            n_samples = len(data["X"])
+            tput = np.mean([e * n_samples / t for e, t in zip(m["epochs"], m["time"])])
+            stale = "-"
+        else:
+            tput = np.mean([r["throughput"] for r in m["runs"]])
+            stale = "; ".join(
+                f"{np.mean([r['staleness'][k]['mean'] for r in m['runs']]):.2f} / "
+                f"{np.mean([r['staleness'][k]['p95'] for r in m['runs']]):.1f} / "
+                f"{max(r['staleness'][k]['max'] for r in m['runs'])}"
+                for k in range(len(m["runs"][0]["staleness"])))
+        lines.append(
+            f"| {mode} | {tta} | {acc} | {np.mean(m['time']):.2f} | "
+            f"{np.mean(m['epochs']):.1f} | {tput:.0f} | {tput * flops / peak:.2f} | {stale} |")
+    pd = per_mode["pd-asgd"]["tta"]
+    lines += ["", f"Serial with {bench['serial_2t_threads']} intra-op threads (the nominal "
+              f"budget, 1 epoch): {bench['serial_2t']:.0f} samples/s.",
+              "", "Time-to-target ratios (mean TTA of the mode / mean TTA of pd-asgd; "
+              "> 1 means PD-ASGD is faster; 'lower bound' when some runs of the "
+              "mode never reached the target and their cap was used):", "",
+              "| delay on one worker | hogwild / pd-asgd | sync / pd-asgd | d-asgd / pd-asgd |",
+              "|---|---|---|---|"]
+
+    def capped(runs):
+        values = []
+        for r in runs:
+            t = time_to(r["curve"], target)
+            values.append(r["curve"][-1][0] if t is None else t)
+        return (float(np.mean(values)) if values else None,
+                sum(time_to(r["curve"], target) is None for r in runs))
+
+    row = ["none"]
+    for mode in ("hogwild", "sync", "d-asgd"):
+        num, miss = capped(per_mode[mode]["runs"])
+        row.append(ratio_text(num, pd, miss))
+    lines.append("| " + " | ".join(row) + " |")
+    delay_rows = {}
+    for factor in sorted({r["factor"] for r in bench["delayed"]}):
+        runs = {m: [r for r in bench["delayed"] if r["factor"] == factor and r["mode"] == m]
+                for m in DELAY_MODES}
+        den, den_miss = capped(runs["pd-asgd"])
+        row = [f"{factor}x step ({factor * bench['step_time'] * 1e3:.1f} ms)"]
+        tt = {}
+        for mode in ("hogwild", "sync", "d-asgd"):
+            num, miss = capped(runs[mode])
+            row.append(ratio_text(num, den, miss) + (" (pd-asgd capped)" if den_miss else ""))
+            tt[mode] = num
+        tt["pd-asgd"] = den
+        delay_rows[factor] = tt
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Mean time to target (s) with a straggler:", "",
+              "| delay | " + " | ".join(DELAY_MODES) + " |",
+              "|---|" + "---|" * len(DELAY_MODES)]
+    for factor, tt in delay_rows.items():
+        lines.append(f"| {factor}x | " + " | ".join(fmt(tt[m]) for m in DELAY_MODES) + " |")
+
+    # sklearn goal: PD-ASGD reaches sklearn's final test accuracy in <= half its time.
+    sk_acc = float(np.mean(per_mode["sklearn"]["test"]))
+    sk_time = float(np.mean(per_mode["sklearn"]["time"]))
+    pd_to_sk = [time_to(r["curve"], sk_acc, column=2) for r in per_mode["pd-asgd"]["runs"]]
+    lines += ["", f"sklearn MLPClassifier: final test accuracy {100 * sk_acc:.2f} % in "
+              f"{sk_time:.2f} s; PD-ASGD reaches that test accuracy in "
+              f"{fmt(mean_or_none(pd_to_sk))} s "
+              f"({sum(t is None for t in pd_to_sk)} of {len(pd_to_sk)} seeds never did), "
+              f"i.e. {fmt(mean_or_none(pd_to_sk) / sk_time if mean_or_none(pd_to_sk) else None)} "
+              "of sklearn's time.", ""]
+    summary = dict(
+        tta={m: per_mode[m]["tta"] for m in per_mode},
+        test={m: float(np.mean(per_mode[m]["test"])) for m in per_mode},
+        delays={str(k): v for k, v in delay_rows.items()},
+        sklearn_time=sk_time, sklearn_acc=sk_acc, pd_to_sklearn=mean_or_none(pd_to_sk),
+        target=target,
+    )
+    return lines, summary
+
+
+def plot(benches, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(benches), 2, figsize=(12, 4.2 * len(benches)), squeeze=False)
+    colors = dict(zip(MODES + ["sklearn"], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for row, bench in zip(axes, benches):
+        ax = row[0]
+        for mode in MODES + ["sklearn"]:
+            for i, r in enumerate(r for r in bench["results"] if r["mode"] == mode):
+                t, val, _ = zip(*r["curve"])
+                ax.plot(t, val, color=colors[mode], alpha=0.8, label=mode if i == 0 else None)
+        ax.axhline(bench["target"], color="k", ls="--", lw=0.8, label="target")
+        ax.set(xlabel="training time (s)", ylabel="validation accuracy",
+               title=f"{bench['name']}: no delay", ylim=(max(0, bench["target"] - 0.25), None))
+        ax.legend(fontsize=8)
+        ax = row[1]
+        factors = sorted({r["factor"] for r in bench["delayed"]})
+        for mode in DELAY_MODES:
+            base = [r for r in bench["results"] if r["mode"] == mode]
+            ys = [np.mean([time_to(r["curve"], bench["target"]) or r["curve"][-1][0]
+                           for r in base])]
+            for f in factors:
+                runs = [r for r in bench["delayed"] if r["mode"] == mode and r["factor"] == f]
+                ys.append(np.mean([time_to(r["curve"], bench["target"]) or r["curve"][-1][0]
+                                   for r in runs]))
+            ax.plot([0] + factors, ys, "o-", color=colors[mode], label=mode)
+        ax.set(xlabel="delay of one worker (x serial step time)",
+               ylabel="time to target (s, mean over seeds)",
+               title=f"{bench['name']}: one straggler")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="digits and a 10k MNIST-1D, 1 seed, few epochs, one delay")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    args = parser.parse_args(argv)
+    seeds = [0] if args.quick else list(range(args.seeds))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "async_mlp.quick" if args.quick else "async_mlp"
+    log_lines = []
+
+    def log(text):
+        print(text, flush=True)
+        log_lines.append(text)
+
+    start = time.time()
+    peak = peak_matmul_flops()
+    benches, summaries, tables = [], {}, []
+    for name in args.datasets:
+        cfg = dict(DATASETS[name])
+        if args.quick:
+            cfg["epochs"] = min(cfg["epochs"], 8)
+            cfg["time_cap"] = 20.0
+        bench = bench_dataset(name, cfg, seeds, args.quick, log)
+        lines, summary = summarise(bench, peak, seeds)
+        benches.append(bench)
+        summaries[name] = summary
+        tables += lines
+    plot(benches, RESULTS / f"{stem}.png")
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        load1 = float("nan")
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    header = [
+        "# AsyncLayerwiseMLPClassifier: time to accuracy by mode",
+        "",
+        f"Generated by `benchmarks/bench_async_mlp.py{' --quick' if args.quick else ''}` "
+        f"in {time.time() - start:.0f} s on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        f"Environment: {cpu}, {n_cpus} usable cores (shared with other jobs: load "
+        f"average {load1:.1f} at the end, so timings are noisy), Python "
+        f"{platform.python_version()} (GIL build), torch {torch.__version__}, "
+        f"numpy {np.__version__}; peak float32 matmul {peak / 1e9:.1f} GFLOP/s "
+        "(MFU proxy = samples/s x FLOP per sample / this peak).",
+        f"Threads: pd-asgd and d-asgd 1 forward + 2 backward threads, queue 2; hogwild "
+        f"and sync 3 threads; each with max(1, {n_cpus} // 3) intra-op threads. serial "
+        f"and sklearn: one loop with {SERIAL_THREADS} intra-op / BLAS thread (their "
+        "fastest setting on this loaded machine; see SERIAL_THREADS in the script). "
+        "Delays: `straggler_delay` on worker 0 (a backward thread in pd/d-asgd, a "
+        "worker in hogwild/sync) before every step, as multiples of the one-thread "
+        "serial step time.",
+        "'n/r': not reached within the epoch / time budget.",
+        "",
+    ]
+    text = "\n".join(header + tables + ["", "## Log", "", "```"] + log_lines + ["```", ""])
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(summaries, indent=1, default=float))
+    print(f"wrote {RESULTS / (stem + '.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
