@@ -275,11 +275,17 @@ class _Streams:
         return torch.cuda.stream(stream)
 
     def backward_thread(self):
-        # Run the CUDA backward in this thread, not on autograd's per-device
-        # thread, so several backward threads really run concurrently.
-        if self.cuda:
-            return torch.autograd.set_multithreading_enabled(False)
+        # Kept as a per-thread hook point; the device-thread switch itself is
+        # process-wide and set once per epoch in run_epoch.
         return contextlib.nullcontext()
+
+    def event(self, stream):
+        """A CUDA event recorded on ``stream`` (None on the CPU)."""
+        if stream is None:
+            return None
+        event = torch.cuda.Event()
+        event.record(stream)
+        return event
 
 
 def _flat(leaves):
@@ -336,16 +342,22 @@ def run_epoch(shared, X, y, batches, context, config, device):
     """Train one epoch in ``config.mode``; return the epoch's statistics."""
     epoch = _Epoch(shared, X, y, batches, context, config)
     start = time.perf_counter()
-    if config.mode == "serial":
-        _run_serial(epoch)
-    elif config.mode in ("pd-asgd", "d-asgd"):
-        _run_decoupled(epoch, device, layerwise=config.mode == "pd-asgd")
-    elif config.mode == "hogwild":
-        _run_hogwild(epoch, device)
-    elif config.mode == "sync":
-        _run_sync(epoch, device)
-    else:  # pragma: no cover - validated by the estimator
-        raise ValueError(f"mode={config.mode!r} is not one of {MODES}.")
+    # On CUDA, run each backward in the thread that calls it instead of on
+    # autograd's single per-device thread, so backward threads overlap.
+    # (A process-wide switch: set once here, restored after the epoch.)
+    device_threads = (torch.autograd.set_multithreading_enabled(False)
+                      if device.type == "cuda" else contextlib.nullcontext())
+    with device_threads:
+        if config.mode == "serial":
+            _run_serial(epoch)
+        elif config.mode in ("pd-asgd", "d-asgd"):
+            _run_decoupled(epoch, device, layerwise=config.mode == "pd-asgd")
+        elif config.mode == "hogwild":
+            _run_hogwild(epoch, device)
+        elif config.mode == "sync":
+            _run_sync(epoch, device)
+        else:  # pragma: no cover - validated by the estimator
+            raise ValueError(f"mode={config.mode!r} is not one of {MODES}.")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     # The exact update counts (the published versions may lag under races).
@@ -478,10 +490,18 @@ def _run_sync(epoch, device):
                         go_on = not epoch.context.time_is_up() and not group.stopping
                         if not go_on:
                             epoch.context.stopped_by_time = True
+                        # On CUDA the others' streams wait (on the device,
+                        # not the host) for the previous update.
+                        updated = streams.event(torch.cuda.current_stream()
+                                                if streams.cuda else None)
+                        if updated is not None:
+                            stream.wait_event(updated)
                         for j in range(1, k):
-                            queue_put(go[j], go_on, stop)
+                            queue_put(go[j], (go_on, updated), stop)
                     else:
-                        go_on = queue_get(go[worker], stop)
+                        go_on, updated = queue_get(go[worker], stop)
+                        if updated is not None:
+                            stream.wait_event(updated)
                     if not go_on:
                         return
                     epoch.hook("step", worker)
@@ -490,9 +510,7 @@ def _run_sync(epoch, device):
                     with streams.use(stream):
                         result = shard_gradients(shard) if len(shard) else None
                         if result is not None and stream is not None:
-                            event = torch.cuda.Event()
-                            event.record(stream)
-                            result = (*result, event)
+                            result = (*result, streams.event(stream))
                     if worker != 0:
                         queue_put(results, (worker, result), stop)
                         continue
@@ -500,6 +518,8 @@ def _run_sync(epoch, device):
                     while len(gathered) < k:
                         j, r = queue_get(results, stop)
                         gathered[j] = r
+                    # The step runs on the current (default) stream after
+                    # waiting for every shard's event.
                     _sync_step(shared, gathered, len(idx), epoch, stream)
 
         for i in range(k):
