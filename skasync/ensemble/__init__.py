@@ -4,5 +4,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 from ._ar_sieve_forest import ARSieveForestRegressor, ForecastResult
+from ._plot import ForecastDisplay
 
-__all__ = ["ARSieveForestRegressor", "ForecastResult"]
+__all__ = ["ARSieveForestRegressor", "ForecastDisplay", "ForecastResult"]

@@ -345,3 +345,18 @@ def test_accuracy_against_rangerts_reference():
     # ar-sieve beats the block bootstraps, ours and R's, on average
     assert ours_arsb.mean() < np.mean(ours["moving"]) - 0.05
     assert ours_arsb.mean() < np.mean(r_blocks) - 0.05
+
+
+def test_forecast_display(ar1):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from skasync.ensemble import ForecastDisplay
+
+    y, X, target = ar1
+    forest = ARSieveForestRegressor(n_estimators=10, random_state=0).fit(X, target)
+    disp = ForecastDisplay.from_estimator(forest, y, horizon=8, n_history=50)
+    assert disp.ax_ is not None and disp.figure_ is disp.ax_.figure
+    assert disp.line_.get_xdata().shape == (9,)
+    assert disp.quantiles.shape == (8, 2)
+    plt.close(disp.figure_)
