@@ -306,3 +306,24 @@ def test_parameter_validation():
     # max_features above p is capped, any int seed works.
     grow_tree(b, y, np.arange(20), max_features=9, min_samples_split=2, max_depth=-1,
               seed=-(2**70))
+
+
+def test_dense_rejects_non_finite_and_threads_agree():
+    X, y = _data(0, 200, 3)
+    Xn = X.copy()
+    Xn[5, 1] = np.nan
+    with pytest.raises(ValueError):
+        grow_tree_dense(Xn, y, max_features=1, min_samples_split=2, max_depth=-1, seed=0)
+    # The kernels release the GIL: trees grown in threads equal serial ones.
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = bin_features(X)
+    idx = np.random.default_rng(0).integers(0, 200, 200).astype(np.int32)
+
+    def grow(s):
+        return grow_tree(b, y, idx, max_features=2, min_samples_split=6, max_depth=-1, seed=s)
+
+    with ThreadPoolExecutor(2) as ex:
+        threaded = list(ex.map(grow, range(8)))
+    for s, tree in enumerate(threaded):
+        np.testing.assert_array_equal(tree.threshold, grow(s).threshold)
