@@ -385,15 +385,21 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
             t = lo
         # The split feature's list is already [left | right]; stably partition
         # the other lists the same way (branch-free, via goes_left).
+        # Skipped when both children are leaves by size or depth: they only need
+        # their sums, already known (saves the partitions of all small nodes).
         mid = start + best_nl
-        for i in range(start, mid):
-            goes_left[order[best_f, i]] = 1
-        for i in range(mid, end):
-            goes_left[order[best_f, i]] = 0
-        for f in range(p):
-            if f == best_f:
-                continue
-            _stable_partition(order[f], goes_left, tmp, start, end)
+        deeper = max_depth < 0 or depth + 1 < max_depth
+        split_l = deeper and best_nl >= min_samples_split and best_nl >= 2
+        split_r = deeper and end - mid >= min_samples_split and end - mid >= 2
+        if split_l or split_r:
+            for i in range(start, mid):
+                goes_left[order[best_f, i]] = 1
+            for i in range(mid, end):
+                goes_left[order[best_f, i]] = 0
+            for f in range(p):
+                if f == best_f:
+                    continue
+                _stable_partition(order[f], goes_left, tmp, start, end)
         lc = n_nodes
         n_nodes += 2
         feature[node] = best_f
