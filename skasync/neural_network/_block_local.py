@@ -126,11 +126,11 @@ class BlockLocalClassifier(BaseTorchClassifier):
         Weight decay of the feedback fit (authors' value).
     output_weight : float, default=1.0
         Weight of the cross-entropy of the last block (α).
-    agreement_weight : float, default=1.0
+    agreement_weight : float, default=0.1
         Weight of the agreement term (γ).
     decorrelation_weight : float, default=1.0
         Weight of the decorrelation term (β); 0 switches it off.
-    aux_weight : float, default=1.0
+    aux_weight : float, default=0.3
         Weight of the auxiliary cross-entropy heads (λ_pred); 0 removes the
         heads in ``"bll"`` mode.  ``"local_aux"`` always uses heads with
         weight 1 if this is 0.
@@ -151,7 +151,11 @@ class BlockLocalClassifier(BaseTorchClassifier):
     momentum : float, default=0.9
         SGD momentum (``optimizer="sgd"``).
     alpha : float, default=1e-4
-        L2 penalty, added to each block's loss as in MLPClassifier.
+        L2 penalty, added to each block's loss as in MLPClassifier
+        (``0.5 * alpha * ||W||² / batch_size``).  In ``"bll"`` mode the
+        hidden blocks are not penalised (only their auxiliary heads): their
+        local losses are scale-invariant, so the penalty would only shrink
+        their outputs until the next block starves.
     label_smoothing : float, default=0.0
         Label smoothing of the output and auxiliary cross-entropies.
     batch_size : int or "auto", default="auto"
@@ -248,8 +252,11 @@ class BlockLocalClassifier(BaseTorchClassifier):
 
     Notes
     -----
-    The defaults of the local weights (γ=1, β=1, λ_pred=1, α=1) are ours,
-    chosen on digits; the authors' ImageNet values (α 0.43, β 0.7, γ 0.25,
+    The defaults of the local weights (α=1, γ=0.1, β=1, λ_pred=0.3) are ours,
+    chosen on a digits validation split (2 seeds, Adam, lr 3e-3, batch 64,
+    MLP and a small batch-norm CNN): γ ≥ 0.3 cost about a point (pulling
+    every sample onto its class prototype removes within-class variety),
+    β=0 several points; β=2 was best for the MLP, 0.5 for the CNN; the authors' ImageNet values (α 0.43, β 0.7, γ 0.25,
     λ_pred 0.55) refer to their loss scales.  No speed-up is claimed from the
     paper; see ``benchmarks/results/block_local.md`` for measurements.
 
@@ -259,7 +266,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
     >>> from skasync import BlockLocalClassifier
     >>> X, y = load_digits(return_X_y=True)
     >>> clf = BlockLocalClassifier(hidden_layer_sizes=(64, 64), n_blocks=2,
-    ...                            max_iter=20, random_state=0, device="cpu")
+    ...                            batch_size=64, learning_rate_init=3e-3,
+    ...                            max_iter=10, random_state=0, device="cpu")
     >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
     True
     >>> len(clf.blocks_)
@@ -317,9 +325,9 @@ class BlockLocalClassifier(BaseTorchClassifier):
         feedback_momentum=0.01,
         feedback_weight_decay=0.01,
         output_weight=1.0,
-        agreement_weight=1.0,
+        agreement_weight=0.1,
         decorrelation_weight=1.0,
-        aux_weight=1.0,
+        aux_weight=0.3,
         denoise_weight=0.0,
         denoise_std=0.01,
         agreement_sign=-1,
@@ -791,9 +799,19 @@ class BlockLocalClassifier(BaseTorchClassifier):
             pred = self.aux_heads_[k](h).argmax(dim=1).cpu().numpy()
         return float(np.mean(self.classes_[pred] == y))
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        return tags
+    def _expected_failed_checks(self):
+        """Common checks expected to fail, with the reason.
+
+        Used by the tests as ``parametrize_with_checks(...,
+        expected_failed_checks=lambda est: est._expected_failed_checks())``.
+        """
+        return {
+            "check_methods_subset_invariance": (
+                "float32 matrix products depend on the number of rows at the "
+                "1e-7 level (CPU GEMM blocking), above the check's 1e-7 "
+                "tolerance; it passes or fails with the weights."
+            ),
+        }
 
 
 def _cpu_state(state_dict):

@@ -43,6 +43,34 @@ _METER_BATCHES = 4
 
 
 # --------------------------------------------------------------- local losses
+class _CentreNormalise(torch.autograd.Function):
+    """Row-wise mean-centring and L2 normalisation that saves only its output.
+
+    Autograd's own graph of ``c = a - mean(a); c / (eps + ||c||)`` keeps both
+    ``c`` and the output alive for backward; this keeps the output and the
+    (B, 1) norms, so a block's local loss costs one (B, D) tensor less.
+    """
+
+    @staticmethod
+    def forward(ctx, a):
+        c = a - a.mean(dim=1, keepdim=True)
+        denom = _EPS + c.norm(dim=1, keepdim=True)
+        out = c / denom
+        ctx.save_for_backward(out, denom)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, denom = ctx.saved_tensors
+        # d(c/|c|): (g - y (y.g)) / |c| (eps only in the denominator, as in
+        # the forward); then centring's backward subtracts the row mean.
+        # Rows with zero norm (a dead block output) have out = 0: the clamp
+        # only avoids 0/0 there.
+        ratio = denom / (denom - _EPS).clamp_min(_EPS)
+        g = (grad - out * (out * grad).sum(dim=1, keepdim=True) * ratio) / denom
+        return g - g.mean(dim=1, keepdim=True)
+
+
 def normalise_features(a):
     """Flatten/pool a block output to (B, D), mean-centre and L2-normalise rows.
 
@@ -53,8 +81,7 @@ def normalise_features(a):
         a = a.amax(dim=(2, 3))
     elif a.dim() != 2:
         a = a.flatten(1)
-    a = a - a.mean(dim=1, keepdim=True)
-    return a / (_EPS + a.norm(dim=1, keepdim=True))
+    return _CentreNormalise.apply(a)
 
 
 def representation(a, local_loss):
@@ -82,15 +109,18 @@ def transform_target(table, local_loss):
     return table
 
 
-def agreement_loss(r, b, local_loss, sign=-1.0, variance=2.0):
-    """Per-batch mean agreement loss between representation ``r`` and target ``b``.
+def agreement_loss(r, table, y, local_loss, sign=-1.0, variance=2.0):
+    """Per-batch mean agreement loss between representation ``r`` and targets.
 
     Parameters
     ----------
     r : Tensor of shape (B, D)
         Representation from :func:`representation` (carries the gradient).
-    b : Tensor of shape (B, D)
-        Detached feedback target per sample.
+    table : Tensor of shape (K, D)
+        Detached feedback targets, one row per class
+        (:func:`transform_target`).
+    y : Tensor of shape (B,)
+        Class indices; sample ``i``'s target is ``table[y[i]]``.
     local_loss : {"cosine", "gaussian", "bernoulli"}
     sign : float
         Cosine only: ``-1`` minimises ``-cos`` (features move toward their
@@ -99,11 +129,17 @@ def agreement_loss(r, b, local_loss, sign=-1.0, variance=2.0):
         Gaussian only: ``sigma_forward**2 + sigma_feedback**2``.
     """
     if local_loss == "cosine":
-        return sign * (r * b).sum(dim=1).mean()
+        # r @ table.T saves only r and the small table for backward, not a
+        # (B, D) gathered target: the local loss stays light in memory.
+        return sign * (r @ table.t()).gather(1, y[:, None]).mean()
     if local_loss == "gaussian":
-        per_unit = (r - b).pow(2) / (2.0 * variance) + 0.5 * math.log(2 * math.pi * variance)
-        return per_unit.mean(dim=1).mean()
+        # ||r - t_y||² expanded, for the same reason.
+        d = r.shape[1]
+        cross = (r @ table.t()).gather(1, y[:, None]).squeeze(1)
+        sq = r.pow(2).sum(dim=1) - 2.0 * cross + table.pow(2).sum(dim=1)[y]
+        return (sq / (2.0 * variance * d)).mean() + 0.5 * math.log(2 * math.pi * variance)
     # -log(a·b + (1-a)(1-b)) per unit: the overlap of two Bernoulli factors.
+    b = table[y]
     overlap = r * b + (1.0 - r) * (1.0 - b)
     return -torch.log(overlap.clamp_min(_EPS)).mean(dim=1).mean()
 
@@ -348,9 +384,9 @@ class BlockWorker:
             if mode == "bll":
                 xhat, r = representation(out, cfg["local_loss"])
                 if cfg["agreement_weight"]:
-                    b = self._targets[y]
                     loss = loss + cfg["agreement_weight"] * agreement_loss(
-                        r, b, cfg["local_loss"], cfg["agreement_sign"], cfg["variance"])
+                        r, self._targets, y, cfg["local_loss"], cfg["agreement_sign"],
+                        cfg["variance"])
                 if cfg["decorrelation_weight"]:
                     loss = loss + cfg["decorrelation_weight"] * decorrelation_loss(xhat)
                 if self.feedback_optimizer is not None:
@@ -364,6 +400,13 @@ class BlockWorker:
                 loss = loss + cfg["aux_weight"] * F.cross_entropy(
                     logits, y, label_smoothing=cfg["label_smoothing"])
             self._accumulate(loss, n, logits, y)
+        if cfg["mode"] == "bll" and not self.is_last:
+            # The BLL terms (agreement, decorrelation) are scale-invariant in
+            # the block output: a coupled L2 term then only shrinks the
+            # weights, and Adam turns that into full-size steps; the block
+            # output fades and starves the next block (digits CNN: 69 % with,
+            # 98.5 % without).  Only the auxiliary head is penalised.
+            modules = [self.head]
         penalty = l2_penalty(modules, cfg["alpha"], batch_size)
         if penalty is not None:
             # The caller weights each micro-batch by n / batch_size, so the
