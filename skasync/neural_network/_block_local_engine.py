@@ -159,7 +159,7 @@ def l2_penalty(modules, alpha, batch_size):
     for module in modules:
         if module is None:
             continue
-        for name, p in module.named_parameters():
+        for p in module.parameters():
             if p.dim() > 1 and p.requires_grad:
                 term = p.pow(2).sum()
                 total = term if total is None else total + term
@@ -586,7 +586,6 @@ class BlockLocalEngine:
                     h = self._inputs(X, mb)
                     ym = y[mb]
                     total = None
-                    t0 = time.perf_counter()
                     for worker in self.workers:
                         tb = time.perf_counter()
                         out = worker.block(h)
@@ -598,7 +597,6 @@ class BlockLocalEngine:
                     (total * (mb.shape[0] / idx.shape[0])).backward()
                     # One backward for all blocks: its time is the last block's.
                     self.workers[-1]._batch_backward += time.perf_counter() - t1
-                    del t0
             for k, worker in enumerate(self.workers):
                 self._call_hook(k, number)
                 worker.finish_batch()

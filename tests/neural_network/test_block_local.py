@@ -495,3 +495,16 @@ def test_normalise_backward_matches_autograd():
     dead = torch.zeros(3, 4, requires_grad=True)  # all-zero ReLU rows
     normalise_features(dead).sum().backward()
     assert torch.isfinite(dead.grad).all()
+
+
+def test_denoising_term_is_seeded_and_thread_safe(digits):
+    X_train, _, y_train, _ = digits
+    kw = dict(hidden_layer_sizes=(32, 32, 32), n_blocks=4, max_iter=2, random_state=0,
+              device="cpu", torch_num_threads=1, tol=0, denoise_weight=0.5,
+              denoise_std=0.1)
+    seq = BlockLocalClassifier(**kw).fit(X_train, y_train)
+    thr = BlockLocalClassifier(parallel="threads", **kw).fit(X_train, y_train)
+    plain = BlockLocalClassifier(**{**kw, "denoise_weight": 0.0}).fit(X_train, y_train)
+    for a, b in zip(_weights(seq), _weights(thr)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(_weights(seq), _weights(plain)))
