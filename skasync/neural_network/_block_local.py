@@ -256,9 +256,19 @@ class BlockLocalClassifier(BaseTorchClassifier):
     chosen on a digits validation split (2 seeds, Adam, lr 3e-3, batch 64,
     MLP and a small batch-norm CNN): γ ≥ 0.3 cost about a point (pulling
     every sample onto its class prototype removes within-class variety),
-    β=0 several points; β=2 was best for the MLP, 0.5 for the CNN; the authors' ImageNet values (α 0.43, β 0.7, γ 0.25,
-    λ_pred 0.55) refer to their loss scales.  No speed-up is claimed from the
-    paper; see ``benchmarks/results/block_local.md`` for measurements.
+    β=0 several points; β=2 was best for the MLP, 0.5 for the CNN.  The
+    authors' ImageNet values (α 0.43, β 0.7, γ 0.25, λ_pred 0.55) refer to
+    their loss scales (their agreement term is divided by B², ours by B).
+
+    The local losses are invariant to the scale of a block's output, so
+    nothing but the auxiliary head holds that scale: user modules without
+    normalisation layers can let a block's output fade and starve the next
+    block; batch norm in each block (as in the paper's ResNets) avoids it.
+
+    Compute: the decorrelation term costs a (B, B) Gram matrix per block,
+    about half a 512-wide layer at batch 256, so a sequential BLL step is
+    slower than a backprop step.  No speed-up is claimed from the paper; see
+    ``benchmarks/results/block_local.md`` for measurements.
 
     Examples
     --------
@@ -287,7 +297,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
         "local_loss": [StrOptions({"cosine", "gaussian", "bernoulli"})],
         "feedback": [StrOptions({"direct", "mlp", "fixed_random"})],
         "feedback_hidden": ["array-like"],
-        "feedback_learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+        "feedback_learning_rate": [
+            StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "feedback_momentum": [Interval(Real, 0, 1, closed="left")],
         "feedback_weight_decay": [Interval(Real, 0, None, closed="left")],
         "output_weight": [Interval(Real, 0, None, closed="neither")],
@@ -405,7 +416,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
     # ------------------------------------------------------------ structure
     def _check_execution(self):
         if self.agreement_sign not in (-1, 1):
-            raise ValueError(f"agreement_sign must be -1 or 1, got {self.agreement_sign!r}.")
+            raise ValueError(
+                f"agreement_sign must be -1 or 1, got {self.agreement_sign!r}.")
         if self.parallel == "streams" and not str(self._device_).startswith("cuda"):
             raise ValueError(
                 "parallel='streams' needs a CUDA device, but the model runs on "
@@ -438,14 +450,16 @@ class BlockLocalClassifier(BaseTorchClassifier):
                     f"{type(module).__name__}."
                 )
             if not units or not all(isinstance(u, torch.nn.Module) for u in units):
-                raise ValueError("module must contain at least one torch.nn.Module layer.")
+                raise ValueError(
+                    "module must contain at least one torch.nn.Module layer.")
             # Deep copy: the parameter is never mutated and refits start from
             # the user's initialisation.
             return copy.deepcopy(units)
         sizes = [int(s) for s in np.atleast_1d(np.asarray(self.hidden_layer_sizes))]
         if any(s < 1 for s in sizes):
             raise ValueError(
-                f"hidden_layer_sizes must contain positive ints, got {self.hidden_layer_sizes!r}."
+                "hidden_layer_sizes must contain positive ints, got "
+                f"{self.hidden_layer_sizes!r}."
             )
         units = []
         n_in = n_features
@@ -466,13 +480,15 @@ class BlockLocalClassifier(BaseTorchClassifier):
             points = np.asarray(self.split_points)
             if points.ndim != 1 or not np.issubdtype(points.dtype, np.integer):
                 raise ValueError(
-                    f"split_points must be a 1-D list of ints, got {self.split_points!r}."
+                    "split_points must be a 1-D list of ints, got "
+                    f"{self.split_points!r}."
                 )
             points = [int(p) for p in points]
             if any(p < 1 or p >= n_units for p in points):
                 raise ValueError(
                     f"split_points={self.split_points!r} out of range: each must be "
-                    f"between 1 and {n_units - 1} (the network has {n_units} layer units)."
+                    f"between 1 and {n_units - 1} (the network has {n_units} "
+                    "layer units)."
                 )
             if any(b <= a for a, b in zip(points, points[1:])):
                 raise ValueError(
@@ -537,7 +553,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self._block_shapes = out_shapes
         self._input_shape_ = shape
         n_boundaries = self.n_blocks_ - 1
-        use_heads = self.mode == "local_aux" or (self.mode == "bll" and self.aux_weight > 0)
+        use_heads = self.mode == "local_aux" or (
+            self.mode == "bll" and self.aux_weight > 0)
         self.aux_heads_ = torch.nn.ModuleList(
             _AuxHead(out_shapes[k], n_classes, generator) for k in range(n_boundaries)
         ) if use_heads else torch.nn.ModuleList()
@@ -561,7 +578,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
             if k < len(self.aux_heads_):
                 params += list(self.aux_heads_[k].parameters())
             self._optimizers.append(make_optimizer(
-                params, self.optimizer, self.learning_rate_init, momentum=self.momentum))
+                params, self.optimizer, self.learning_rate_init,
+                momentum=self.momentum))
         for fb in self.feedback_:
             params = [p for p in fb.parameters() if p.requires_grad]
             lr = self.feedback_learning_rate
@@ -614,8 +632,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
             is_last = k == self.n_blocks_ - 1
             head = self.aux_heads_[k] if k < len(self.aux_heads_) else None
             fb = self.feedback_[k] if k < len(self.feedback_) else None
-            fb_opt = self._feedback_optimizers[k] if k < len(self._feedback_optimizers) \
-                else None
+            fb_opt = (self._feedback_optimizers[k]
+                      if k < len(self._feedback_optimizers) else None)
             workers.append(BlockWorker(k, block, head, fb, self._optimizers[k], fb_opt,
                                        config, is_last))
         meter = None
@@ -624,7 +642,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
             meter = context.extras.setdefault("meter", ActivationMeter(params))
         return BlockLocalEngine(
             workers, mode=self.mode, parallel=self.parallel,
-            n_microbatches=self.n_microbatches, backward_schedule=self.backward_schedule,
+            n_microbatches=self.n_microbatches,
+            backward_schedule=self.backward_schedule,
             input_shape=self._input_shape_, threads_per_block=self._threads_per_block(),
             hook=getattr(self, "_engine_hook", None), meter=meter,
             noise_seed=self._noise_seed)
@@ -668,7 +687,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
             "backward_ms": [median_or_none(v) for v in acc["backward"]],
             "update_ms": [median_or_none(v) for v in acc["update"]],
             "step_ms": median_or_none(acc["step"]),
-            "samples_per_second": acc["samples"] / acc["seconds"] if acc["seconds"] else None,
+            "samples_per_second": (acc["samples"] / acc["seconds"]
+                                   if acc["seconds"] else None),
             "peak_activation_bytes": acc.get("peak_activation_bytes"),
             "peak_memory_bytes": peak,
             "parallel": self.parallel,
@@ -773,14 +793,16 @@ class BlockLocalClassifier(BaseTorchClassifier):
         if method == "head" and len(self.aux_heads_) == 0:
             raise ValueError(
                 "method='head' needs auxiliary heads; this model has none "
-                f"(mode={self.mode!r}, aux_weight={self.aux_weight}). Use method='probe'."
+                f"(mode={self.mode!r}, aux_weight={self.aux_weight}). "
+                "Use method='probe'."
             )
         features = self.transform_blocks(X)
         scores = []
         for k in range(self.n_blocks_ - 1):
             if method == "probe":
                 probe = LogisticRegression(max_iter=500)
-                scores.append(float(np.mean(cross_val_score(probe, features[k], y, cv=cv))))
+                scores.append(float(np.mean(
+                    cross_val_score(probe, features[k], y, cv=cv))))
             else:
                 scores.append(self._head_score(k, X, y))
         scores.append(self.score(X, y))

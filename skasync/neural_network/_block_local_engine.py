@@ -137,7 +137,8 @@ def agreement_loss(r, table, y, local_loss, sign=-1.0, variance=2.0):
         d = r.shape[1]
         cross = (r @ table.t()).gather(1, y[:, None]).squeeze(1)
         sq = r.pow(2).sum(dim=1) - 2.0 * cross + table.pow(2).sum(dim=1)[y]
-        return (sq / (2.0 * variance * d)).mean() + 0.5 * math.log(2 * math.pi * variance)
+        const = 0.5 * math.log(2 * math.pi * variance)
+        return (sq / (2.0 * variance * d)).mean() + const
     # -log(a·b + (1-a)(1-b)) per unit: the overlap of two Bernoulli factors.
     b = table[y]
     overlap = r * b + (1.0 - r) * (1.0 - b)
@@ -394,7 +395,8 @@ class BlockWorker:
                 if cfg["denoise_weight"]:
                     noise = torch.randn(h.shape, generator=noise_generator)
                     noisy = self.block(h + cfg["denoise_std"] * noise.to(h.device))
-                    loss = loss + cfg["denoise_weight"] * F.mse_loss(noisy, out.detach())
+                    loss = loss + cfg["denoise_weight"] * F.mse_loss(
+                        noisy, out.detach())
             if self.head is not None:
                 logits = self.head(out)
                 loss = loss + cfg["aux_weight"] * F.cross_entropy(
@@ -651,7 +653,8 @@ class BlockLocalEngine:
                 with self._meter_ctx(batches_seen0 + number):
                     handoff = worker.run_microbatch(h, ym, weight, bsize, gen)
                 if out_queue is not None:
-                    queue_put(out_queue, (number, m, n_mb, handoff, ym, weight, bsize, yb),
+                    queue_put(out_queue,
+                              (number, m, n_mb, handoff, ym, weight, bsize, yb),
                               stop_event)
                 del h, handoff
                 if m == n_mb - 1:
