@@ -24,13 +24,15 @@ bounds; ``benchmarks/profile_tree_engine.py``; AR(1) 0.6, 5 lags, mtry 2,
 ``sort`` cost 470 us/tree at n = 395 (small-array sorts dominate), so nodes now reuse
 per-feature lists presorted once per tree by counting sort and stably partitioned at
 each split. Per node-sample the cost is ~7 ns per partitioned feature and ~9 ns per
-scanned candidate (~40 ns at p = 5, mtry = 2); fixed per-tree cost ~25 us (setup
-~18 us, Python wrapper ~6 us, after moving checks into the kernel and returning two
-arrays instead of six). 500 trees at n = 395: ~0.10-0.12 s (bootstrap rows, exact
-bins) and about the same for ``grow_tree_dense`` (a lag matrix is ranked with one
-sort of the series, not one per column); ranger: 0.11-0.12 s. n = 10 000: ~8 ms per
-tree; n = 100 000: ~165 ms per tree (~80 s for 500 trees, ranger 229 s), where cache
-misses of the gathers and partitions dominate.
+scanned candidate (~40 ns at p = 5, mtry = 2), so splits whose children are both
+leaves skip the partitions; fixed per-tree cost ~20 us (setup ~15 us, Python wrapper
+~6 us, after moving checks into the kernel and returning two arrays instead of six).
+500 trees at n = 395: 0.10-0.14 s with bootstrap rows and exact bins, 0.10-0.11 s for
+``grow_tree_dense`` (a lag matrix is ranked with one sort of the series, not one per
+column); ranger: 0.11-0.12 s. n = 10 000: 3.5 s (dense 4.1 s; ranger 8.5 s,
+rangertsARS 13 s). n = 100 000: ~0.12 s per tree, ~60 s for 500 (dense ~75 s; ranger
+229 s), ~13 MB in flight per tree, 2 MB per stored tree; here cache misses of the
+gathers and partitions dominate.
 """
 
 # Authors: The skasync developers
