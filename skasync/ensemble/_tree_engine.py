@@ -30,8 +30,9 @@ leaves skip the partitions; fixed per-tree cost ~20 us (setup ~15 us, Python wra
 500 trees at n = 395: 0.10-0.14 s with bootstrap rows and exact bins, 0.10-0.11 s for
 ``grow_tree_dense`` (a lag matrix is ranked with one sort of the series, not one per
 column); ranger: 0.11-0.12 s. n = 10 000: 3.5 s (dense 4.1 s; ranger 8.5 s,
-rangertsARS 13 s). n = 100 000: ~0.12 s per tree, ~60 s for 500 (dense ~75 s; ranger
-229 s), ~13 MB in flight per tree, 2 MB per stored tree; here cache misses of the
+rangertsARS 13 s). n = 100 000: 0.13 s per tree, 64 s for 500 (dense 68 s; ranger
+229 s, rangertsARS 313 s), peak RSS 379 MB growing (trees dropped), 2 MB per stored
+tree (1 GB per forest); here cache misses of the
 gathers and partitions dominate.
 """
 
