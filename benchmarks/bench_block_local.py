@@ -268,7 +268,7 @@ def plot(figure_data, path):
         ax.bar(np.arange(len(names)) + (i - 1) * width, means, width, yerr=stds,
                label=mode, capsize=3)
     ax.set_xticks(np.arange(len(names)))
-    ax.set_xticklabels([n.split(",")[0] + "\n" + n.split(",")[1].strip() for n in names],
+    ax.set_xticklabels([n.split(", ")[0] + "\n" + n.split(", ")[1] for n in names],
                        fontsize=8)
     low = min(figure_data["accuracy"][n][m].mean() for n in names for m in MODES)
     ax.set_ylim(max(0, low - 10), 100)
