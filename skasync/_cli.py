@@ -271,7 +271,13 @@ def run_demo(output_dir="skasync_demo_output", sections=DEMO_SECTIONS, n_jobs=No
     steps = {"forest": 2, "async": 2, "block-local": 2}
     start = time.perf_counter()
     reports, plots = [], []
-    with Progress(sum(steps[s] for s in sections), "skasync demo", verbose=verbose) as progress:
+    with Progress(sum(steps[s] for s in sections), "skasync demo", verbose=verbose) as progress, \
+            warnings.catch_warnings():
+        # loky recycles a worker whose memory grew by a few hundred MB (torch's
+        # allocator after a fit) and warns about it; the job is resubmitted,
+        # so the warning is only noise in the demo's output.
+        warnings.filterwarnings(
+            "ignore", message="A worker stopped while some jobs", category=UserWarning)
         for section in sections:
             if section == "forest":
                 text, plot = _demo_forest(progress, output_dir, n_jobs)

@@ -61,3 +61,19 @@ def test_table_formatting_aligns_columns():
     assert lines[2].endswith("0.5000") and lines[3].endswith("12.2500")
     assert lines[3].startswith("longer")
     assert "0.5000" in table and "12.2500" in table
+
+
+def test_demo_forest_section_prints_baselines_and_writes_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    import io
+
+    from skasync._cli import run_demo
+
+    stream = io.StringIO()
+    report = run_demo(tmp_path, sections=["forest"], n_jobs=1, verbose=0, stream=stream)
+    assert stream.getvalue().strip() == report.strip()
+    rows = {line.split()[0] for line in report.splitlines() if line}
+    for bootstrap in ["ar-sieve", "iid", "moving", "stationary", "circular",
+                      "nonoverlapping", "sklearn"]:
+        assert bootstrap in rows
+    assert (tmp_path / "forest_forecast.png").stat().st_size > 0
