@@ -198,7 +198,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         ``"softmax"``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when X has string column names.
 
     See Also

@@ -214,7 +214,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         Class labels.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen in fit (only when X has string column names).
     blocks_ : torch.nn.ModuleList
         The trained blocks (CPU after unpickling).
@@ -781,7 +781,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
 
         Returns
         -------
-        scores : ndarray of shape (n_blocks_,)
+        scores : ndarray of shape (`n_blocks_`,)
         """
         check_is_fitted(self)
         from sklearn.linear_model import LogisticRegression
