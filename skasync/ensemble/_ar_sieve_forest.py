@@ -278,17 +278,17 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
     ----------
     ar_order_ : int
         AR sieve order (AIC selected unless ``ar_order`` is given).
-    ar_coef_ : ndarray of shape (ar_order_,)
+    ar_coef_ : ndarray of shape (`ar_order_`,)
         AR sieve coefficients ``phi_1..phi_p`` of the demeaned series.
     ar_mean_ : float
         Series mean used by the sieve (R ``x.mean``).
-    ar_resid_ : ndarray of shape (n_series - ar_order_,)
+    ar_resid_ : ndarray of shape (n_series - `ar_order_`,)
         Centred AR sieve residuals (the innovations the sieve resamples).
-    ar_aic_ : ndarray of shape (ar_order_max_ + 1,)
+    ar_aic_ : ndarray of shape (`ar_order_max_` + 1,)
         ``n log(sigma2_p) + 2 p`` for each order ``p`` (Yule-Walker).
     ar_order_max_ : int
         Largest order considered.
-    sieve_coef_ : ndarray of shape (n_lags_,)
+    sieve_coef_ : ndarray of shape (`n_lags_`,)
         Coefficients the ``"ar-sieve"`` trees simulate with: ``ar_coef_``
         zero-padded or truncated to ``n_lags_``.
     n_lags_ : int
@@ -299,7 +299,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         into a packed forest used for fast prediction).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit (only for inputs with string column
         names).
     oob_prediction_ : ndarray of shape (n_samples,)
