@@ -86,34 +86,48 @@ def _expand_blocks(starts, lengths):
     return np.repeat(np.asarray(starts, dtype=np.int64), lengths) + within
 
 
-def _iid(n, m, replace, rng):
+def _expand_equal_blocks(starts, L):
+    """Rows of blocks of equal length: ``(size, k)`` starts -> ``(size, k * L)``."""
+    rows = starts[:, :, None] + np.arange(L, dtype=np.int64)
+    return rows.reshape(starts.shape[0], -1)
+
+
+def _stack_draws(draw, size):
+    # Methods whose draw is not a fixed-shape array of uniforms (permutations,
+    # geometric block lengths) loop over the draws; all have a fixed length.
+    return np.stack([draw() for _ in range(size)])
+
+
+# Every sampler returns ``size`` independent draws as a (size, rows) array; with
+# size=1 it consumes the random stream exactly as a single draw would.
+def _iid(n, m, replace, rng, size):
     if replace:
-        return _integers(rng, 0, n, size=m)
+        return _integers(rng, 0, n, size=(size, m))
     # ranger without replacement: the first m of a random permutation
-    return _permutation(rng, n)[:m]
+    return _stack_draws(lambda: _permutation(rng, n)[:m], size)
 
 
-def _moving(n, m, L, by_end, rng):
+def _moving(n, m, L, by_end, rng, size):
     if L > n:
         raise ValueError(f"block_size={L} must be <= n_samples={n} for 'moving'.")
     k = _n_blocks(m, L, "moving", n)
-    starts = _integers(rng, 0, n - L + 1, size=k)
+    starts = _integers(rng, 0, n - L + 1, size=(size, k))
     if by_end:
         # rangerts maps row i -> n - 1 - i; mirroring the block start keeps the
         # same multiset with rows ascending inside each block.
         starts = (n - L) - starts
-    return _expand_blocks(starts, np.full(k, L))
+    return _expand_equal_blocks(starts, L)
 
 
-def _circular(n, m, L, by_end, rng):
+def _circular(n, m, L, by_end, rng, size):
     k = _n_blocks(m, L, "circular", n)
-    starts = _integers(rng, 0, n, size=k)
+    starts = _integers(rng, 0, n, size=(size, k))
     if by_end:
         starts = (n - L - starts) % n  # mirror image of the block, ascending
-    return _expand_blocks(starts, np.full(k, L)) % n
+    return _expand_equal_blocks(starts, L) % n
 
 
-def _nonoverlapping(n, m, L, by_end, replace, rng):
+def _nonoverlapping(n, m, L, by_end, replace, rng, size):
     n_part = n // L
     if n_part < 1:
         raise ValueError(
@@ -124,24 +138,18 @@ def _nonoverlapping(n, m, L, by_end, replace, rng):
     # never drawn; otherwise aligned to the start (the last n mod L never drawn).
     offset = n % L if by_end else 0
     if replace:
-        blocks = _integers(rng, 0, n_part, size=k)
+        blocks = _integers(rng, 0, n_part, size=(size, k))
     else:
         if k > n_part:
             raise ValueError(
                 f"cannot draw k={k} distinct blocks out of {n_part} without "
                 "replacement; lower sample_fraction."
             )
-        blocks = _permutation(rng, n_part)[:k]
-    return _expand_blocks(offset + blocks * L, np.full(k, L))
+        blocks = _stack_draws(lambda: _permutation(rng, n_part)[:k], size)
+    return _expand_equal_blocks(offset + blocks * L, L)
 
 
-def _stationary(n, m, L, rng):
-    if L < 2:
-        raise ValueError(
-            "method='stationary' needs block_size >= 2: lengths are geometric with "
-            "p = 1/block_size on {0, 1, ...} (mean block_size - 1), so "
-            "block_size=1 would only draw empty blocks."
-        )
+def _stationary_one(n, m, L, rng):
     p = 1.0 / L
     starts_parts, lengths_parts = [], []
     total = 0
@@ -161,7 +169,17 @@ def _stationary(n, m, L, rng):
     return _expand_blocks(starts, lengths) % n
 
 
-def _seasonal(n, m, L, period, replace, rng):
+def _stationary(n, m, L, rng, size):
+    if L < 2:
+        raise ValueError(
+            "method='stationary' needs block_size >= 2: lengths are geometric with "
+            "p = 1/block_size on {0, 1, ...} (mean block_size - 1), so "
+            "block_size=1 would only draw empty blocks."
+        )
+    return _stack_draws(lambda: _stationary_one(n, m, L, rng), size)
+
+
+def _seasonal_one(n, m, L, period, replace, rng):
     k = _n_blocks(m, L, "seasonal", n)
     target = k * L
     n_starts = -(-n // period)  # ceil(n / period)
@@ -179,8 +197,13 @@ def _seasonal(n, m, L, period, replace, rng):
     u = _permutation(rng, n_starts)
     rows = _expand_blocks(u * period, np.full(n_starts, L))
     rows = rows[rows < n]
-    # distinct starts: stops early if the starts run out before k * L rows
+    # distinct starts: stops early if the starts run out before k * L rows (the
+    # count does not depend on the order of the starts, so draws stack)
     return rows[:target]
+
+
+def _seasonal(n, m, L, period, replace, rng, size):
+    return _stack_draws(lambda: _seasonal_one(n, m, L, period, replace, rng), size)
 
 
 def block_bootstrap_indices(
@@ -193,6 +216,7 @@ def block_bootstrap_indices(
     sample_fraction=None,
     period=1,
     random_state=None,
+    n_draws=None,
 ):
     """Draw one tree's in-bag row multiset, exactly as rangerts does.
 
@@ -241,10 +265,16 @@ def block_bootstrap_indices(
         Season length for ``"seasonal"``.
     random_state : int, RandomState, Generator or None, default=None
         Randomness of the draw.
+    n_draws : int or None, default=None
+        None draws one multiset (a 1-D array); an int draws that many
+        independent multisets at once (a 2-D array, one per row; all have the
+        same length for given parameters). One call for many draws (e.g. one
+        per tree of a forest) saves the per-call overhead; ``n_draws=1`` gives
+        the same indices as None.
 
     Returns
     -------
-    indices : ndarray of int64
+    indices : ndarray of int64 of shape (n_in_bag,) or (n_draws, n_in_bag)
         In-bag row indices, with repetitions (a multiset). Block methods return
         blocks in draw order, rows ascending inside each block (modulo ``n``
         for wrap-around).
@@ -258,6 +288,8 @@ def block_bootstrap_indices(
     >>> int(block_bootstrap_indices(25, "nonoverlapping", block_size=10,
     ...                             random_state=0).min()) >= 5
     True
+    >>> block_bootstrap_indices(395, "moving", random_state=0, n_draws=4).shape
+    (4, 390)
     """
     n = _check_int(n_samples, "n_samples", 1)
     if method is None:
@@ -267,22 +299,24 @@ def block_bootstrap_indices(
     L = _check_int(block_size, "block_size", 1)
     period = _check_int(period, "period", 1)
     m = _n_inbag(n, bool(replace), sample_fraction, method)
+    size = 1 if n_draws is None else _check_int(n_draws, "n_draws", 1)
     rng = _check_rng(random_state)
     if method == "iid":
         if not replace and m > n:
             raise ValueError(f"cannot draw m={m} distinct rows out of n={n}.")
-        out = _iid(n, m, bool(replace), rng)
+        out = _iid(n, m, bool(replace), rng, size)
     elif method == "moving":
-        out = _moving(n, m, L, bool(by_end), rng)
+        out = _moving(n, m, L, bool(by_end), rng, size)
     elif method == "circular":
-        out = _circular(n, m, L, bool(by_end), rng)
+        out = _circular(n, m, L, bool(by_end), rng, size)
     elif method == "nonoverlapping":
-        out = _nonoverlapping(n, m, L, bool(by_end), bool(replace), rng)
+        out = _nonoverlapping(n, m, L, bool(by_end), bool(replace), rng, size)
     elif method == "stationary":
-        out = _stationary(n, m, L, rng)
+        out = _stationary(n, m, L, rng, size)
     else:
-        out = _seasonal(n, m, L, period, bool(replace), rng)
-    return np.asarray(out, dtype=np.int64)
+        out = _seasonal(n, m, L, period, bool(replace), rng, size)
+    out = np.asarray(out, dtype=np.int64)
+    return out[0] if n_draws is None else out
 
 
 class BlockBootstrap(BaseCrossValidator):

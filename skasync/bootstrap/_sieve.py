@@ -284,7 +284,8 @@ def fit_ar_sieve(series, *, order=None, order_max=None, method="yule-walker"):
 
 
 def simulate_ar_sieve(
-    fit, n_values, *, n_start_values=None, burn_in=0, random_state=None
+    fit, n_values, *, n_start_values=None, burn_in=0, random_state=None,
+    n_series=None,
 ):
     """Simulate one AR-sieve bootstrap series (the authors' scheme).
 
@@ -323,10 +324,16 @@ def simulate_ar_sieve(
         Simulated values discarded after the start block.
     random_state : int, RandomState, Generator or None, default=None
         Controls the residual draws.
+    n_series : int or None, default=None
+        None simulates one series (a 1-D array); an int simulates that many
+        independent series at once, one per row (one call instead of one per
+        series, e.g. per tree of a forest). ``n_series=1`` gives the same
+        values as None.
 
     Returns
     -------
-    series : ndarray of shape (n_start + n_values,)
+    series : ndarray of shape (n_start + n_values,) or \
+(n_series, n_start + n_values)
 
     Examples
     --------
@@ -336,6 +343,9 @@ def simulate_ar_sieve(
     >>> x = simulate_ar_sieve(fit, 100, n_start_values=5, random_state=0)
     >>> x.shape, bool((x[:5] == fit.mean).all())
     ((105,), True)
+    >>> simulate_ar_sieve(fit, 100, n_start_values=5, random_state=0,
+    ...                   n_series=3).shape
+    (3, 105)
     """
     coef = np.asarray(fit.coef, dtype=np.float64).ravel()
     resid = np.asarray(fit.resid, dtype=np.float64).ravel()
@@ -360,12 +370,16 @@ def simulate_ar_sieve(
         raise ValueError("fit.resid is empty; cannot draw bootstrap innovations.")
     n_start = max(order, int(n_start_values or 0))
     n_sim = int(burn_in) + int(n_values)
+    size = 1 if n_series is None else n_series
+    if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"n_series must be None or an int >= 1, got {n_series!r}.")
     rng = _check_rng(random_state)
-    e = resid[_integers(rng, 0, resid.shape[0], size=n_sim)]
+    e = resid[_integers(rng, 0, resid.shape[0], size=(size, n_sim))]
     # The start block deviations (x - mean) are all zero, so the lfilter initial
     # conditions are zero and the recursion can start cleanly from them.
-    dev = lfilter([1.0], np.r_[1.0, -coef], e) if n_sim else np.zeros(0)
-    out = np.empty(n_start + n_sim)
-    out[:n_start] = mean
-    out[n_start:] = mean + dev
-    return out[out.shape[0] - (n_start + int(n_values)) :]
+    dev = lfilter([1.0], np.r_[1.0, -coef], e, axis=1) if n_sim else e
+    out = np.empty((size, n_start + n_sim))
+    out[:, :n_start] = mean
+    out[:, n_start:] = mean + dev
+    out = out[:, out.shape[1] - (n_start + int(n_values)) :]
+    return out[0] if n_series is None else out
