@@ -52,6 +52,8 @@ __all__ = [
     "bin_features",
     "grow_tree",
     "grow_tree_dense",
+    "grow_trees",
+    "grow_trees_on_series",
     "pack_trees",
     "predict_mean",
     "predict_trees",
@@ -477,36 +479,50 @@ def _lag_direction(X):
 
 
 @njit(nogil=True, cache=True)
+def _bin_lag_series(series, p, n, reverse):
+    """Exact codes of the ``n x p`` lag matrix of ``series``, with one sort.
+
+    Column ``k`` of row ``i`` holds ``series[i - kk + p - 1]`` with ``kk = k``
+    (column k = lag k + 1), or ``kk = p - 1 - k`` when ``reverse``. Only the
+    first ``n + p - 1`` values are read. Codes are ranks within the series
+    (gaps allowed); every column shares the value table.
+    """
+    length = n + p - 1
+    ranks = np.empty(length, dtype=np.int64)
+    vals = np.empty((p, length), dtype=np.float64)
+    nb = _dense_ranks(series[:length], ranks, vals[0])
+    codesT = np.empty((p, n), dtype=np.uint32)
+    n_bins = np.empty(p, dtype=np.int64)
+    for k in range(p):
+        kk = p - 1 - k if reverse else k
+        if k > 0:
+            vals[k, :nb] = vals[0, :nb]
+        n_bins[k] = nb
+        for i in range(n):
+            codesT[k, i] = ranks[i - kk + p - 1]
+    return codesT, n_bins, vals
+
+
+@njit(nogil=True, cache=True)
 def _bin_exact_dense(X):
     """Exact rank codes of every column of X (numba, for per-tree binning).
 
     A lag matrix (every column a shifted window of one series, as built by the
     AR sieve) is ranked with a single sort of the series instead of one per
-    column; codes are then ranks within the series (gaps allowed).
+    column (:func:`_bin_lag_series`).
     """
     n, p = X.shape
-    codesT = np.empty((p, n), dtype=np.uint32)
-    n_bins = np.empty(p, dtype=np.int64)
     direction = _lag_direction(X)
     if direction != 0:
-        length = n + p - 1
-        series = np.empty(length, dtype=np.float64)
+        series = np.empty(n + p - 1, dtype=np.float64)
         # Column kk (lag kk + 1) of row i holds series[i - kk + p - 1].
         for i in range(n):
             series[p - 1 + i] = X[i, 0] if direction == 1 else X[i, p - 1]
         for kk in range(1, p):
             series[p - 1 - kk] = X[0, kk] if direction == 1 else X[0, p - 1 - kk]
-        ranks = np.empty(length, dtype=np.int64)
-        vals = np.empty((p, length), dtype=np.float64)
-        nb = _dense_ranks(series, ranks, vals[0])
-        for k in range(p):
-            kk = k if direction == 1 else p - 1 - k
-            if k > 0:
-                vals[k, :nb] = vals[0, :nb]
-            n_bins[k] = nb
-            for i in range(n):
-                codesT[k, i] = ranks[i - kk + p - 1]
-        return codesT, n_bins, vals
+        return _bin_lag_series(series, p, n, direction == -1)
+    codesT = np.empty((p, n), dtype=np.uint32)
+    n_bins = np.empty(p, dtype=np.int64)
     vals = np.empty((p, n), dtype=np.float64)
     col = np.empty(n, dtype=np.float64)
     ranks = np.empty(n, dtype=np.int64)
@@ -532,6 +548,52 @@ def _grow_dense(X, y, max_features, min_samples_split, max_depth, seed):
                  min_samples_split, max_depth, seed)
 
 
+@njit(nogil=True, cache=True)
+def _concat_trees(ints_list, floats_list):
+    """Pack per-tree kernel results into flat arrays plus node offsets."""
+    n_trees = len(ints_list)
+    offsets = np.zeros(n_trees + 1, dtype=np.int64)
+    for t in range(n_trees):
+        offsets[t + 1] = offsets[t] + ints_list[t].shape[1]
+    ints = np.empty((4, offsets[n_trees]), dtype=np.int32)
+    floats = np.empty((2, offsets[n_trees]), dtype=np.float64)
+    for t in range(n_trees):
+        ints[:, offsets[t] : offsets[t + 1]] = ints_list[t]
+        floats[:, offsets[t] : offsets[t + 1]] = floats_list[t]
+    return ints, floats, offsets
+
+
+@njit(nogil=True, cache=True)
+def _grow_many(codesT, n_bins, bin_min, bin_max, y, sample_indices, seeds,
+               max_features, min_samples_split, max_depth):
+    # One call grows a whole chunk of trees: no Python work per tree, and the
+    # GIL stays released while the chunk grows.
+    ints_list = []
+    floats_list = []
+    for t in range(sample_indices.shape[0]):
+        ints, floats = _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices[t],
+                             max_features, min_samples_split, max_depth, seeds[t])
+        ints_list.append(ints)
+        floats_list.append(floats)
+    return _concat_trees(ints_list, floats_list)
+
+
+@njit(nogil=True, cache=True)
+def _grow_many_on_series(series, n_lags, seeds, max_features, min_samples_split,
+                         max_depth):
+    n_rows = series.shape[1] - n_lags
+    rows = np.arange(n_rows)
+    ints_list = []
+    floats_list = []
+    for t in range(series.shape[0]):
+        codesT, n_bins, vals = _bin_lag_series(series[t], n_lags, n_rows, False)
+        ints, floats = _grow(codesT, n_bins, vals, vals, series[t, n_lags:], rows,
+                             max_features, min_samples_split, max_depth, seeds[t])
+        ints_list.append(ints)
+        floats_list.append(floats)
+    return _concat_trees(ints_list, floats_list)
+
+
 def _is_int(v):
     # exact-type fast path: this runs once per tree, the ABC check costs µs
     return type(v) is int or (isinstance(v, Integral) and not isinstance(v, bool))
@@ -542,11 +604,11 @@ def _as_tree(ints, floats):
     return Tree(ints[0], floats[0], ints[1], ints[2], floats[1], ints[3])
 
 
-def _check_params(max_features, min_samples_split, max_depth, seed):
+def _check_params(max_features, min_samples_split, max_depth):
     if (type(max_features) is int and type(min_samples_split) is int
-            and type(max_depth) is int and type(seed) is int and max_features >= 1
+            and type(max_depth) is int and max_features >= 1
             and min_samples_split >= 1 and max_depth >= -1):
-        return max_features, min_samples_split, max_depth, seed & 0x7FFFFFFFFFFFFFFF
+        return max_features, min_samples_split, max_depth
     for name, val, low in (
         ("max_features", max_features, 1),
         ("min_samples_split", min_samples_split, 1),
@@ -554,10 +616,28 @@ def _check_params(max_features, min_samples_split, max_depth, seed):
     ):
         if not _is_int(val) or val < low:
             raise ValueError(f"{name} must be an int >= {low}, got {val!r}.")
+    return int(max_features), int(min_samples_split), int(max_depth)
+
+
+def _check_seed(seed):
     if not _is_int(seed):
         raise ValueError(f"seed must be an int, got {seed!r}.")
-    return (int(max_features), int(min_samples_split), int(max_depth),
-            int(seed) & 0x7FFFFFFFFFFFFFFF)
+    return int(seed) & 0x7FFFFFFFFFFFFFFF
+
+
+def _check_seeds(seeds, n_trees):
+    seeds = np.asarray(seeds)
+    if seeds.shape != (n_trees,) or not np.issubdtype(seeds.dtype, np.integer):
+        raise ValueError(
+            f"seeds must be {n_trees} ints (one per tree), got {seeds!r}."
+        )
+    return seeds.astype(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+def _as_packed(ints, floats, offsets):
+    # Rows of the kernel's C-ordered result arrays: contiguous views, no copy.
+    return PackedForest(ints[0], floats[0], ints[1], ints[2], floats[1], ints[3],
+                        offsets)
 
 
 def grow_tree(binned, y, sample_indices, *, max_features, min_samples_split,
@@ -585,7 +665,8 @@ def grow_tree(binned, y, sample_indices, *, max_features, min_samples_split,
     -------
     tree : Tree
     """
-    mf, mss, md, sd = _check_params(max_features, min_samples_split, max_depth, seed)
+    mf, mss, md = _check_params(max_features, min_samples_split, max_depth)
+    sd = _check_seed(seed)
     y = np.ascontiguousarray(y, dtype=np.float64)
     sample_indices = np.ascontiguousarray(sample_indices, dtype=np.int64)
     n = binned.codes.shape[0]
@@ -615,7 +696,8 @@ def grow_tree_dense(X, y, *, max_features, min_samples_split, max_depth, seed):
     -------
     tree : Tree
     """
-    mf, mss, md, sd = _check_params(max_features, min_samples_split, max_depth, seed)
+    mf, mss, md = _check_params(max_features, min_samples_split, max_depth)
+    sd = _check_seed(seed)
     X = np.asarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0 or y.shape != (X.shape[0],):
@@ -624,6 +706,86 @@ def grow_tree_dense(X, y, *, max_features, min_samples_split, max_depth, seed):
     if out[0].shape[1] == 0:
         raise ValueError("X contains NaN or infinity.")
     return _as_tree(*out)
+
+
+def grow_trees(binned, y, sample_indices, *, seeds, max_features,
+               min_samples_split, max_depth):
+    """Grow one tree per row of ``sample_indices``, in one compiled call.
+
+    Same trees as :func:`grow_tree` on each row with the matching seed, without
+    the per-tree Python overhead, packed as they come out of the kernel.
+
+    Parameters
+    ----------
+    binned : BinnedFeatures
+        Output of :func:`bin_features` for the training rows.
+    y : ndarray of shape (n_samples,), float64
+        Targets of all training rows.
+    sample_indices : array of int of shape (n_trees, m)
+        Row ``t`` is the sample (multiset) of tree ``t``.
+    seeds : array of int of shape (n_trees,)
+        Seed of each tree's private random stream.
+    max_features, min_samples_split, max_depth
+        As in :func:`grow_tree`.
+
+    Returns
+    -------
+    packed : PackedForest
+    """
+    mf, mss, md = _check_params(max_features, min_samples_split, max_depth)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    sample_indices = np.ascontiguousarray(sample_indices, dtype=np.int64)
+    n = binned.codes.shape[0]
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},), got {y.shape}.")
+    if sample_indices.ndim != 2 or 0 in sample_indices.shape:
+        raise ValueError("sample_indices must be a non-empty 2-d array.")
+    if sample_indices.min() < 0 or sample_indices.max() >= n:
+        raise ValueError("sample_indices out of range.")
+    seeds = _check_seeds(seeds, sample_indices.shape[0])
+    codesT = np.ascontiguousarray(binned.codes.T)  # no copy for Fortran codes
+    return _as_packed(*_grow_many(codesT, binned.n_bins, binned.bin_min,
+                                  binned.bin_max, y, sample_indices, seeds, mf,
+                                  mss, md))
+
+
+def grow_trees_on_series(series, n_lags, *, seeds, max_features,
+                         min_samples_split, max_depth):
+    """Grow one tree per series on all rows of its lag matrix, in one call.
+
+    Tree ``t`` is the tree :func:`grow_tree_dense` grows on
+    ``make_lag_matrix(series[t], n_lags)`` with seed ``seeds[t]``; the lag
+    matrices are never built (each series is ranked once).
+
+    Parameters
+    ----------
+    series : ndarray of shape (n_trees, n_lags + n_rows), float64
+        One series per tree; its first ``n_lags`` values are only lags.
+    n_lags : int
+        Number of lag columns (features), >= 1.
+    seeds : array of int of shape (n_trees,)
+        Seed of each tree's private random stream.
+    max_features, min_samples_split, max_depth
+        As in :func:`grow_tree`.
+
+    Returns
+    -------
+    packed : PackedForest
+    """
+    mf, mss, md = _check_params(max_features, min_samples_split, max_depth)
+    series = np.ascontiguousarray(series, dtype=np.float64)
+    if not _is_int(n_lags) or n_lags < 1:
+        raise ValueError(f"n_lags must be an int >= 1, got {n_lags!r}.")
+    if series.ndim != 2 or series.shape[0] == 0 or series.shape[1] <= n_lags:
+        raise ValueError(
+            f"series must be 2-d with more than n_lags={n_lags} columns, got "
+            f"shape {series.shape}."
+        )
+    if not np.isfinite(series).all():
+        raise ValueError("series contains NaN or infinity.")
+    seeds = _check_seeds(seeds, series.shape[0])
+    return _as_packed(*_grow_many_on_series(series, int(n_lags), seeds, mf, mss,
+                                            md))
 
 
 # --------------------------------------------------------------------------- predict

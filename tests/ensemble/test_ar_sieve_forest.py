@@ -299,7 +299,10 @@ def test_forecast_shapes_and_intervals(ar1):
 def test_forecast_decays_toward_mean_for_linear_ar():
     y = make_ar(600, coef=(0.6,), random_state=11)
     X, target = make_lag_matrix(y, 3)
-    forest = ARSieveForestRegressor(n_estimators=100, random_state=0).fit(X, target)
+    # The default 500 trees: with 100, the 15-step gap of the recursive forest
+    # exceeds 0.25 for ~15-20 % of random_state values (seed luck, before and
+    # after the batched fit); with 500 its largest value over 20 seeds is 0.15.
+    forest = ARSieveForestRegressor(n_estimators=500, random_state=0).fit(X, target)
     history = np.r_[y, 2.0, 2.5, 3.0]  # end far above the mean
     mean = forest.forecast(history, horizon=15).mean
     gap = np.abs(mean - forest.ar_mean_)
