@@ -108,7 +108,8 @@ def test_predict_is_mean_of_trees(ar1):
 @pytest.mark.parametrize("bootstrap", ["ar-sieve", "moving", "stationary"])
 def test_same_seed_same_forest_for_any_n_jobs(ar1, bootstrap):
     _, X, target = ar1
-    params = dict(n_estimators=24, bootstrap=bootstrap, random_state=42)
+    # 120 trees: several chunks (up to 50 trees each) to spread over the jobs.
+    params = dict(n_estimators=120, bootstrap=bootstrap, random_state=42)
     p1 = ARSieveForestRegressor(n_jobs=1, **params).fit(X, target).predict(X)
     p2 = ARSieveForestRegressor(n_jobs=2, **params).fit(X, target).predict(X)
     p3 = ARSieveForestRegressor(n_jobs=2, verbose=0, **params).fit(X, target)
@@ -124,7 +125,7 @@ def test_dask_backend(ar1):
     import joblib
 
     _, X, target = ar1
-    params = dict(n_estimators=16, random_state=7)
+    params = dict(n_estimators=110, random_state=7)  # three chunks
     expected = ARSieveForestRegressor(**params).fit(X, target).predict(X)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
