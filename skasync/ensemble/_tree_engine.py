@@ -8,7 +8,8 @@ between distinct values present in the node is evaluated; the split with the lar
 to the first one found; the threshold is the midpoint of the two adjacent values
 present in the node; ``x <= threshold`` goes left; ``min_samples_leaf = 1``. A node
 whose candidates are all constant is a leaf (no redraw, as in ranger). Bootstrap
-multisets are passed as indices with duplicates, which count as samples.
+multisets are passed as indices with duplicates, which count as samples (inside the
+kernel a row drawn ``w`` times is one slot of weight ``w``).
 
 Design: features are binned once into small unsigned codes (exact ranks, or quantile
 bins above ``max_bins``). Growing works on a private copy of the node's sample
@@ -34,6 +35,20 @@ rangertsARS 13 s). n = 100 000: 0.13 s per tree, 64 s for 500 (dense 68 s; range
 229 s, rangertsARS 313 s), peak RSS 379 MB growing (trees dropped), 2 MB per stored
 tree (1 GB per forest); here cache misses of the
 gathers and partitions dominate.
+
+Forests (:func:`grow_trees`, :func:`grow_trees_on_series`) grow a whole chunk of
+trees per compiled call and return it packed, so the Python cost (~0.1 ms) is paid
+per chunk, not per tree: with one ``grow_tree`` call per tree, the wrappers, the
+per-tree bootstrap draws and the packing were 40-45 % of a 500-tree forest at
+n = 395. Kernel time for 500 trees at n = 395 (one core): moving-block rows
+39.4 -> 32.5 ms with weighted distinct rows (a block bootstrap of n rows holds
+~0.64 n distinct ones, so scans and partitions touch ~36 % fewer slots; the extra
+weight gather costs the unit-weight AR-sieve trees ~4 %); AR-sieve series 52.8 ->
+46.4 ms after ranking each series with a radix argsort (8.6 -> 3.4 ms for the 500
+rankings; numba's quicksort ``argsort`` is ~3x slower at 1e4-1e5 values).
+Ties between mathematically equal candidate splits (e.g. two features inducing the
+same partition of a small node) are broken by floating-point rounding, so trees can
+differ from an earlier version after such a tie, never in distribution.
 """
 
 # Authors: The skasync developers
@@ -246,35 +261,55 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
     p = codesT.shape[0]
     m0 = sample_indices.shape[0]
     n_rows = codesT.shape[1]
+    # A row drawn w times is one slot of weight w: the splits, sums and counts
+    # are those of the repeated rows, but scans and partitions touch it once
+    # (a bootstrap of n rows holds ~0.63 n distinct rows, a moving-block one
+    # ~0.64 n). Slots are the distinct rows in row order.
+    w_row = np.zeros(n_rows, dtype=np.int64)
     for s in range(m0):
-        if sample_indices[s] < 0 or sample_indices[s] >= n_rows:
+        r = sample_indices[s]
+        if r < 0 or r >= n_rows:
             return np.empty((4, 0), dtype=np.int32), np.empty((2, 0))
-    # Slot s is the s-th element of the multiset. Per slot: its y and codes,
-    # gathered once so the hot loops touch O(m0) contiguous memory.
-    ys = np.empty(m0, dtype=np.float64)
-    cs = np.empty((p, m0), dtype=np.int32)
-    for s in range(m0):
-        ys[s] = y[sample_indices[s]]
+        w_row[r] += 1
+    u = 0
+    for r in range(n_rows):
+        u += w_row[r] > 0
+    rows = np.empty(u, dtype=np.int64)
+    u = 0
+    for r in range(n_rows):
+        if w_row[r] > 0:
+            rows[u] = r
+            u += 1
+    # Per slot: its y, weight, weight * y and codes, gathered once so the hot
+    # loops touch O(u) contiguous memory.
+    ys = np.empty(u, dtype=np.float64)
+    ws = np.empty(u, dtype=np.int64)
+    wys = np.empty(u, dtype=np.float64)
+    cs = np.empty((p, u), dtype=np.int32)
+    for s in range(u):
+        ys[s] = y[rows[s]]
+        ws[s] = w_row[rows[s]]
+        wys[s] = ws[s] * ys[s]
     for f in range(p):
-        for s in range(m0):
-            cs[f, s] = codesT[f, sample_indices[s]]
+        for s in range(u):
+            cs[f, s] = codesT[f, rows[s]]
     # order[f, start:end] = the node's slots sorted by code of feature f; every
     # node owns the same [start, end) range in all p lists ("presorting").
-    # Counting sort per feature: O(m0 + n_bins), stable, no comparisons.
+    # Counting sort per feature: O(u + n_bins), stable, no comparisons.
     nb_max = 1
     for f in range(p):
         if n_bins[f] > nb_max:
             nb_max = n_bins[f]
-    order = np.empty((p, m0), dtype=np.int32)
+    order = np.empty((p, u), dtype=np.int32)
     cnt = np.empty(nb_max + 1, dtype=np.int64)
     for f in range(p):
         nb = n_bins[f]
         cnt[: nb + 1] = 0
-        for s in range(m0):
+        for s in range(u):
             cnt[cs[f, s] + 1] += 1
         for c in range(nb):
             cnt[c + 1] += cnt[c]
-        for s in range(m0):
+        for s in range(u):
             c = cs[f, s]
             order[f, cnt[c]] = s
             cnt[c] += 1
@@ -283,34 +318,36 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
     inv[0] = 0.0
     for k in range(1, m0 + 1):
         inv[k] = 1.0 / k
-    goes_left = np.empty(m0, dtype=np.uint8)
-    tmp = np.empty(m0, dtype=np.int32)
+    goes_left = np.empty(u, dtype=np.uint8)
+    tmp = np.empty(u, dtype=np.int32)
     perm = np.arange(p)
     state = _rng_init(seed)
     mtry = min(max_features, p)
 
-    cap = 2 * m0 + 1  # a binary tree with <= m0 non-empty leaves
+    cap = 2 * u + 1  # a binary tree with <= u non-empty leaves
     feature = np.full(cap, -1, dtype=np.int32)
     threshold = np.zeros(cap, dtype=np.float64)
     left = np.full(cap, -1, dtype=np.int32)
     right = np.full(cap, -1, dtype=np.int32)
     value = np.zeros(cap, dtype=np.float64)
     nns = np.zeros(cap, dtype=np.int32)
-    # Depth-first stack of (node, start, end, depth); at most one pending right
-    # sibling per level, so m0 + 2 entries always suffice.
-    st_sum = np.empty(m0 + 2, dtype=np.float64)
-    st_node = np.empty(m0 + 2, dtype=np.int64)
-    st_start = np.empty(m0 + 2, dtype=np.int64)
-    st_end = np.empty(m0 + 2, dtype=np.int64)
-    st_depth = np.empty(m0 + 2, dtype=np.int64)
+    # Depth-first stack of (node, start, end, depth, weighted sum and count);
+    # at most one pending right sibling per level, so u + 2 entries suffice.
+    st_sum = np.empty(u + 2, dtype=np.float64)
+    st_cnt = np.empty(u + 2, dtype=np.int64)
+    st_node = np.empty(u + 2, dtype=np.int64)
+    st_start = np.empty(u + 2, dtype=np.int64)
+    st_end = np.empty(u + 2, dtype=np.int64)
+    st_depth = np.empty(u + 2, dtype=np.int64)
     st_node[0] = 0
     st_start[0] = 0
-    st_end[0] = m0
+    st_end[0] = u
     st_depth[0] = 0
     s0 = 0.0
-    for s in range(m0):
-        s0 += ys[s]
+    for s in range(u):
+        s0 += wys[s]
     st_sum[0] = s0
+    st_cnt[0] = m0
     sp = 1
     n_nodes = 1
     while sp > 0:
@@ -320,7 +357,7 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
         end = st_end[sp]
         depth = st_depth[sp]
         s_tot = st_sum[sp]  # summed by the parent: saves a pass per leaf
-        n = end - start
+        n = st_cnt[sp]  # samples with multiplicity
         value[node] = s_tot / n
         nns[node] = n
         if n < min_samples_split or n < 2:
@@ -338,7 +375,7 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
 
         best = -np.inf
         best_f = -1
-        best_nl = 0
+        best_mid = 0
         for k in range(mtry):
             # Partial Fisher-Yates: perm[k] is a uniform draw from the rest.
             r = k + _rng_below(state, p - k)
@@ -350,15 +387,16 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
             # Branch-free scan (code changes are unpredictable); the first strict
             # maximum wins, as in sklearn and ranger.
             sl = 0.0
+            nl = 0
             slot = order[f, start]
             c = cs[f, slot]
             f_best = -np.inf
             f_i = 0
             for i in range(start, end - 1):
-                sl += ys[slot]
+                sl += wys[slot]
+                nl += ws[slot]
                 slot = order[f, i + 1]
                 cn = cs[f, slot]
-                nl = i + 1 - start
                 sr = s_tot - sl
                 proxy = sl * sl * inv[nl] + sr * sr * inv[n - nl]
                 take = (cn != c) & (proxy > f_best)
@@ -368,21 +406,25 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
             if f_best > best:
                 best = f_best
                 best_f = f
-                best_nl = f_i + 1 - start
+                best_mid = f_i + 1
         if best_f < 0:
             continue  # no candidate feature varies: leaf, no redraw (ranger)
 
-        mid = start + best_nl
+        mid = best_mid
         best_a = cs[best_f, order[best_f, mid - 1]]
         best_b = cs[best_f, order[best_f, mid]]
         # Children's sums, summed afresh (not s_tot - sl) so that leaf means
         # carry no error accumulated down the tree.
         sl = 0.0
+        nl = 0
         for i in range(start, mid):
-            sl += ys[order[best_f, i]]
+            slot = order[best_f, i]
+            sl += wys[slot]
+            nl += ws[slot]
         sr = 0.0
         for i in range(mid, end):
-            sr += ys[order[best_f, i]]
+            sr += wys[order[best_f, i]]
+        nr = n - nl
         lo = bin_max[best_f, best_a]
         hi = bin_min[best_f, best_b]
         t = lo / 2.0 + hi / 2.0
@@ -392,10 +434,9 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
         # the other lists the same way (branch-free, via goes_left).
         # Skipped when both children are leaves by size or depth: they only need
         # their sums, already known (saves the partitions of all small nodes).
-        mid = start + best_nl
         deeper = max_depth < 0 or depth + 1 < max_depth
-        split_l = deeper and best_nl >= min_samples_split and best_nl >= 2
-        split_r = deeper and end - mid >= min_samples_split and end - mid >= 2
+        split_l = deeper and nl >= min_samples_split and nl >= 2
+        split_r = deeper and nr >= min_samples_split and nr >= 2
         if split_l or split_r:
             for i in range(start, mid):
                 goes_left[order[best_f, i]] = 1
@@ -413,12 +454,14 @@ def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
         right[node] = lc + 1
         # Push right first so the left child is grown first (sklearn's order).
         st_sum[sp] = sr
+        st_cnt[sp] = nr
         st_node[sp] = lc + 1
         st_start[sp] = mid
         st_end[sp] = end
         st_depth[sp] = depth + 1
         sp += 1
         st_sum[sp] = sl
+        st_cnt[sp] = nl
         st_node[sp] = lc
         st_start[sp] = start
         st_end[sp] = mid
