@@ -30,9 +30,13 @@ from skasync.neural_network._block_local_engine import (
 
 
 class _AuxHead(torch.nn.Module):
-    """Auxiliary read-out of a block output: (pool) → flatten → linear."""
+    """Auxiliary read-out of a block output: (pool) → flatten → MLP.
 
-    def __init__(self, in_shape, n_classes, generator):
+    ``hidden`` empty gives the authors' linear read-out; hidden layers make
+    the head an auxiliary network as in DGL (Belilovsky et al., 2020).
+    """
+
+    def __init__(self, in_shape, n_classes, generator, hidden=()):
         super().__init__()
         if len(in_shape) == 3:
             # Half resolution at most, as in the authors' heads, but tiny maps
@@ -43,12 +47,17 @@ class _AuxHead(torch.nn.Module):
         else:
             self.pool = None
             n_in = int(np.prod(in_shape))
-        self.linear = make_linear(n_in, n_classes, generator, activation="identity")
+        layers = []
+        for width in hidden:
+            layers += [make_linear(n_in, width, generator), torch.nn.ReLU()]
+            n_in = width
+        layers.append(make_linear(n_in, n_classes, generator, activation="identity"))
+        self.net = torch.nn.Sequential(*layers)
 
     def forward(self, a):
         if self.pool is not None:
             a = self.pool(a)
-        return self.linear(a.flatten(1))
+        return self.net(a.flatten(1))
 
 
 class BlockLocalClassifier(BaseTorchClassifier):
@@ -134,6 +143,13 @@ class BlockLocalClassifier(BaseTorchClassifier):
         Weight of the auxiliary cross-entropy heads (λ_pred); 0 removes the
         heads in ``"bll"`` mode.  ``"local_aux"`` always uses heads with
         weight 1 if this is 0.
+    aux_hidden : tuple of int, default=()
+        Hidden widths of the auxiliary heads (Linear → ReLU each, before the
+        linear read-out); used by ``"bll"`` and ``"local_aux"`` alike.  ``()``
+        is the authors' linear read-out.  Hidden layers make each head a
+        small auxiliary network (DGL, Belilovsky et al. 2020): a linear head
+        asks a block for linearly separable features at once, so early
+        blocks of a deep MLP overfit greedily.
     denoise_weight : float, default=0.0
         Weight of the denoising term (block rerun on noisy input, MSE to the
         detached clean output); off by default.
@@ -305,6 +321,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         "agreement_weight": [Interval(Real, 0, None, closed="left")],
         "decorrelation_weight": [Interval(Real, 0, None, closed="left")],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
+        "aux_hidden": ["array-like"],
         "denoise_weight": [Interval(Real, 0, None, closed="left")],
         "denoise_std": [Interval(Real, 0, None, closed="left")],
         "agreement_sign": [Interval(Integral, -1, 1, closed="both")],
@@ -339,6 +356,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         agreement_weight=0.1,
         decorrelation_weight=1.0,
         aux_weight=0.3,
+        aux_hidden=(),
         denoise_weight=0.0,
         denoise_std=0.01,
         agreement_sign=-1,
@@ -385,6 +403,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self.agreement_weight = agreement_weight
         self.decorrelation_weight = decorrelation_weight
         self.aux_weight = aux_weight
+        self.aux_hidden = aux_hidden
         self.denoise_weight = denoise_weight
         self.denoise_std = denoise_std
         self.agreement_sign = agreement_sign
@@ -553,10 +572,15 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self._block_shapes = out_shapes
         self._input_shape_ = shape
         n_boundaries = self.n_blocks_ - 1
+        aux_hidden = [int(w) for w in np.atleast_1d(np.asarray(self.aux_hidden, int))]
+        if any(w < 1 for w in aux_hidden):
+            raise ValueError(
+                f"aux_hidden must contain positive ints, got {self.aux_hidden!r}.")
         use_heads = self.mode == "local_aux" or (
             self.mode == "bll" and self.aux_weight > 0)
         self.aux_heads_ = torch.nn.ModuleList(
-            _AuxHead(out_shapes[k], n_classes, generator) for k in range(n_boundaries)
+            _AuxHead(out_shapes[k], n_classes, generator, aux_hidden)
+            for k in range(n_boundaries)
         ) if use_heads else torch.nn.ModuleList()
         if self.mode == "bll":
             widths = [out_shapes[k][0] if len(out_shapes[k]) == 3

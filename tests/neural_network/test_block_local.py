@@ -508,3 +508,18 @@ def test_denoising_term_is_seeded_and_thread_safe(digits):
     for a, b in zip(_weights(seq), _weights(thr)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(_weights(seq), _weights(plain)))
+
+
+@pytest.mark.parametrize("mode", ["bll", "local_aux"])
+def test_aux_hidden_builds_mlp_heads(digits, mode):
+    X_train, X_test, y_train, y_test = digits
+    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32), n_blocks=3, mode=mode,
+                               aux_hidden=(16,), max_iter=10, batch_size=64,
+                               learning_rate_init=3e-3, random_state=0, device="cpu",
+                               torch_num_threads=1).fit(X_train, y_train)
+    widths = [[tuple(p.shape) for p in head.parameters() if p.dim() > 1]
+              for head in clf.aux_heads_]
+    assert widths == [[(16, 32), (10, 16)]] * 2
+    assert clf.score(X_test, y_test) >= 0.90
+    with pytest.raises(ValueError, match="aux_hidden must contain positive ints"):
+        clf.set_params(aux_hidden=(0,)).fit(X_train, y_train)
