@@ -39,13 +39,17 @@ gathers and partitions dominate.
 Forests (:func:`grow_trees`, :func:`grow_trees_on_series`) grow a whole chunk of
 trees per compiled call and return it packed, so the Python cost (~0.1 ms) is paid
 per chunk, not per tree: with one ``grow_tree`` call per tree, the wrappers, the
-per-tree bootstrap draws and the packing were 40-45 % of a 500-tree forest at
+per-tree bootstrap draws and the packing were 37-42 % of a 500-tree forest at
 n = 395. Kernel time for 500 trees at n = 395 (one core): moving-block rows
 39.4 -> 32.5 ms with weighted distinct rows (a block bootstrap of n rows holds
 ~0.64 n distinct ones, so scans and partitions touch ~36 % fewer slots; the extra
 weight gather costs the unit-weight AR-sieve trees ~4 %); AR-sieve series 52.8 ->
 46.4 ms after ranking each series with a radix argsort (8.6 -> 3.4 ms for the 500
 rankings; numba's quicksort ``argsort`` is ~3x slower at 1e4-1e5 values).
+Whole forests now (``benchmarks/bench_forest.py``, one pinned core, load 2-2.7 from
+other jobs): n = 10 000 moving 1.28 s, AR-sieve 2.24 s; n = 100 000 moving 24.8 s,
+AR-sieve 37.2 s. Part of the gap to the figures above is machine load: the run
+that recorded them also timed sklearn's n = 395 forest at 1.14 s, now 0.35 s.
 Ties between mathematically equal candidate splits (e.g. two features inducing the
 same partition of a small node) are broken by floating-point rounding, so trees can
 differ from an earlier version after such a tie, never in distribution.
