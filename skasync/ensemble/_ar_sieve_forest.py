@@ -15,6 +15,9 @@ trees is one batch of draws (``n_series``/``n_draws``) and one kernel call
 kernel is 89-90 % of a fit, the rest the batched draws (ar-sieve 4 %, moving 2 %),
 packing 2 %, the AR fit (1 %) and input checks. Fits: ar-sieve 0.052 s, moving 0.036 s
 (kernel speed-ups included: radix ranking of the series, weighted distinct rows).
+With a second core free (load 1.2 from other jobs, not pinned), n_jobs=2 now
+runs 1.8x faster than n_jobs=1: n = 500 ar-sieve 0.055 -> 0.031 s, moving 0.037
+-> 0.021 s; n = 1000 ar-sieve 0.128 -> 0.071 s, moving 0.086 -> 0.047 s.
 """
 
 # Authors: The skasync developers
