@@ -849,8 +849,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
 
     @cached_property
     def estimators_(self):
-        # Per-tree views into the packed forest, made on first access: building
-        # 500 namedtuples of views costs ~1.5 ms, 2-3 % of a small fit.
+        """list of Tree: the fitted trees, as views into the packed forest."""
+        # Made on first access: building 500 namedtuples of views costs ~1.5 ms,
+        # 2-3 % of a small fit.
         return _unpack(self._forest)
 
     def __getstate__(self):
