@@ -221,6 +221,28 @@ def test_determinism(method):
     assert not np.array_equal(a, d)
 
 
+@pytest.mark.parametrize("method", BLOCK_METHODS)
+@pytest.mark.parametrize("replace", [True, False])
+def test_n_draws(method, replace):
+    kw = dict(block_size=7, period=4, replace=replace)
+    many = block_bootstrap_indices(200, method, random_state=5, n_draws=6, **kw)
+    one = block_bootstrap_indices(200, method, random_state=5, **kw)
+    assert many.ndim == 2 and many.shape[0] == 6 and many.dtype == np.int64
+    # n_draws=1 consumes the stream exactly like a single draw
+    np.testing.assert_array_equal(
+        block_bootstrap_indices(200, method, random_state=5, n_draws=1, **kw)[0], one
+    )
+    # the rows are consecutive single draws of one stream
+    rng = np.random.RandomState(5)
+    for row in many:
+        np.testing.assert_array_equal(
+            row, block_bootstrap_indices(200, method, random_state=rng, **kw)
+        )
+    assert len({tuple(row) for row in many}) == 6
+    with pytest.raises(ValueError, match="n_draws"):
+        block_bootstrap_indices(200, method, n_draws=0, **kw)
+
+
 def test_reference_sizes():
     # 395 training rows, block 10: block methods draw 39 blocks = 390 rows
     for method in ("moving", "circular", "nonoverlapping"):

@@ -199,6 +199,27 @@ def test_simulate_layout_and_recursion():
     assert simulate_ar_sieve(fit, 10, random_state=0).shape == (12,)
 
 
+@pytest.mark.parametrize("burn_in", [0, 7])
+def test_simulate_n_series(burn_in):
+    fit = fit_ar_sieve(make_ar(300, coef=(0.5, -0.3), random_state=0), order=2)
+    kw = dict(n_start_values=5, burn_in=burn_in)
+    many = simulate_ar_sieve(fit, 40, random_state=3, n_series=4, **kw)
+    assert many.shape == (4, 45)
+    np.testing.assert_array_equal(
+        simulate_ar_sieve(fit, 40, random_state=3, n_series=1, **kw)[0],
+        simulate_ar_sieve(fit, 40, random_state=3, **kw),
+    )
+    # each row replays its own residual draws through the recursion
+    idx = np.random.RandomState(3).randint(
+        0, fit.resid.shape[0], size=(4, burn_in + 40)
+    )
+    for k in range(4):
+        full = _loop_simulate(fit, burn_in + 40, 5, fit.resid[idx[k]])
+        np.testing.assert_allclose(many[k], full[burn_in:], rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="n_series"):
+        simulate_ar_sieve(fit, 40, n_series=0)
+
+
 def test_simulate_burn_in_layout():
     fit = _toy_fit([0.5], 1.0)
     base = simulate_ar_sieve(fit, 40, n_start_values=3, burn_in=7, random_state=5)

@@ -12,8 +12,11 @@ from skasync.ensemble._tree_engine import (
     PackedForest,
     Tree,
     bin_features,
+    _radix_argsort,
     grow_tree,
     grow_tree_dense,
+    grow_trees,
+    grow_trees_on_series,
     pack_trees,
     predict_mean,
     predict_trees,
@@ -327,3 +330,75 @@ def test_dense_rejects_non_finite_and_threads_agree():
         threaded = list(ex.map(grow, range(8)))
     for s, tree in enumerate(threaded):
         np.testing.assert_array_equal(tree.threshold, grow(s).threshold)
+
+
+def _assert_packed_equals(packed, trees):
+    off = packed.node_offsets
+    assert off.shape == (len(trees) + 1,)
+    for t, tree in enumerate(trees):
+        for name in Tree._fields:
+            np.testing.assert_array_equal(
+                getattr(packed, name)[off[t] : off[t + 1]], getattr(tree, name)
+            )
+
+
+def test_grow_trees_equals_one_tree_per_row():
+    X, y = _data(8, 200, 3)
+    rng = np.random.default_rng(1)
+    idx = np.stack([rng.integers(0, 200, 200), rng.permutation(200),
+                    np.repeat(np.arange(50), 4)])
+    kw = dict(max_features=2, min_samples_split=6, max_depth=-1)
+    b = bin_features(X)
+    packed = grow_trees(b, y, idx, seeds=[3, 4, 5], **kw)
+    _assert_packed_equals(
+        packed, [grow_tree(b, y, i, seed=s, **kw) for i, s in zip(idx, [3, 4, 5])]
+    )
+    with pytest.raises(ValueError, match="out of range"):
+        grow_trees(b, y, idx + 1, seeds=[3, 4, 5], **kw)
+    with pytest.raises(ValueError, match="seeds"):
+        grow_trees(b, y, idx, seeds=[3, 4], **kw)
+    with pytest.raises(ValueError, match="2-d"):
+        grow_trees(b, y, idx[0], seeds=[3], **kw)
+
+
+@pytest.mark.parametrize("n_lags", [1, 2, 5])
+def test_grow_trees_on_series_equals_dense_lag_matrix(n_lags):
+    rng = np.random.default_rng(n_lags)
+    series = np.cumsum(rng.normal(size=(3, 150)), axis=1)
+    series[1, ::7] = series[1, 0]  # ties across lags
+    kw = dict(max_features=2, min_samples_split=6, max_depth=-1)
+    packed = grow_trees_on_series(series, n_lags, seeds=[0, 1, 2], **kw)
+    trees = []
+    for k in range(3):
+        # lag matrix: column j = lag j + 1, target = the value itself
+        X = np.stack([series[k, n_lags - 1 - j : 150 - 1 - j] for j in range(n_lags)],
+                     axis=1)
+        trees.append(grow_tree_dense(X, series[k, n_lags:], seed=k, **kw))
+    _assert_packed_equals(packed, trees)
+    bad = series.copy()
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        grow_trees_on_series(bad, n_lags, seeds=[0, 1, 2], **kw)
+    with pytest.raises(ValueError, match="n_lags"):
+        grow_trees_on_series(series[:, :n_lags], n_lags, seeds=[0, 1, 2], **kw)
+
+
+def test_radix_argsort_is_a_stable_sort():
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.normal(size=500) * 1e3,
+        np.round(rng.normal(size=300), 1),  # many ties
+        np.array([-0.0, 0.0, 1.0, -1.0, 5e-324, -5e-324, 1e308, -1e308, 0.0]),
+        np.full(9, 2.5),
+        np.array([7.0]),
+    ]
+    for v in cases:
+        order = _radix_argsort(v)
+        np.testing.assert_array_equal(v[order], np.sort(v))
+        # stable: equal values keep their input order (-0.0 == 0.0 may swap)
+        pos = np.empty(v.size, dtype=np.int64)
+        pos[order] = np.arange(v.size)
+        same = (v[:, None] == v[None, :]) & (np.signbit(v)[:, None]
+                                             == np.signbit(v)[None, :])
+        i, j = np.nonzero(same & (np.arange(v.size)[:, None] < np.arange(v.size)))
+        assert np.all(pos[i] < pos[j])
