@@ -10,6 +10,7 @@ from numbers import Integral
 import numpy as np
 from scipy.signal import lfilter
 
+from ..utils._validation import check_series
 from ._random import _check_rng, _integers
 
 __all__ = ["ARSieveFit", "fit_ar_sieve", "simulate_ar_sieve"]
@@ -53,29 +54,6 @@ class ARSieveFit:
     aic: np.ndarray
     sigma2: float
     order_max: int
-
-
-def _check_series(series, name="series", min_samples=2):
-    x = np.asarray(series, dtype=np.float64)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise ValueError(
-            f"{name} must be 1-D (a single time series), got an array of shape "
-            f"{x.shape}."
-        )
-    if not np.all(np.isfinite(x)):
-        raise ValueError(
-            f"{name} contains NaN or infinity; the AR sieve needs a complete, "
-            "finite series. Impute or drop missing values first."
-        )
-    if x.shape[0] < min_samples:
-        raise ValueError(
-            f"Found array with n_samples={x.shape[0]} while a minimum of "
-            f"{min_samples} is required: the AR sieve needs at least "
-            f"{min_samples} time points (n_samples={x.shape[0]} given)."
-        )
-    return x
 
 
 def _default_order_max(n):
@@ -270,7 +248,9 @@ def fit_ar_sieve(series, *, order=None, order_max=None, method="yule-walker"):
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
-    x = _check_series(series)
+    x = check_series(
+        series, min_samples=2, nonfinite_hint="The AR sieve needs a complete series."
+    )
     n = x.shape[0]
     order, order_max = _validate_orders(n, order, order_max)
     if np.ptp(x) == 0.0:

@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..bootstrap import block_bootstrap_indices, fit_ar_sieve, simulate_ar_sieve
 from ..preprocessing import check_lag_matrix
+from ..utils._validation import check_series
 from ._tree_engine import (
     PackedForest,
     Tree,
@@ -776,23 +777,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 "whose future values are unknown. Refit on lag columns only."
             )
         L = self.n_features_in_
-        h = np.asarray(history, dtype=np.float64)
-        if h.ndim == 2 and h.shape[1] == 1:
-            h = h[:, 0]
-        if h.ndim != 1:
-            raise ValueError(
-                f"history must be a 1-D series, got shape {h.shape}; pass the "
-                "observed values in time order (e.g. the training series)."
-            )
+        h = check_series(history, name="history")
         if h.shape[0] < L:
             raise ValueError(
                 f"history has {h.shape[0]} values but the forest uses {L} lags; "
                 f"pass at least the last {L} observations."
-            )
-        if not np.all(np.isfinite(h)):
-            raise ValueError(
-                "history contains NaN or infinity; pass complete, finite "
-                "observations."
             )
         if not isinstance(horizon, Integral) or isinstance(horizon, bool) or horizon < 1:
             raise ValueError(f"horizon must be an int >= 1, got {horizon!r}.")

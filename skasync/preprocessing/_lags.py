@@ -15,6 +15,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ..utils._validation import check_series
+
 __all__ = [
     "make_lag_matrix",
     "check_lag_matrix",
@@ -30,24 +32,6 @@ def _check_n_lags(n_lags, name="n_lags"):
             f"{n_lags!r}."
         )
     return int(n_lags)
-
-
-def _as_series(series, name="series"):
-    x = np.asarray(series, dtype=np.float64)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise ValueError(
-            f"{name} must be a 1-D time series (shape (n_samples,)), got shape "
-            f"{x.shape}. Pass a single column, e.g. df['y'] or y.ravel()."
-        )
-    if not np.all(np.isfinite(x)):
-        raise ValueError(
-            f"{name} contains NaN or infinity. Lag matrices need a complete, "
-            "finite series: impute or drop missing values first (dropping values "
-            "breaks the time spacing, so prefer imputation)."
-        )
-    return x
 
 
 def make_lag_matrix(series, n_lags):
@@ -88,7 +72,11 @@ def make_lag_matrix(series, n_lags):
     array([2., 3., 4.])
     """
     n_lags = _check_n_lags(n_lags)
-    x = _as_series(series)
+    x = check_series(
+        series,
+        nonfinite_hint="Lag matrices need equally spaced values: impute rather "
+        "than drop missing ones.",
+    )
     n = x.shape[0]
     if n < n_lags + 1:
         raise ValueError(

@@ -1,0 +1,49 @@
+"""Input validation shared by the time-series code (one home for it)."""
+
+import numpy as np
+
+
+def check_series(series, *, name="series", min_samples=1, nonfinite_hint=""):
+    """Return ``series`` as a finite 1-D float64 array, or raise ``ValueError``.
+
+    A single column ``(n, 1)`` is accepted and flattened, since that is what
+    ``df[["y"]]`` or ``y.reshape(-1, 1)`` give; anything wider is an error
+    rather than a silent ravel, which would interleave several series.
+
+    Parameters
+    ----------
+    series : array-like of shape (n_samples,) or (n_samples, 1)
+        The time series, in time order.
+    name : str, default="series"
+        Parameter name used in the error messages.
+    min_samples : int, default=1
+        Shortest accepted length.
+    nonfinite_hint : str, default=""
+        Extra advice appended to the NaN/inf message (what the caller needs a
+        complete series for).
+
+    Returns
+    -------
+    x : ndarray of shape (n_samples,)
+        float64 copy or view of ``series``.
+    """
+    x = np.asarray(series, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D time series (shape (n_samples,)), got shape "
+            f"{x.shape}. Pass a single column in time order, e.g. df['y'] or "
+            "y.ravel()."
+        )
+    if not np.all(np.isfinite(x)):
+        raise ValueError(
+            f"{name} contains NaN or infinity; pass complete, finite "
+            f"observations.{' ' + nonfinite_hint if nonfinite_hint else ''}"
+        )
+    if x.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has n_samples={x.shape[0]} values but at least "
+            f"{min_samples} are needed."
+        )
+    return x

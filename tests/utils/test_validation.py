@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from skasync.utils._validation import check_series
+
+
+def test_single_column_is_flattened_without_copying_values():
+    column = np.arange(5.0).reshape(-1, 1)
+    x = check_series(column)
+    assert x.shape == (5,)
+    np.testing.assert_array_equal(x, np.arange(5.0))
+
+
+@pytest.mark.parametrize(
+    "series, kwargs, message",
+    [
+        (np.ones((4, 2)), {"name": "history"}, r"history must be a 1-D .*shape \(4, 2\)"),
+        (np.ones((2, 2, 2)), {}, "series must be a 1-D"),
+        ([1.0, np.nan], {"nonfinite_hint": "Impute first."}, "NaN or infinity.*Impute first"),
+        ([1.0, -np.inf], {}, "NaN or infinity"),
+        ([1.0, 2.0], {"min_samples": 3}, "n_samples=2 values but at least 3"),
+    ],
+)
+def test_bad_series_raise_value_error_naming_the_parameter(series, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        check_series(series, **kwargs)
+
+
+def test_forecast_history_uses_the_shared_check():
+    from skasync import ARSieveForestRegressor, make_lag_matrix
+    from skasync.datasets import make_ar
+
+    series = make_ar(120, coef=(0.5,), random_state=0)
+    forest = ARSieveForestRegressor(n_estimators=5, random_state=0).fit(
+        *make_lag_matrix(series, 2))
+    with pytest.raises(ValueError, match="history must be a 1-D"):
+        forest.forecast(np.c_[series, series], horizon=2)
+    with pytest.raises(ValueError, match="history contains NaN"):
+        forest.forecast(np.r_[series, np.nan], horizon=2)
