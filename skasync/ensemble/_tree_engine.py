@@ -14,10 +14,10 @@ kernel a row drawn ``w`` times is one slot of weight ``w``).
 Design: features are binned once into small unsigned codes (exact ranks, or quantile
 bins above ``max_bins``). Growing works on a private copy of the node's sample
 indices and their ``y`` values, partitioned in place, so memory per tree in flight is
-O(n) and the data are never copied per tree. Per node and candidate feature, the
-codes are gathered once; the node's code range decides between a histogram over
-bins (range small relative to the node) and sorting ``code << 32 | position`` keys.
-All kernels are ``nogil`` so joblib threads grow trees in parallel.
+O(n) and the data are never copied per tree. Each feature's sample list is sorted
+once per tree (counting sort over the codes) and every split partitions all lists
+stably, so a node scans its candidates in order without sorting (see below for why).
+All kernels are ``nogil`` so threads grow trees in parallel.
 
 Measured (CPU time, 1 thread, on a 2-core box shared with other jobs, so upper
 bounds; ``benchmarks/profile_tree_engine.py``; AR(1) 0.6, 5 lags, mtry 2,
