@@ -149,7 +149,10 @@ class BlockLocalClassifier(BaseTorchClassifier):
         is the authors' linear read-out.  Hidden layers make each head a
         small auxiliary network (DGL, Belilovsky et al. 2020): a linear head
         asks a block for linearly separable features at once, so early
-        blocks of a deep MLP overfit greedily.
+        blocks of a deep MLP overfit greedily.  On MNIST-1D (four one-layer
+        blocks) ``(256,)`` lifts bll from 80.9 to 84.6 % test accuracy
+        (backprop 85.6 %); on digits it does not help (98.6 vs 99.1 %), so
+        the default stays linear.  See ``benchmarks/results/block_local.md``.
     denoise_weight : float, default=0.0
         Weight of the denoising term (block rerun on noisy input, MSE to the
         detached clean output); off by default.
