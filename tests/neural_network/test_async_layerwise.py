@@ -22,6 +22,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skasync import AsyncLayerwiseMLPClassifier
+from skasync.neural_network import _async_engines
 from skasync.neural_network._base import make_linear, seed_from
 
 MODES = ["serial", "sync", "hogwild", "d-asgd", "pd-asgd"]
@@ -106,7 +107,12 @@ def test_clone_and_pickle_round_trip(digits, mode):
 
 
 # ------------------------------------------------------------- correctness
-def test_serial_matches_hand_written_torch_loop(digits):
+@pytest.mark.parametrize("fused_sgd", [True, False])
+def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
+    # Both SGD paths: torch's fused kernel and the element-wise fallback
+    # (torch < 2.4 has no fused kernel on the CPU).
+    if not fused_sgd:
+        monkeypatch.setattr(_async_engines, "_has_fused_sgd", lambda tensor: False)
     X_train, _, y_train, _ = digits
     X_train, y_train = X_train[:600], y_train[:600]
     seed, batch, epochs, lr, mu, alpha = 3, 50, 3, 0.05, 0.9, 1e-3
