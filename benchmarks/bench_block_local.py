@@ -62,15 +62,27 @@ def mnist1d_data(n_samples):
         data = make_dataset(args)
         X_train, X_test = data["x"], data["x_test"]
         mean, std = X_train.mean(), X_train.std()
-        return ((X_train - mean) / std, (X_test - mean) / std,
-                np.asarray(data["y"]), np.asarray(data["y_test"]), "MNIST-1D")
+        return (
+            (X_train - mean) / std,
+            (X_test - mean) / std,
+            np.asarray(data["y"]),
+            np.asarray(data["y_test"]),
+            "MNIST-1D",
+        )
     except ImportError:
         from sklearn.datasets import make_classification
 
-        X, y = make_classification(n_samples=n_samples, n_features=40, n_informative=20,
-                                   n_classes=10, n_clusters_per_class=2, random_state=0)
-        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2,
-                                                            random_state=0, stratify=y)
+        X, y = make_classification(
+            n_samples=n_samples,
+            n_features=40,
+            n_informative=20,
+            n_classes=10,
+            n_clusters_per_class=2,
+            random_state=0,
+        )
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.2, random_state=0, stratify=y
+        )
         return X_train, X_test, y_train, y_test, "make_classification"
 
 
@@ -80,8 +92,12 @@ def small_cnn():
     nn = torch.nn
     return nn.Sequential(
         nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()),
-        nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                      nn.MaxPool2d(2)),
+        nn.Sequential(
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ),
         nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU()),
         nn.Sequential(nn.Flatten(), nn.Linear(32 * 16, 10)),
     )
@@ -98,8 +114,9 @@ def evaluate(params, data, seeds):
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 kw["module"] = small_cnn()
-        clf = BlockLocalClassifier(random_state=seed, device="cpu", tol=0,
-                                   torch_num_threads=1, **kw)
+        clf = BlockLocalClassifier(
+            random_state=seed, device="cpu", tol=0, torch_num_threads=1, **kw
+        )
         start = time.perf_counter()
         clf.fit(X_train, y_train)
         seconds.append(time.perf_counter() - start)
@@ -119,29 +136,64 @@ def accuracy_section(quick, seeds, lines, figure_data):
     epochs_large = 4 if quick else 15
     common = dict(batch_size=64, learning_rate_init=3e-3)
     setups = [
-        (f"digits, MLP (256,)x4, 4 blocks, {epochs_digits} ep", digits,
-         dict(hidden_layer_sizes=(256,) * 4, n_blocks=4, max_iter=epochs_digits, **common)),
-        (f"digits, CNN 3 conv+BN units + linear, 4 blocks, {epochs_cnn} ep", digits,
-         dict(module="cnn", input_shape=(1, 8, 8), n_blocks=4, max_iter=epochs_cnn,
-              **common)),
-        (f"{large_name} ({len(y_tr)} train / {len(y_te)} test), MLP (256,)x4, "
-         f"4 blocks, {epochs_large} ep", large,
-         dict(hidden_layer_sizes=(256,) * 4, n_blocks=4, max_iter=epochs_large,
-              batch_size=128, learning_rate_init=3e-3)),
+        (
+            f"digits, MLP (256,)x4, 4 blocks, {epochs_digits} ep",
+            digits,
+            dict(
+                hidden_layer_sizes=(256,) * 4,
+                n_blocks=4,
+                max_iter=epochs_digits,
+                **common,
+            ),
+        ),
+        (
+            f"digits, CNN 3 conv+BN units + linear, 4 blocks, {epochs_cnn} ep",
+            digits,
+            dict(
+                module="cnn",
+                input_shape=(1, 8, 8),
+                n_blocks=4,
+                max_iter=epochs_cnn,
+                **common,
+            ),
+        ),
+        (
+            f"{large_name} ({len(y_tr)} train / {len(y_te)} test), MLP (256,)x4, "
+            f"4 blocks, {epochs_large} ep",
+            large,
+            dict(
+                hidden_layer_sizes=(256,) * 4,
+                n_blocks=4,
+                max_iter=epochs_large,
+                batch_size=128,
+                learning_rate_init=3e-3,
+            ),
+        ),
     ]
     # Same net with one-hidden-layer auxiliary heads for bll and local_aux:
     # with linear heads the one-layer early blocks overfit greedily on
     # MNIST-1D (see the diagnosis in block_local.md).
     name, data, params = setups[-1]
-    setups.append((name.replace("MLP (256,)x4", "MLP (256,)x4 / MLP heads"), data,
-                   {**params, "aux_hidden": (256,)}))
-    lines += ["## Accuracy", "",
-              f"Seeds {list(seeds)}; mean ± std of test accuracy in %; gap = mode − "
-              "backprop in points (top-1). Same architecture, epochs, batch size, "
-              "optimiser (Adam) and learning rate for every mode; BLL uses the "
-              "estimator's default local-loss weights.", ""]
-    lines += ["| data / model | mode | top-1 | top-3 | gap top-1 | gap top-3 | fit s |",
-              "|---|---|---|---|---|---|---|"]
+    setups.append(
+        (
+            name.replace("MLP (256,)x4", "MLP (256,)x4 / MLP heads"),
+            data,
+            {**params, "aux_hidden": (256,)},
+        )
+    )
+    lines += [
+        "## Accuracy",
+        "",
+        f"Seeds {list(seeds)}; mean ± std of test accuracy in %; gap = mode − "
+        "backprop in points (top-1). Same architecture, epochs, batch size, "
+        "optimiser (Adam) and learning rate for every mode; BLL uses the "
+        "estimator's default local-loss weights.",
+        "",
+    ]
+    lines += [
+        "| data / model | mode | top-1 | top-3 | gap top-1 | gap top-3 | fit s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     # Backprop ignores the auxiliary heads: runs differing only in
     # aux_hidden are shared rather than repeated.
     backprop_runs = {}
@@ -149,8 +201,12 @@ def accuracy_section(quick, seeds, lines, figure_data):
         results = {}
         for mode in MODES:
             if mode == "backprop":
-                key = (id(data), repr(sorted(
-                    (k, v) for k, v in params.items() if k != "aux_hidden")))
+                key = (
+                    id(data),
+                    repr(
+                        sorted((k, v) for k, v in params.items() if k != "aux_hidden")
+                    ),
+                )
                 if key not in backprop_runs:
                     backprop_runs[key] = evaluate({**params, "mode": mode}, data, seeds)
                 results[mode] = backprop_runs[key]
@@ -163,56 +219,80 @@ def accuracy_section(quick, seeds, lines, figure_data):
             lines.append(
                 f"| {name} | {mode} | {t1.mean():.2f} ± {t1.std():.2f} | "
                 f"{t3.mean():.2f} ± {t3.std():.2f} | {t1.mean() - base1:+.2f} | "
-                f"{t3.mean() - base3:+.2f} | {sec:.1f} |")
+                f"{t3.mean() - base3:+.2f} | {sec:.1f} |"
+            )
         figure_data["accuracy"][name] = {m: results[m][0] for m in MODES}
     lines.append("")
 
     # Ablations of the BLL terms on the digits MLP.
     name, data, params = setups[0]
-    ablations = [("bll (defaults: γ=0.1, β=1, λ_pred=0.3)", {}),
-                 ("agreement off (γ=0)", dict(agreement_weight=0.0)),
-                 ("agreement γ=1", dict(agreement_weight=1.0)),
-                 ("authors' sign (+1), γ=1", dict(agreement_weight=1.0, agreement_sign=1)),
-                 ("decorrelation off (β=0)", dict(decorrelation_weight=0.0)),
-                 ("aux heads off (λ_pred=0)", dict(aux_weight=0.0)),
-                 ("gaussian local loss", dict(local_loss="gaussian")),
-                 ("bernoulli local loss", dict(local_loss="bernoulli")),
-                 ("feedback mlp", dict(feedback="mlp")),
-                 ("feedback fixed_random", dict(feedback="fixed_random")),
-                 ("MLP aux heads (256,)", dict(aux_hidden=(256,)))]
+    ablations = [
+        ("bll (defaults: γ=0.1, β=1, λ_pred=0.3)", {}),
+        ("agreement off (γ=0)", dict(agreement_weight=0.0)),
+        ("agreement γ=1", dict(agreement_weight=1.0)),
+        ("authors' sign (+1), γ=1", dict(agreement_weight=1.0, agreement_sign=1)),
+        ("decorrelation off (β=0)", dict(decorrelation_weight=0.0)),
+        ("aux heads off (λ_pred=0)", dict(aux_weight=0.0)),
+        ("gaussian local loss", dict(local_loss="gaussian")),
+        ("bernoulli local loss", dict(local_loss="bernoulli")),
+        ("feedback mlp", dict(feedback="mlp")),
+        ("feedback fixed_random", dict(feedback="fixed_random")),
+        ("MLP aux heads (256,)", dict(aux_hidden=(256,))),
+    ]
     if quick:
         ablations = ablations[:3]
     ablation_seeds = seeds[:2]
-    lines += [f"### Ablations ({name}; seeds {list(ablation_seeds)})", "",
-              "| variant | top-1 | gap to backprop (3-seed mean) |", "|---|---|---|"]
+    lines += [
+        f"### Ablations ({name}; seeds {list(ablation_seeds)})",
+        "",
+        "| variant | top-1 | gap to backprop (3-seed mean) |",
+        "|---|---|---|",
+    ]
     base1 = figure_data["accuracy"][name]["backprop"].mean()
     for label, extra in ablations:
         t1, _, _ = evaluate({**params, "mode": "bll", **extra}, data, ablation_seeds)
-        lines.append(f"| {label} | {t1.mean():.2f} ± {t1.std():.2f} | "
-                     f"{t1.mean() - base1:+.2f} |")
+        lines.append(
+            f"| {label} | {t1.mean():.2f} ± {t1.std():.2f} | {t1.mean() - base1:+.2f} |"
+        )
         print(f"[ablation] {label}: {t1.mean():.2f}", flush=True)
     lines.append("")
 
     # n_blocks sweep on one fixed 8-layer MLP (7 hidden layers + output).
     epochs_sweep = 6 if quick else 20
     sweep = [1, 2, 4, 8]
-    lines += ["### n_blocks sweep (digits, MLP (256,)x7 + output = 8 layers, "
-              f"{epochs_sweep} ep)", "",
-              "| n_blocks | bll top-1 | local_aux top-1 | backprop top-1 |",
-              "|---|---|---|---|"]
+    lines += [
+        "### n_blocks sweep (digits, MLP (256,)x7 + output = 8 layers, "
+        f"{epochs_sweep} ep)",
+        "",
+        "| n_blocks | bll top-1 | local_aux top-1 | backprop top-1 |",
+        "|---|---|---|---|",
+    ]
     params = dict(hidden_layer_sizes=(256,) * 7, max_iter=epochs_sweep, **common)
-    backprop, _, _ = evaluate({**params, "mode": "backprop", "n_blocks": 1}, digits, seeds)
-    figure_data["sweep"] = {"n_blocks": sweep, "bll": [], "local_aux": [],
-                            "backprop": backprop.mean()}
+    backprop, _, _ = evaluate(
+        {**params, "mode": "backprop", "n_blocks": 1}, digits, seeds
+    )
+    figure_data["sweep"] = {
+        "n_blocks": sweep,
+        "bll": [],
+        "local_aux": [],
+        "backprop": backprop.mean(),
+    }
     for n_blocks in sweep:
-        bll, _, _ = evaluate({**params, "mode": "bll", "n_blocks": n_blocks}, digits, seeds)
-        aux, _, _ = evaluate({**params, "mode": "local_aux", "n_blocks": n_blocks},
-                             digits, seeds)
+        bll, _, _ = evaluate(
+            {**params, "mode": "bll", "n_blocks": n_blocks}, digits, seeds
+        )
+        aux, _, _ = evaluate(
+            {**params, "mode": "local_aux", "n_blocks": n_blocks}, digits, seeds
+        )
         figure_data["sweep"]["bll"].append(bll)
         figure_data["sweep"]["local_aux"].append(aux)
-        lines.append(f"| {n_blocks} | {bll.mean():.2f} ± {bll.std():.2f} | "
-                     f"{aux.mean():.2f} ± {aux.std():.2f} | {backprop.mean():.2f} |")
-        print(f"[sweep] {n_blocks}: bll {bll.mean():.2f} aux {aux.mean():.2f}", flush=True)
+        lines.append(
+            f"| {n_blocks} | {bll.mean():.2f} ± {bll.std():.2f} | "
+            f"{aux.mean():.2f} ± {aux.std():.2f} | {backprop.mean():.2f} |"
+        )
+        print(
+            f"[sweep] {n_blocks}: bll {bll.mean():.2f} aux {aux.mean():.2f}", flush=True
+        )
     lines.append("")
 
 
@@ -222,57 +302,103 @@ def speed_section(quick, lines, figure_data):
     n_samples = 2048 if quick else 8192
     X = rng.randn(n_samples, 64).astype(np.float32)
     y = rng.randint(0, 10, n_samples)
-    base = dict(hidden_layer_sizes=(512,) * 7, n_blocks=8, batch_size=256,
-                max_iter=2 if quick else 3, random_state=0, device="cpu", tol=0)
-    configs = [("backprop, 1 thread", dict(mode="backprop", torch_num_threads=1)),
-               (f"backprop, {n_threads} threads",
-                dict(mode="backprop", torch_num_threads=n_threads)),
-               ("bll sequential, joint backward, 1 thread",
-                dict(backward_schedule="joint", torch_num_threads=1))]
+    base = dict(
+        hidden_layer_sizes=(512,) * 7,
+        n_blocks=8,
+        batch_size=256,
+        max_iter=2 if quick else 3,
+        random_state=0,
+        device="cpu",
+        tol=0,
+    )
+    configs = [
+        ("backprop, 1 thread", dict(mode="backprop", torch_num_threads=1)),
+        (
+            f"backprop, {n_threads} threads",
+            dict(mode="backprop", torch_num_threads=n_threads),
+        ),
+        (
+            "bll sequential, joint backward, 1 thread",
+            dict(backward_schedule="joint", torch_num_threads=1),
+        ),
+    ]
     for n_mb in (1, 2, 4, 8):
-        configs.append((f"bll sequential, {n_mb} micro-batch, 1 thread",
-                        dict(n_microbatches=n_mb, torch_num_threads=1)))
-    configs.append((f"bll sequential, 1 micro-batch, {n_threads} threads",
-                    dict(torch_num_threads=n_threads)))
+        configs.append(
+            (
+                f"bll sequential, {n_mb} micro-batch, 1 thread",
+                dict(n_microbatches=n_mb, torch_num_threads=1),
+            )
+        )
+    configs.append(
+        (
+            f"bll sequential, 1 micro-batch, {n_threads} threads",
+            dict(torch_num_threads=n_threads),
+        )
+    )
     for n_mb in (1, 2, 4, 8):
-        configs.append((f"bll threads (8 block threads x 1), {n_mb} micro-batch",
-                        dict(parallel="threads", n_microbatches=n_mb,
-                             torch_num_threads=n_threads)))
-    lines += ["## Speed and memory", "",
-              f"CPU, {n_threads} cores shared with other jobs. Sequential runs use 1 or "
-              f"{n_threads} intra-op threads; `parallel='threads'` runs 8 block threads "
-              "with 1 intra-op thread each (max(1, 2 // 8)). "
-              f"MLP 64 → (512,)x7 → 10 cut into 8 blocks, batch 256, {n_samples} "
-              "random samples, median over all steps but the first. Peak activation "
-              "memory = peak bytes autograd holds for backward (saved-tensor hooks, "
-              "parameters excluded), first 4 steps of the fit. `parallel='streams'` "
-              "needs CUDA: not measurable on this machine (no GPU in this session).",
-              "",
-              "| configuration | step ms | samples/s | step speed-up vs bll sequential "
-              "(1 mb, 1 thread) | step speed-up vs backprop (1 thread) "
-              "| peak activation MB | memory vs backprop |",
-              "|---|---|---|---|---|---|---|"]
+        configs.append(
+            (
+                f"bll threads (8 block threads x 1), {n_mb} micro-batch",
+                dict(
+                    parallel="threads", n_microbatches=n_mb, torch_num_threads=n_threads
+                ),
+            )
+        )
+    lines += [
+        "## Speed and memory",
+        "",
+        f"CPU, {n_threads} cores shared with other jobs. Sequential runs use 1 or "
+        f"{n_threads} intra-op threads; `parallel='threads'` runs 8 block threads "
+        "with 1 intra-op thread each (max(1, 2 // 8)). "
+        f"MLP 64 → (512,)x7 → 10 cut into 8 blocks, batch 256, {n_samples} "
+        "random samples, median over all steps but the first. Peak activation "
+        "memory = peak bytes autograd holds for backward (saved-tensor hooks, "
+        "parameters excluded), first 4 steps of the fit. `parallel='streams'` "
+        "needs CUDA: not measurable on this machine (no GPU in this session).",
+        "",
+        "| configuration | step ms | samples/s | step speed-up vs bll sequential "
+        "(1 mb, 1 thread) | step speed-up vs backprop (1 thread) "
+        "| peak activation MB | memory vs backprop |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows = []
     for name, extra in configs:
         clf = BlockLocalClassifier(**{**base, **extra}).fit(X, y)
         timing = clf.timing_
-        rows.append((name, timing["step_ms"], timing["samples_per_second"],
-                     timing["peak_activation_bytes"], timing))
+        rows.append(
+            (
+                name,
+                timing["step_ms"],
+                timing["samples_per_second"],
+                timing["peak_activation_bytes"],
+                timing,
+            )
+        )
         print(f"[speed] {name}: {timing['step_ms']:.1f} ms", flush=True)
     ref_row = [r for r in rows if r[0] == "bll sequential, 1 micro-batch, 1 thread"][0]
     ref_step = ref_row[1]
     bp_step, bp_mem = rows[0][1], rows[0][3]
     for name, step, sps, mem, _ in rows:
-        lines.append(f"| {name} | {step:.1f} | {sps:.0f} | {ref_step / step:.2f}x | "
-                     f"{bp_step / step:.2f}x | {mem / 2**20:.2f} | {mem / bp_mem:.2f}x |")
+        lines.append(
+            f"| {name} | {step:.1f} | {sps:.0f} | {ref_step / step:.2f}x | "
+            f"{bp_step / step:.2f}x | {mem / 2**20:.2f} | {mem / bp_mem:.2f}x |"
+        )
     seq = ref_row[4]
-    lines += ["", "Per-block medians, bll sequential (1 micro-batch, 1 thread), ms:", "",
-              "| block | " + " | ".join(str(k) for k in range(8)) + " |",
-              "|---|" + "---|" * 8,
-              "| forward + loss | " + " | ".join(f"{v:.2f}" for v in seq["forward_ms"]) + " |",
-              "| backward | " + " | ".join(f"{v:.2f}" for v in seq["backward_ms"]) + " |",
-              "| step + feedback | " + " | ".join(f"{v:.2f}" for v in seq["update_ms"])
-              + " |", ""]
+    lines += [
+        "",
+        "Per-block medians, bll sequential (1 micro-batch, 1 thread), ms:",
+        "",
+        "| block | " + " | ".join(str(k) for k in range(8)) + " |",
+        "|---|" + "---|" * 8,
+        "| forward + loss | "
+        + " | ".join(f"{v:.2f}" for v in seq["forward_ms"])
+        + " |",
+        "| backward | " + " | ".join(f"{v:.2f}" for v in seq["backward_ms"]) + " |",
+        "| step + feedback | "
+        + " | ".join(f"{v:.2f}" for v in seq["update_ms"])
+        + " |",
+        "",
+    ]
     figure_data["speed"] = [(r[0], r[2], r[3]) for r in rows]
 
 
@@ -290,11 +416,17 @@ def reuse_speed_section(md_path, lines, figure_data):
     # in the header; drop that note so repeated reuses keep one.
     notes = [row for row in section if row.startswith("_Copied from")]
     section = [row for row in section if row not in notes]
-    stamp = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC",
-                      notes[0] if notes else text)
+    stamp = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", notes[0] if notes else text)
     when = f" of {stamp.group(0)}" if stamp else ""
-    lines += section[:1] + ["", f"_Copied from the earlier run{when} "
-                            "(`--reuse-speed`); not remeasured._"] + section[1:] + [""]
+    lines += (
+        section[:1]
+        + [
+            "",
+            f"_Copied from the earlier run{when} (`--reuse-speed`); not remeasured._",
+        ]
+        + section[1:]
+        + [""]
+    )
     speed = []
     for row in section:
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -327,8 +459,14 @@ def plot(figure_data, path):
     for i, mode in enumerate(MODES):
         means = [figure_data["accuracy"][n][mode].mean() for n in names]
         stds = [figure_data["accuracy"][n][mode].std() for n in names]
-        ax.bar(np.arange(len(names)) + (i - 1) * width, means, width, yerr=stds,
-               label=mode, capsize=3)
+        ax.bar(
+            np.arange(len(names)) + (i - 1) * width,
+            means,
+            width,
+            yerr=stds,
+            label=mode,
+            capsize=3,
+        )
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels([short_label(n) for n in names], fontsize=8)
     low = min(figure_data["accuracy"][n][m].mean() for n in names for m in MODES)
@@ -342,7 +480,9 @@ def plot(figure_data, path):
     for mode in ("bll", "local_aux"):
         means = [v.mean() for v in sweep[mode]]
         stds = [v.std() for v in sweep[mode]]
-        ax.errorbar(sweep["n_blocks"], means, yerr=stds, marker="o", label=mode, capsize=3)
+        ax.errorbar(
+            sweep["n_blocks"], means, yerr=stds, marker="o", label=mode, capsize=3
+        )
     ax.axhline(sweep["backprop"], color="k", ls="--", label="backprop")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sweep["n_blocks"])
@@ -366,9 +506,12 @@ def plot(figure_data, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small, fast settings")
-    parser.add_argument("--reuse-speed", action="store_true",
-                        help="copy the speed/memory tables from the existing "
-                             "block_local.md instead of remeasuring them")
+    parser.add_argument(
+        "--reuse-speed",
+        action="store_true",
+        help="copy the speed/memory tables from the existing "
+        "block_local.md instead of remeasuring them",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -376,14 +519,18 @@ def main(argv=None):
     seeds = [0] if args.quick else [0, 1, 2]
     start = time.time()
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    lines = ["# BlockLocalClassifier benchmark", "",
-             f"Command: `python benchmarks/bench_block_local.py"
-             f"{' --quick' if args.quick else ''}"
-             f"{' --reuse-speed' if args.reuse_speed else ''}`; "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; python "
-             f"{platform.python_version()}, torch {torch.__version__}, "
-             f"{os.cpu_count()} CPU cores (shared with other jobs: load average at "
-             f"start {load[0]:.1f}), no GPU.", ""]
+    lines = [
+        "# BlockLocalClassifier benchmark",
+        "",
+        f"Command: `python benchmarks/bench_block_local.py"
+        f"{' --quick' if args.quick else ''}"
+        f"{' --reuse-speed' if args.reuse_speed else ''}`; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; python "
+        f"{platform.python_version()}, torch {torch.__version__}, "
+        f"{os.cpu_count()} CPU cores (shared with other jobs: load average at "
+        f"start {load[0]:.1f}), no GPU.",
+        "",
+    ]
     figure_data = {"accuracy": {}}
     accuracy_section(args.quick, seeds, lines, figure_data)
     if args.reuse_speed:

@@ -56,8 +56,14 @@ def _forest(method, seed, n_jobs=1):
     from skasync import ARSieveForestRegressor
 
     return ARSieveForestRegressor(
-        n_estimators=N_TREES, bootstrap=method, block_size=10, by_end=True,
-        max_features=2, min_node_size=5, random_state=seed, n_jobs=n_jobs,
+        n_estimators=N_TREES,
+        bootstrap=method,
+        block_size=10,
+        by_end=True,
+        max_features=2,
+        min_node_size=5,
+        random_state=seed,
+        n_jobs=n_jobs,
     )
 
 
@@ -65,8 +71,11 @@ def _sklearn_forest(seed, n_jobs=1):
     from sklearn.ensemble import RandomForestRegressor
 
     return RandomForestRegressor(
-        n_estimators=N_TREES, max_features=2, min_samples_split=6,
-        random_state=seed, n_jobs=n_jobs,
+        n_estimators=N_TREES,
+        max_features=2,
+        min_samples_split=6,
+        random_state=seed,
+        n_jobs=n_jobs,
     )
 
 
@@ -115,23 +124,44 @@ def run_accuracy():
                 fit_s = time.perf_counter() - t0
                 mse = float(np.mean((forest.predict(Xte) - yte) ** 2))
                 rr = r[(dgp, seed, R_NAME.get(method, method))]
-                out.append(dict(dgp=dgp, seed=seed, method=method, mse=mse,
-                                r_mse=float(rr["test_mse"]), oracle=oracle,
-                                fit_s=fit_s, ar_order=forest.ar_order_,
-                                r_ar_order=int(rr["ar_order"])))
+                out.append(
+                    dict(
+                        dgp=dgp,
+                        seed=seed,
+                        method=method,
+                        mse=mse,
+                        r_mse=float(rr["test_mse"]),
+                        oracle=oracle,
+                        fit_s=fit_s,
+                        ar_order=forest.ar_order_,
+                        r_ar_order=int(rr["ar_order"]),
+                    )
+                )
             # Linear Yule-Walker AR(p) with the full AIC order, fitted on the
             # first n - T values (R ar()).
             fit = fit_ar_sieve(y[: len(y) - 100])
             p = fit.order
-            pred = np.array([
-                fit.mean + sum(fit.coef[j] * (y[t - j - 1] - fit.mean) for j in range(p))
-                for t in range(len(y) - 100, len(y))
-            ])
+            pred = np.array(
+                [
+                    fit.mean
+                    + sum(fit.coef[j] * (y[t - j - 1] - fit.mean) for j in range(p))
+                    for t in range(len(y) - 100, len(y))
+                ]
+            )
             rr = r[(dgp, seed, "ar_yw")]
-            out.append(dict(dgp=dgp, seed=seed, method="ar_yw",
-                            mse=float(np.mean((y[-100:] - pred) ** 2)),
-                            r_mse=float(rr["test_mse"]), oracle=oracle, fit_s=0.0,
-                            ar_order=p, r_ar_order=int(rr["ar_order"])))
+            out.append(
+                dict(
+                    dgp=dgp,
+                    seed=seed,
+                    method="ar_yw",
+                    mse=float(np.mean((y[-100:] - pred) ** 2)),
+                    r_mse=float(rr["test_mse"]),
+                    oracle=oracle,
+                    fit_s=0.0,
+                    ar_order=p,
+                    r_ar_order=int(rr["ar_order"]),
+                )
+            )
             print(f"accuracy {dgp} seed {seed} done", flush=True)
     return out
 
@@ -147,11 +177,20 @@ def summarize_accuracy(rows):
             se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
             rel = float(diff.mean() / theirs.mean())
             ok = abs(rel) <= 0.03 or abs(diff.mean()) <= 2 * se
-            table.append(dict(dgp=dgp, method=method, ours=ours.mean(),
-                              r=theirs.mean(), diff=diff.mean(), se=se, rel=rel,
-                              ok=ok, oracle=np.mean([x["oracle"] for x in sel]),
-                              orders_match=all(x["ar_order"] == x["r_ar_order"]
-                                               for x in sel)))
+            table.append(
+                dict(
+                    dgp=dgp,
+                    method=method,
+                    ours=ours.mean(),
+                    r=theirs.mean(),
+                    diff=diff.mean(),
+                    se=se,
+                    rel=rel,
+                    ok=ok,
+                    oracle=np.mean([x["oracle"] for x in sel]),
+                    orders_match=all(x["ar_order"] == x["r_ar_order"] for x in sel),
+                )
+            )
     return table
 
 
@@ -222,8 +261,19 @@ def child(method, n, n_jobs):
     t0 = time.perf_counter()
     est.fit(Xtr, ytr)
     fit_s = time.perf_counter() - t0
-    print(json.dumps(dict(method=method, n=n, n_jobs=n_jobs, rows=len(ytr),
-                          fit=fit_s, peak_mb=_peak_rss_mb(), base_mb=rss_before)))
+    print(
+        json.dumps(
+            dict(
+                method=method,
+                n=n,
+                n_jobs=n_jobs,
+                rows=len(ytr),
+                fit=fit_s,
+                peak_mb=_peak_rss_mb(),
+                base_mb=rss_before,
+            )
+        )
+    )
 
 
 def run_scaling(sizes, sklearn_max_n):
@@ -282,118 +332,157 @@ def write_report(acc, speed, scaling, args, elapsed):
     w = lines.append
     w("# ARSieveForestRegressor vs R rangerts / rangertsARS")
     w("")
-    w(f"Generated by `benchmarks/bench_forest.py{' --quick' if args.quick else ''}` "
-      f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-      f"({platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, "
-      f"Python {platform.python_version()}, NumPy {np.__version__}); total "
-      f"{elapsed / 60:.1f} min. R figures: `shared/reference/rangerts` (R 4.2.2, "
-      "2-core AMD EPYC VM, one thread).")
+    w(
+        f"Generated by `benchmarks/bench_forest.py{' --quick' if args.quick else ''}` "
+        f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+        f"({platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}); total "
+        f"{elapsed / 60:.1f} min. R figures: `shared/reference/rangerts` (R 4.2.2, "
+        "2-core AMD EPYC VM, one thread)."
+    )
     w("")
-    w(f"CPU affinity of the run: {args.n_cores} core(s) (e.g. `taskset -c 0`); "
-      f"1-minute load average of the shared machine {args.load_before:.2f} at the "
-      f"start and {args.load_after:.2f} at the end (other jobs included), so the "
-      "times are upper bounds.")
+    w(
+        f"CPU affinity of the run: {args.n_cores} core(s) (e.g. `taskset -c 0`); "
+        f"1-minute load average of the shared machine {args.load_before:.2f} at the "
+        f"start and {args.load_after:.2f} at the end (other jobs included), so the "
+        "times are upper bounds."
+    )
     w("")
     w("## 1. Accuracy on the open reference set")
     w("")
-    w("Protocol of the reference README: 5 lags, 395 training rows, one-step "
-      "forecasts from the true lags on the last 100 points, 500 trees, mtry 2, "
-      "min.node.size 5 (min_samples_split 6), block.size 10, by.end TRUE, seed = "
-      "replication (1..5). Mean test MSE over 5 seeds; `diff` = mean paired "
-      "(Python - R) difference, `SE` its Monte-Carlo standard error "
-      "(sd of the 5 differences / sqrt 5). Pass: |diff| <= 3 % of R's mean or "
-      "<= 2 SE.")
+    w(
+        "Protocol of the reference README: 5 lags, 395 training rows, one-step "
+        "forecasts from the true lags on the last 100 points, 500 trees, mtry 2, "
+        "min.node.size 5 (min_samples_split 6), block.size 10, by.end TRUE, seed = "
+        "replication (1..5). Mean test MSE over 5 seeds; `diff` = mean paired "
+        "(Python - R) difference, `SE` its Monte-Carlo standard error "
+        "(sd of the 5 differences / sqrt 5). Pass: |diff| <= 3 % of R's mean or "
+        "<= 2 SE."
+    )
     w("")
     w("| dgp | method | oracle | Python | R | diff | SE | diff % | pass |")
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in acc:
-        w(f"| {row['dgp']} | {row['method']} | {row['oracle']:.3f} | "
-          f"{row['ours']:.4f} | {row['r']:.4f} | {row['diff']:+.4f} | "
-          f"{row['se']:.4f} | {100 * row['rel']:+.1f} | "
-          f"{'yes' if row['ok'] else '**no**'} |")
+        w(
+            f"| {row['dgp']} | {row['method']} | {row['oracle']:.3f} | "
+            f"{row['ours']:.4f} | {row['r']:.4f} | {row['diff']:+.4f} | "
+            f"{row['se']:.4f} | {100 * row['rel']:+.1f} | "
+            f"{'yes' if row['ok'] else '**no**'} |"
+        )
     n_ok = sum(r["ok"] for r in acc)
     w("")
-    w(f"{n_ok} of {len(acc)} (dgp, method) cells pass. AIC orders p̂ identical to R's "
-      f"on every series: {all(r['orders_match'] for r in acc)}.")
+    w(
+        f"{n_ok} of {len(acc)} (dgp, method) cells pass. AIC orders p̂ identical to R's "
+        f"on every series: {all(r['orders_match'] for r in acc)}."
+    )
     for dgp in DGPS:
         ars = [r for r in acc if r["dgp"] == dgp and r["method"] == "ar-sieve"][0]
-        blk = [r["ours"] for r in acc if r["dgp"] == dgp
-               and r["method"] not in ("ar-sieve", "ar_yw")]
-        w(f"- {dgp}: ar-sieve {ars['ours']:.3f} vs block/iid bootstraps "
-          f"{min(blk):.3f}–{max(blk):.3f} (mean {np.mean(blk):.3f}).")
+        blk = [
+            r["ours"]
+            for r in acc
+            if r["dgp"] == dgp and r["method"] not in ("ar-sieve", "ar_yw")
+        ]
+        w(
+            f"- {dgp}: ar-sieve {ars['ours']:.3f} vs block/iid bootstraps "
+            f"{min(blk):.3f}–{max(blk):.3f} (mean {np.mean(blk):.3f})."
+        )
     w("")
     w("## 2. Speed (n = 500, 395 rows, 500 trees, one thread)")
     w("")
-    w("Median of 3 fits (R: median over the 10 reference series of its medians "
-      "of 3). sklearn: `RandomForestRegressor(n_estimators=500, max_features=2, "
-      "min_samples_split=6, n_jobs=1)` on the same rows. Fit of `ar-sieve` "
-      "includes the AR fit.")
+    w(
+        "Median of 3 fits (R: median over the 10 reference series of its medians "
+        "of 3). sklearn: `RandomForestRegressor(n_estimators=500, max_features=2, "
+        "min_samples_split=6, n_jobs=1)` on the same rows. Fit of `ar-sieve` "
+        "includes the AR fit."
+    )
     w("")
-    w("| method | Python fit s | R fit s | Python / R | sklearn RF fit s | "
-      "sklearn / Python | Python predict s (100 rows) | R predict s |")
+    w(
+        "| method | Python fit s | R fit s | Python / R | sklearn RF fit s | "
+        "sklearn / Python | Python predict s (100 rows) | R predict s |"
+    )
     w("| --- | --- | --- | --- | --- | --- | --- | --- |")
     sk = speed["sklearn"]
     for method in ("ar-sieve", "moving"):
         s = speed[method]
-        w(f"| {method} | {s['fit']:.3f} | {s['r_fit']:.3f} | "
-          f"{s['fit'] / s['r_fit']:.2f} | {sk['fit']:.3f} | "
-          f"{sk['fit'] / s['fit']:.1f} | {s['predict']:.4f} | {s['r_predict']:.4f} |")
+        w(
+            f"| {method} | {s['fit']:.3f} | {s['r_fit']:.3f} | "
+            f"{s['fit'] / s['r_fit']:.2f} | {sk['fit']:.3f} | "
+            f"{sk['fit'] / s['fit']:.1f} | {s['predict']:.4f} | {s['r_predict']:.4f} |"
+        )
     w("")
-    w(f"ar-sieve / moving fit-time ratio: Python "
-      f"{speed['ar-sieve']['fit'] / speed['moving']['fit']:.2f}, R "
-      f"{speed['ar-sieve']['r_fit'] / speed['moving']['r_fit']:.2f}.")
+    w(
+        f"ar-sieve / moving fit-time ratio: Python "
+        f"{speed['ar-sieve']['fit'] / speed['moving']['fit']:.2f}, R "
+        f"{speed['ar-sieve']['r_fit'] / speed['moving']['r_fit']:.2f}."
+    )
     w("")
-    w("Where the fit time goes (py-spy, 1 kHz, 40-60 fits on one core; details "
-      "in the docstring of `skasync/ensemble/_ar_sieve_forest.py`): before the "
-      "batched fit the numba tree kernel was 58 % (ar-sieve) and 63 % (moving) of "
-      "a fit and per-tree Python work most of the rest (AR simulation 18 % and "
-      "lag matrices 10 % of ar-sieve, bootstrap indices 17 % of moving, per-tree "
-      "packing and wrappers; 0.100 s ar-sieve, 0.062 s moving on a quiet core); "
-      "joblib's thread pool added ~11 ms to any fit with n_jobs=2. Now each chunk "
-      "of up to 50 trees is one numba call on one batch of draws, and the kernel "
-      "is 89-90 % of a fit; the rest is the batched draws (2-4 %), packing "
-      "(2 %), the AR fit and input checks. The kernel itself got faster too: "
-      "radix ranking of each AR-sieve series, and a row drawn w times is one "
-      "slot of weight w.")
+    w(
+        "Where the fit time goes (py-spy, 1 kHz, 40-60 fits on one core; details "
+        "in the docstring of `skasync/ensemble/_ar_sieve_forest.py`): before the "
+        "batched fit the numba tree kernel was 58 % (ar-sieve) and 63 % (moving) of "
+        "a fit and per-tree Python work most of the rest (AR simulation 18 % and "
+        "lag matrices 10 % of ar-sieve, bootstrap indices 17 % of moving, per-tree "
+        "packing and wrappers; 0.100 s ar-sieve, 0.062 s moving on a quiet core); "
+        "joblib's thread pool added ~11 ms to any fit with n_jobs=2. Now each chunk "
+        "of up to 50 trees is one numba call on one batch of draws, and the kernel "
+        "is 89-90 % of a fit; the rest is the batched draws (2-4 %), packing "
+        "(2 %), the AR fit and input checks. The kernel itself got faster too: "
+        "radix ranking of each AR-sieve series, and a row drawn w times is one "
+        "slot of weight w."
+    )
     w("")
     w("## 3. Scaling (ar1_06 seed 1, 5 lags, 500 trees)")
     w("")
-    w("Training rows t = 5..n-101 as in the protocol (n - 105 rows). Each "
-      "configuration runs in its own subprocess; `peak MB` is that process's "
-      "peak RSS (VmHWM from `/proc/self/status`; `ru_maxrss` would include the "
-      "parent's size at fork), including the Python/NumPy/numba runtime; `base MB` "
-      "is the peak before the fit (imports, data, JIT warm-up). R: one thread.")
+    w(
+        "Training rows t = 5..n-101 as in the protocol (n - 105 rows). Each "
+        "configuration runs in its own subprocess; `peak MB` is that process's "
+        "peak RSS (VmHWM from `/proc/self/status`; `ru_maxrss` would include the "
+        "parent's size at fork), including the Python/NumPy/numba runtime; `base MB` "
+        "is the peak before the fit (imports, data, JIT warm-up). R: one thread."
+    )
     w("")
-    w("| n | method | rows | fit s (1 job) | fit s (2 jobs) | peak MB (1 job) | "
-      "peak MB (2 jobs) | base MB | R fit s | R peak MB |")
+    w(
+        "| n | method | rows | fit s (1 job) | fit s (2 jobs) | peak MB (1 job) | "
+        "peak MB (2 jobs) | base MB | R fit s | R peak MB |"
+    )
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     sizes = sorted({s["n"] for s in scaling})
     for n in sizes:
         for method in ("ar-sieve", "moving", "sklearn"):
-            cfg = {s["n_jobs"]: s for s in scaling
-                   if s["n"] == n and s["method"] == method}
+            cfg = {
+                s["n_jobs"]: s for s in scaling if s["n"] == n and s["method"] == method
+            }
             if not cfg:
-                w(f"| {n:,} | {method} | | skipped (> --sklearn-max-n={args.sklearn_max_n:,}; "
-                  "too slow on the shared box) | | | | | | |")
+                w(
+                    f"| {n:,} | {method} | | skipped (> --sklearn-max-n={args.sklearn_max_n:,}; "
+                    "too slow on the shared box) | | | | | | |"
+                )
                 continue
             rfit, rmb = "", ""
             if n in R_SCALING and method != "sklearn":
                 mv_s, mv_mb, ar_s, ar_mb = R_SCALING[n]
                 rfit, rmb = (ar_s, ar_mb) if method == "ar-sieve" else (mv_s, mv_mb)
-            w(f"| {n:,} | {method} | {cfg[1]['rows']:,} | {cfg[1]['fit']:.2f} | "
-              f"{cfg[2]['fit']:.2f} | {cfg[1]['peak_mb']:.0f} | "
-              f"{cfg[2]['peak_mb']:.0f} | {cfg[1]['base_mb']:.0f} | {rfit} | {rmb} |")
+            w(
+                f"| {n:,} | {method} | {cfg[1]['rows']:,} | {cfg[1]['fit']:.2f} | "
+                f"{cfg[2]['fit']:.2f} | {cfg[1]['peak_mb']:.0f} | "
+                f"{cfg[2]['peak_mb']:.0f} | {cfg[1]['base_mb']:.0f} | {rfit} | {rmb} |"
+            )
     w("")
-    w(f"Parallel capacity of the machine during the run: 2 threads of a pure "
-      f"nogil numba loop ran {args.capacity_before:.2f}x (before the scaling runs) "
-      f"and {args.capacity_after:.2f}x (after) as fast as 1 thread "
-      "(2.0 = a free second core). "
-      + ("The run was pinned to one core, so the n_jobs=2 column only shows the "
-         "cost of the 2-thread pool; " if args.n_cores == 1 else
-         "The 2 cores are shared with other jobs, so the n_jobs=2 column shows "
-         "little or no speed-up here; ")
-      + "the trees are grown in nogil numba code and the forest is identical for "
-      "any n_jobs.")
+    w(
+        f"Parallel capacity of the machine during the run: 2 threads of a pure "
+        f"nogil numba loop ran {args.capacity_before:.2f}x (before the scaling runs) "
+        f"and {args.capacity_after:.2f}x (after) as fast as 1 thread "
+        "(2.0 = a free second core). "
+        + (
+            "The run was pinned to one core, so the n_jobs=2 column only shows the "
+            "cost of the 2-thread pool; "
+            if args.n_cores == 1
+            else "The 2 cores are shared with other jobs, so the n_jobs=2 column shows "
+            "little or no speed-up here; "
+        )
+        + "the trees are grown in nogil numba code and the forest is identical for "
+        "any n_jobs."
+    )
     w("")
     w("![accuracy and scaling](forest.png)")
     w("")
@@ -415,10 +504,22 @@ def plot(acc_rows, scaling, path):
             ours = [x["mse"] for x in sel]
             theirs = [x["r_mse"] for x in sel]
             xpos = i + (k - 0.5) * 0.4
-            ax.scatter([xpos - 0.07] * len(ours), ours, s=12, color=f"C{k}",
-                       marker="o", label=f"{dgp} Python" if i == 0 else None)
-            ax.scatter([xpos + 0.07] * len(theirs), theirs, s=12, color=f"C{k}",
-                       marker="x", label=f"{dgp} R" if i == 0 else None)
+            ax.scatter(
+                [xpos - 0.07] * len(ours),
+                ours,
+                s=12,
+                color=f"C{k}",
+                marker="o",
+                label=f"{dgp} Python" if i == 0 else None,
+            )
+            ax.scatter(
+                [xpos + 0.07] * len(theirs),
+                theirs,
+                s=12,
+                color=f"C{k}",
+                marker="x",
+                label=f"{dgp} R" if i == 0 else None,
+            )
     ax.set_xticks(range(len(methods)), methods, rotation=30)
     ax.set_ylabel("test MSE (per seed)")
     ax.set_title("Open reference set: Python (o) vs R (x)")
@@ -427,13 +528,23 @@ def plot(acc_rows, scaling, path):
     styles = {"ar-sieve": "C0", "moving": "C1", "sklearn": "C2"}
     for method, color in styles.items():
         for n_jobs, ls in ((1, "-"), (2, "--")):
-            pts = sorted((s["n"], s["fit"]) for s in scaling
-                         if s["method"] == method and s["n_jobs"] == n_jobs)
+            pts = sorted(
+                (s["n"], s["fit"])
+                for s in scaling
+                if s["method"] == method and s["n_jobs"] == n_jobs
+            )
             if pts:
-                ax.plot(*zip(*pts), ls, color=color, marker="o",
-                        label=f"{method} ({n_jobs} job{'s' if n_jobs > 1 else ''})")
+                ax.plot(
+                    *zip(*pts),
+                    ls,
+                    color=color,
+                    marker="o",
+                    label=f"{method} ({n_jobs} job{'s' if n_jobs > 1 else ''})",
+                )
     for idx, (name, color) in enumerate((("R moving", "C1"), ("R arsb", "C0"))):
-        pts = [(n, v[2 * idx if name == "R moving" else 2]) for n, v in R_SCALING.items()]
+        pts = [
+            (n, v[2 * idx if name == "R moving" else 2]) for n, v in R_SCALING.items()
+        ]
         ax.plot(*zip(*sorted(pts)), ":", color=color, marker="s", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -447,11 +558,16 @@ def plot(acc_rows, scaling, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="skip n = 100 000 in the scaling table")
-    parser.add_argument("--sklearn-max-n", type=int, default=10_000,
-                        help="largest n for sklearn in the scaling table (its fit "
-                        "grows ~x10-15 per decade: ~6 min per config at 100 000)")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip n = 100 000 in the scaling table"
+    )
+    parser.add_argument(
+        "--sklearn-max-n",
+        type=int,
+        default=10_000,
+        help="largest n for sklearn in the scaling table (its fit "
+        "grows ~x10-15 per decade: ~6 min per config at 100 000)",
+    )
     parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -478,8 +594,12 @@ def main():
     report = write_report(acc, speed, scaling, args, time.perf_counter() - t_start)
     (args.out_dir / "forest.md").write_text(report)
     with open(args.out_dir / "forest.json", "w") as fh:
-        json.dump(dict(accuracy=acc_rows, speed=speed, scaling=scaling), fh, indent=1,
-                  default=float)
+        json.dump(
+            dict(accuracy=acc_rows, speed=speed, scaling=scaling),
+            fh,
+            indent=1,
+            default=float,
+        )
     plot(acc_rows, scaling, args.out_dir / "forest.png")
     print(report)
 

@@ -60,10 +60,13 @@ def run(n, n_trees=500, max_bins=None, dense=False, keep=True):
     t_fit = time.process_time() - t0
     if not keep:  # large n: measure growing only (the forest packs as it goes)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"n={n:>7} {'dense' if dense else 'boot '} max_bins={max_bins}: fit "
-              f"{t_fit:8.3f} s ({1e6 * t_fit / n_trees:8.1f} us/tree, "
-              f"{n_nodes / n_trees:.0f} nodes/tree), peak RSS {rss:.0f} MB "
-              f"(trees not kept; forest = {32 * n_nodes / 2**20:.0f} MB)", flush=True)
+        print(
+            f"n={n:>7} {'dense' if dense else 'boot '} max_bins={max_bins}: fit "
+            f"{t_fit:8.3f} s ({1e6 * t_fit / n_trees:8.1f} us/tree, "
+            f"{n_nodes / n_trees:.0f} nodes/tree), peak RSS {rss:.0f} MB "
+            f"(trees not kept; forest = {32 * n_nodes / 2**20:.0f} MB)",
+            flush=True,
+        )
         return
     t0 = time.process_time()
     packed = pack_trees(trees)

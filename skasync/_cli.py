@@ -31,9 +31,12 @@ def _format_table(header, rows):
     lines = []
     for row_index, row in enumerate(cells):
         # Labels (first column) left-aligned, numbers right-aligned.
-        lines.append("  ".join(
-            cell.ljust(width) if column == 0 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths))).rstrip())
+        lines.append(
+            "  ".join(
+                cell.ljust(width) if column == 0 else cell.rjust(width)
+                for column, (cell, width) in enumerate(zip(row, widths))
+            ).rstrip()
+        )
         if row_index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
@@ -66,13 +69,27 @@ def _demo_forest(progress, output_dir, n_jobs):
     series = make_arma(600, ar=(0.5,), ma=(0.4,), random_state=1)
     X, y = make_lag_matrix(series, 5)
     n_test = 100
-    X_train, y_train, X_test, y_test = X[:-n_test], y[:-n_test], X[-n_test:], y[-n_test:]
+    X_train, y_train, X_test, y_test = (
+        X[:-n_test],
+        y[:-n_test],
+        X[-n_test:],
+        y[-n_test:],
+    )
 
-    pipeline = Pipeline([
-        ("lags", LagFeatures()),
-        ("forest", ARSieveForestRegressor(n_estimators=100, random_state=0)),
-    ])
-    bootstraps = ["ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping"]
+    pipeline = Pipeline(
+        [
+            ("lags", LagFeatures()),
+            ("forest", ARSieveForestRegressor(n_estimators=100, random_state=0)),
+        ]
+    )
+    bootstraps = [
+        "ar-sieve",
+        "iid",
+        "moving",
+        "stationary",
+        "circular",
+        "nonoverlapping",
+    ]
     grid = GridSearchCV(
         pipeline,
         {"lags__n_lags": [2, 5], "forest__bootstrap": bootstraps},
@@ -101,8 +118,14 @@ def _demo_forest(progress, output_dir, n_jobs):
         n_estimators=100, max_features=2, min_samples_split=6, random_state=0
     )
     seconds = _timed_fit(sk_forest, X_train, y_train)
-    rows.append(["sklearn RandomForest", float("nan"),
-                 mean_squared_error(y_test, sk_forest.predict(X_test)), seconds])
+    rows.append(
+        [
+            "sklearn RandomForest",
+            float("nan"),
+            mean_squared_error(y_test, sk_forest.predict(X_test)),
+            seconds,
+        ]
+    )
     progress.update("forest baselines")
 
     forest = pipeline.set_params(forest__bootstrap="ar-sieve").fit(X_train, y_train)
@@ -112,7 +135,9 @@ def _demo_forest(progress, output_dir, n_jobs):
         f"last {n_test} one-step forecasts held out; best grid: {grid.best_params_}; "
         f"AR order {forest[-1].ar_order_})\n{table}"
     )
-    plot_path = _plot_forecast(forest[-1], series[: -n_test], series[-n_test:], output_dir)
+    plot_path = _plot_forecast(
+        forest[-1], series[:-n_test], series[-n_test:], output_dir
+    )
     return text, plot_path
 
 
@@ -132,7 +157,9 @@ def _demo_classifiers(progress, output_dir, n_jobs, section):
         from skasync import AsyncLayerwiseMLPClassifier
 
         estimator = AsyncLayerwiseMLPClassifier(
-            hidden_layer_sizes=(128,), max_iter=30, learning_rate_init=0.05,
+            hidden_layer_sizes=(128,),
+            max_iter=30,
+            learning_rate_init=0.05,
             random_state=0,
         )
         modes = ["pd-asgd", "d-asgd", "hogwild", "sync", "serial"]
@@ -151,7 +178,8 @@ def _demo_classifiers(progress, output_dir, n_jobs, section):
     grid = GridSearchCV(
         pipeline,
         {"clf__mode": modes, "clf__learning_rate_init": _learning_rates(section)},
-        cv=3, n_jobs=n_jobs,
+        cv=3,
+        n_jobs=n_jobs,
     )
     grid.fit(X_train, y_train)
     progress.update(f"{section} grid search")
@@ -160,27 +188,54 @@ def _demo_classifiers(progress, output_dir, n_jobs, section):
     curves = {}
     results = grid.cv_results_
     for mode in modes:
-        candidates = [i for i, p in enumerate(results["params"]) if p["clf__mode"] == mode]
+        candidates = [
+            i for i, p in enumerate(results["params"]) if p["clf__mode"] == mode
+        ]
         best = max(candidates, key=lambda i: results["mean_test_score"][i])
         params = results["params"][best]
         model = pipeline.set_params(**params)
         seconds = _timed_fit(model, X_train, y_train)
-        rows.append([mode, params["clf__learning_rate_init"],
-                     float(results["mean_test_score"][best]),
-                     model.score(X_test, y_test), seconds])
+        rows.append(
+            [
+                mode,
+                params["clf__learning_rate_init"],
+                float(results["mean_test_score"][best]),
+                model.score(X_test, y_test),
+                seconds,
+            ]
+        )
         curves[mode] = list(model[-1].loss_curve_)
-    sk_model = Pipeline([("scale", StandardScaler()),
-                         ("clf", MLPClassifier(hidden_layer_sizes=estimator.hidden_layer_sizes,
-                                               max_iter=200, random_state=0))])
+    sk_model = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "clf",
+                MLPClassifier(
+                    hidden_layer_sizes=estimator.hidden_layer_sizes,
+                    max_iter=200,
+                    random_state=0,
+                ),
+            ),
+        ]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seconds = _timed_fit(sk_model, X_train, y_train)
-    rows.append(["sklearn MLPClassifier", "adam 1e-3", float("nan"),
-                 sk_model.score(X_test, y_test), seconds])
+    rows.append(
+        [
+            "sklearn MLPClassifier",
+            "adam 1e-3",
+            float("nan"),
+            sk_model.score(X_test, y_test),
+            seconds,
+        ]
+    )
     progress.update(f"{section} baselines")
     table = _format_table(["mode", "lr", "CV accuracy", "test accuracy", "fit s"], rows)
     text = f"{title} (n_train={len(y_train)}, n_test={len(y_test)})\n{table}"
-    plot_path = _plot_loss_curves(curves, title, output_dir, f"{section}_loss_curves.png")
+    plot_path = _plot_loss_curves(
+        curves, title, output_dir, f"{section}_loss_curves.png"
+    )
     return text, plot_path
 
 
@@ -226,8 +281,14 @@ def _plot_forecast(forest, history, future, output_dir):
     ax.plot(np.arange(-60, 0) + 1, history[-60:], color="black", label="history")
     ax.plot(steps, future[:horizon], color="grey", linestyle=":", label="actual")
     ax.plot(steps, forecast.mean, color="C0", label="forecast")
-    ax.fill_between(steps, forecast.quantiles[:, 0], forecast.quantiles[:, 1],
-                    color="C0", alpha=0.25, label="90% interval")
+    ax.fill_between(
+        steps,
+        forecast.quantiles[:, 0],
+        forecast.quantiles[:, 1],
+        color="C0",
+        alpha=0.25,
+        label="90% interval",
+    )
     ax.set_xlabel("step")
     ax.set_title("ARSieveForestRegressor recursive forecast")
     ax.legend()
@@ -238,8 +299,13 @@ def _plot_forecast(forest, history, future, output_dir):
     return path
 
 
-def run_demo(output_dir="skasync_demo_output", sections=DEMO_SECTIONS, n_jobs=None,
-             verbose=1, stream=None):
+def run_demo(
+    output_dir="skasync_demo_output",
+    sections=DEMO_SECTIONS,
+    n_jobs=None,
+    verbose=1,
+    stream=None,
+):
     """Run the demo and return its report as a string.
 
     Parameters
@@ -267,17 +333,24 @@ def run_demo(output_dir="skasync_demo_output", sections=DEMO_SECTIONS, n_jobs=No
         n_jobs = min(2, os.cpu_count() or 1)
     unknown = set(sections) - set(DEMO_SECTIONS)
     if unknown:
-        raise ValueError(f"Unknown demo sections {sorted(unknown)}; choose from {DEMO_SECTIONS}.")
+        raise ValueError(
+            f"Unknown demo sections {sorted(unknown)}; choose from {DEMO_SECTIONS}."
+        )
     steps = {"forest": 2, "async": 2, "block-local": 2}
     start = time.perf_counter()
     reports, plots = [], []
-    with Progress(sum(steps[s] for s in sections), "skasync demo", verbose=verbose) as progress, \
-            warnings.catch_warnings():
+    with (
+        Progress(
+            sum(steps[s] for s in sections), "skasync demo", verbose=verbose
+        ) as progress,
+        warnings.catch_warnings(),
+    ):
         # loky recycles a worker whose memory grew by a few hundred MB (torch's
         # allocator after a fit) and warns about it; the job is resubmitted,
         # so the warning is only noise in the demo's output.
         warnings.filterwarnings(
-            "ignore", message="A worker stopped while some jobs", category=UserWarning)
+            "ignore", message="A worker stopped while some jobs", category=UserWarning
+        )
         for section in sections:
             if section == "forest":
                 text, plot = _demo_forest(progress, output_dir, n_jobs)
@@ -289,28 +362,49 @@ def run_demo(output_dir="skasync_demo_output", sections=DEMO_SECTIONS, n_jobs=No
     report = "\n\n".join(reports)
     report += f"\n\nTotal demo time: {time.perf_counter() - start:.1f} s"
     report += f"\nPlots written to {output_dir.resolve()}: " + (
-        ", ".join(p.name for p in plots) if plots else "none (install the 'plot' extra)")
+        ", ".join(p.name for p in plots) if plots else "none (install the 'plot' extra)"
+    )
     print(report, file=stream, flush=True)
     return report
 
 
 def main(argv=None):
     """Entry point of the ``skasync`` console script."""
-    parser = argparse.ArgumentParser(prog="skasync", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="skasync", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--version", action="version", version=f"skasync {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="fit every estimator in Pipelines with GridSearchCV and "
-                     "print a table against the baselines")
-    demo.add_argument("--output", default="skasync_demo_output",
-                      help="folder for the plots (default: %(default)s)")
-    demo.add_argument("--only", nargs="+", choices=DEMO_SECTIONS, default=list(DEMO_SECTIONS),
-                      help="run only these sections")
-    demo.add_argument("--n-jobs", type=int, default=None,
-                      help="parallel jobs of the grid searches (default: up to 2)")
+        "demo",
+        help="fit every estimator in Pipelines with GridSearchCV and "
+        "print a table against the baselines",
+    )
+    demo.add_argument(
+        "--output",
+        default="skasync_demo_output",
+        help="folder for the plots (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--only",
+        nargs="+",
+        choices=DEMO_SECTIONS,
+        default=list(DEMO_SECTIONS),
+        help="run only these sections",
+    )
+    demo.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="parallel jobs of the grid searches (default: up to 2)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        run_demo(args.output, sections=args.only, n_jobs=args.n_jobs,
-                 verbose=0 if args.quiet else 1)
+        run_demo(
+            args.output,
+            sections=args.only,
+            n_jobs=args.n_jobs,
+            verbose=0 if args.quiet else 1,
+        )
     return 0

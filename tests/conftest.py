@@ -16,14 +16,19 @@ REFERENCE_DIR = SHARED_DIR / "reference" / "rangerts"
 def reference_dir():
     """The R reference results beside the repository (skip when absent)."""
     if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"reference results not found at {REFERENCE_DIR} (../shared missing)")
+        pytest.skip(
+            f"reference results not found at {REFERENCE_DIR} (../shared missing)"
+        )
     return REFERENCE_DIR
 
 
 def skasync_threads():
     """Names of the worker threads skasync started that are still alive."""
-    return [t.name for t in threading.enumerate()
-            if t.name.startswith("skasync-") and t.is_alive()]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("skasync-") and t.is_alive()
+    ]
 
 
 @pytest.fixture(autouse=True)

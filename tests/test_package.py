@@ -10,8 +10,12 @@ import skasync
 from skasync._cli import _format_table, main
 from skasync.utils import all_estimators
 
-EXPECTED = {"ARSieveForestRegressor", "AsyncLayerwiseMLPClassifier",
-            "BlockLocalClassifier", "LagFeatures"}
+EXPECTED = {
+    "ARSieveForestRegressor",
+    "AsyncLayerwiseMLPClassifier",
+    "BlockLocalClassifier",
+    "LagFeatures",
+}
 
 
 def test_all_estimators_lists_public_classes_only():
@@ -31,10 +35,13 @@ def test_top_level_exports():
 
 
 def test_forest_import_does_not_import_torch():
-    code = ("import sys, skasync; skasync.ARSieveForestRegressor; "
-            "skasync.make_lag_matrix; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    code = (
+        "import sys, skasync; skasync.ARSieveForestRegressor; "
+        "skasync.make_lag_matrix; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"
 
 
@@ -49,8 +56,12 @@ def test_cli_version_and_usage(capsys):
 
 
 def test_python_dash_m_entry_point():
-    out = subprocess.run([sys.executable, "-m", "skasync", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "skasync", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "demo" in out
 
 
@@ -73,7 +84,14 @@ def test_demo_forest_section_prints_baselines_and_writes_plot(tmp_path):
     report = run_demo(tmp_path, sections=["forest"], n_jobs=1, verbose=0, stream=stream)
     assert stream.getvalue().strip() == report.strip()
     rows = {line.split()[0] for line in report.splitlines() if line}
-    for bootstrap in ["ar-sieve", "iid", "moving", "stationary", "circular",
-                      "nonoverlapping", "sklearn"]:
+    for bootstrap in [
+        "ar-sieve",
+        "iid",
+        "moving",
+        "stationary",
+        "circular",
+        "nonoverlapping",
+        "sklearn",
+    ]:
         assert bootstrap in rows
     assert (tmp_path / "forest_forecast.png").stat().st_size > 0

@@ -133,7 +133,7 @@ def _fit_yule_walker(x, order, order_max):
     # and neither is any larger order built on top of them.
     bad = ~(sig > 0.0) | ~np.isfinite(aic)
     if bad.any():
-        aic[np.argmax(bad):] = np.inf
+        aic[np.argmax(bad) :] = np.inf
     if order is None:
         # first minimum, like R's which.max(xaic == min(xaic))
         order = int(np.argmin(aic))
@@ -264,7 +264,12 @@ def fit_ar_sieve(series, *, order=None, order_max=None, method="yule-walker"):
 
 
 def simulate_ar_sieve(
-    fit, n_values, *, n_start_values=None, burn_in=0, random_state=None,
+    fit,
+    n_values,
+    *,
+    n_start_values=None,
+    burn_in=0,
+    random_state=None,
     n_series=None,
 ):
     """Simulate one AR-sieve bootstrap series (the authors' scheme).

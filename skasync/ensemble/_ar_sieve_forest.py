@@ -74,8 +74,9 @@ levels : tuple of float or None
 
 # --------------------------------------------------------------------------- kernels
 @njit(nogil=True, cache=True)
-def _oob_accumulate(feature, threshold, left, right, value, offsets, X,
-                    sample_indices, out_sum, out_cnt):
+def _oob_accumulate(
+    feature, threshold, left, right, value, offsets, X, sample_indices, out_sum, out_cnt
+):
     # Predict each tree t of a chunk on the rows absent from sample_indices[t]
     # (its out-of-bag rows) and accumulate.
     inbag = np.zeros(X.shape[0], dtype=np.bool_)
@@ -100,8 +101,9 @@ def _oob_accumulate(feature, threshold, left, right, value, offsets, X,
 
 
 @njit(nogil=True, cache=True)
-def _predict_own_tree(feature, threshold, left, right, value, offsets, tree_ids, Z,
-                      out):
+def _predict_own_tree(
+    feature, threshold, left, right, value, offsets, tree_ids, Z, out
+):
     # Row k of Z is predicted by tree tree_ids[k] only (one tree per path).
     for k in range(Z.shape[0]):
         off = offsets[tree_ids[k]]
@@ -121,8 +123,7 @@ def _predict_own_tree(feature, threshold, left, right, value, offsets, tree_ids,
 # chunk's own seed) and one numba call for all its trees, so the Python cost is
 # per chunk, not per tree. Chunks are fixed by the data size alone (never by
 # n_jobs), hence the forest does not depend on n_jobs or the backend.
-def _grow_sieve_chunk(mean, coef, resid, n_rows, burn_in, draw_seed, seeds,
-                      tree_kw):
+def _grow_sieve_chunk(mean, coef, resid, n_rows, burn_in, draw_seed, seeds, tree_kw):
     """Grow one tree per seed, each on its own synthetic AR-sieve series.
 
     Only the sieve (mean, coefficients, residuals) is shipped, never the data.
@@ -143,7 +144,9 @@ def _grow_block_chunk(binned, y, X_oob, boot_kw, draw_seed, seeds, tree_kw):
     """Grow one tree per seed on a rangerts-style in-bag multiset of rows."""
     n = y.shape[0]
     idx = block_bootstrap_indices(
-        n, random_state=np.random.default_rng(draw_seed), n_draws=seeds.shape[0],
+        n,
+        random_state=np.random.default_rng(draw_seed),
+        n_draws=seeds.shape[0],
         **boot_kw,
     )
     packed = grow_trees(binned, y, idx, seeds=seeds, **tree_kw)
@@ -151,8 +154,18 @@ def _grow_block_chunk(binned, y, X_oob, boot_kw, draw_seed, seeds, tree_kw):
         return packed, None
     oob_sum = np.zeros(n)
     oob_cnt = np.zeros(n, dtype=np.int64)
-    _oob_accumulate(packed.feature, packed.threshold, packed.left, packed.right,
-                    packed.value, packed.node_offsets, X_oob, idx, oob_sum, oob_cnt)
+    _oob_accumulate(
+        packed.feature,
+        packed.threshold,
+        packed.left,
+        packed.right,
+        packed.value,
+        packed.node_offsets,
+        X_oob,
+        idx,
+        oob_sum,
+        oob_cnt,
+    )
     return packed, (oob_sum, oob_cnt)
 
 
@@ -186,10 +199,9 @@ def _run_chunks(func, args_list, n_jobs, verbose):
         with ThreadPoolExecutor(n_jobs) as pool:
             yield from pool.map(lambda args: func(*args), args_list)
         return
-    yield from Parallel(n_jobs=n_jobs, verbose=verbose, prefer="threads",
-                        return_as="generator")(
-        delayed(func)(*args) for args in args_list
-    )
+    yield from Parallel(
+        n_jobs=n_jobs, verbose=verbose, prefer="threads", return_as="generator"
+    )(delayed(func)(*args) for args in args_list)
 
 
 class _ForestBuilder:
@@ -213,8 +225,10 @@ class _ForestBuilder:
             # Trees of one forest have similar sizes; growth is rare.
             n_chunk = chunk.node_offsets.shape[0] - 1
             cap = int(1.1 * k * self.n_trees / n_chunk) + 64
-            self.arrays = {name: np.empty(cap, dtype=getattr(chunk, name).dtype)
-                           for name in Tree._fields}
+            self.arrays = {
+                name: np.empty(cap, dtype=getattr(chunk, name).dtype)
+                for name in Tree._fields
+            }
         cap = self.arrays["feature"].shape[0]
         if self.n_nodes + k > cap:
             new_cap = max(int(1.25 * cap), self.n_nodes + k)
@@ -228,8 +242,7 @@ class _ForestBuilder:
     def finish(self):
         for arr in self.arrays.values():
             arr.resize(self.n_nodes, refcheck=False)
-        return PackedForest(**self.arrays,
-                            node_offsets=np.concatenate(self.offsets))
+        return PackedForest(**self.arrays, node_offsets=np.concatenate(self.offsets))
 
 
 def _unpack(packed):
@@ -669,13 +682,25 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             )
             X_oob = X if self.oob_score else None
             func = _grow_block_chunk
-            args_list = [(binned, y, X_oob, boot_kw, draw_seed, seeds[chunk], tree_kw)
-                         for chunk, draw_seed in zip(chunks, draw_seeds)]
+            args_list = [
+                (binned, y, X_oob, boot_kw, draw_seed, seeds[chunk], tree_kw)
+                for chunk, draw_seed in zip(chunks, draw_seeds)
+            ]
         else:
             func = _grow_sieve_chunk
-            args_list = [(self.ar_mean_, sieve_coef, self.ar_resid_, n_rows,
-                          self.burn_in, draw_seed, seeds[chunk], tree_kw)
-                         for chunk, draw_seed in zip(chunks, draw_seeds)]
+            args_list = [
+                (
+                    self.ar_mean_,
+                    sieve_coef,
+                    self.ar_resid_,
+                    n_rows,
+                    self.burn_in,
+                    draw_seed,
+                    seeds[chunk],
+                    tree_kw,
+                )
+                for chunk, draw_seed in zip(chunks, draw_seeds)
+            ]
         # Results arrive in submission order, so the forest does not depend on
         # the backend or n_jobs; the generator lets us pack chunk by chunk.
         # Threads by default: the kernels release the GIL, and a chunk's
@@ -722,8 +747,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return predict_mean(self._forest, X)
 
-    def forecast(self, history, horizon, quantiles=None, *, n_paths=None,
-                 random_state=0):
+    def forecast(
+        self, history, horizon, quantiles=None, *, n_paths=None, random_state=0
+    ):
         """Recursive multi-step forecasts from the end of a series.
 
         The point forecast feeds each prediction back as lag 1. Prediction
@@ -783,7 +809,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 f"history has {h.shape[0]} values but the forest uses {L} lags; "
                 f"pass at least the last {L} observations."
             )
-        if not isinstance(horizon, Integral) or isinstance(horizon, bool) or horizon < 1:
+        if (
+            not isinstance(horizon, Integral)
+            or isinstance(horizon, bool)
+            or horizon < 1
+        ):
             raise ValueError(f"horizon must be an int >= 1, got {horizon!r}.")
         horizon = int(horizon)
         levels = None
@@ -809,7 +839,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
 
         if n_paths is None:
             n_paths = n_trees
-        if not isinstance(n_paths, Integral) or isinstance(n_paths, bool) or n_paths < 1:
+        if (
+            not isinstance(n_paths, Integral)
+            or isinstance(n_paths, bool)
+            or n_paths < 1
+        ):
             raise ValueError(f"n_paths must be None or an int >= 1, got {n_paths!r}.")
         rng = check_random_state(random_state)
         tree_ids = np.arange(n_paths, dtype=np.int64) % n_trees
@@ -818,9 +852,17 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         pred = np.empty(n_paths)
         resid = self.ar_resid_
         for step in range(horizon):
-            _predict_own_tree(forest.feature, forest.threshold, forest.left,
-                              forest.right, forest.value, forest.node_offsets,
-                              tree_ids, Z, pred)
+            _predict_own_tree(
+                forest.feature,
+                forest.threshold,
+                forest.left,
+                forest.right,
+                forest.value,
+                forest.node_offsets,
+                tree_ids,
+                Z,
+                pred,
+            )
             value = pred + resid[rng.randint(0, resid.shape[0], size=n_paths)]
             paths[:, step] = value
             Z[:, 1:] = Z[:, :-1]

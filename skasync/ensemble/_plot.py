@@ -49,8 +49,9 @@ class ForecastDisplay:
     >>> disp = ForecastDisplay.from_estimator(forest, y, horizon=10)  # doctest: +SKIP
     """
 
-    def __init__(self, *, history, mean, quantiles=None, levels=None,
-                 estimator_name=None):
+    def __init__(
+        self, *, history, mean, quantiles=None, levels=None, estimator_name=None
+    ):
         self.history = history
         self.mean = mean
         self.quantiles = quantiles
@@ -80,14 +81,29 @@ class ForecastDisplay:
         """
         history = np.asarray(history, dtype=np.float64).ravel()
         if n_history is not None:
-            history = history[-int(n_history):]
-        return cls(history=history, mean=forecast.mean, quantiles=forecast.quantiles,
-                   levels=forecast.levels, estimator_name=name).plot(ax=ax)
+            history = history[-int(n_history) :]
+        return cls(
+            history=history,
+            mean=forecast.mean,
+            quantiles=forecast.quantiles,
+            levels=forecast.levels,
+            estimator_name=name,
+        ).plot(ax=ax)
 
     @classmethod
-    def from_estimator(cls, estimator, history, horizon, *, quantiles=(0.05, 0.95),
-                       n_paths=None, random_state=0, n_history=100, name=None,
-                       ax=None):
+    def from_estimator(
+        cls,
+        estimator,
+        history,
+        horizon,
+        *,
+        quantiles=(0.05, 0.95),
+        n_paths=None,
+        random_state=0,
+        n_history=100,
+        name=None,
+        ax=None,
+    ):
         """Forecast with a fitted forest and plot the result.
 
         Parameters
@@ -116,10 +132,16 @@ class ForecastDisplay:
         display : ForecastDisplay
         """
         check_is_fitted(estimator)
-        result = estimator.forecast(history, horizon, quantiles, n_paths=n_paths,
-                                    random_state=random_state)
-        return cls.from_forecast(history, result, n_history=n_history,
-                                 name=name or type(estimator).__name__, ax=ax)
+        result = estimator.forecast(
+            history, horizon, quantiles, n_paths=n_paths, random_state=random_state
+        )
+        return cls.from_forecast(
+            history,
+            result,
+            n_history=n_history,
+            name=name or type(estimator).__name__,
+            ax=ax,
+        )
 
     def plot(self, ax=None):
         """Draw the chart.
@@ -142,13 +164,23 @@ class ForecastDisplay:
         steps = np.arange(n, n + len(self.mean))
         ax.plot(np.arange(n), history, color="0.3", lw=1, label="observed")
         # Connect the forecast to the last observation.
-        (self.line_,) = ax.plot(np.r_[n - 1, steps], np.r_[history[-1], self.mean],
-                                color="C0", label=self.estimator_name or "forecast")
+        (self.line_,) = ax.plot(
+            np.r_[n - 1, steps],
+            np.r_[history[-1], self.mean],
+            color="C0",
+            label=self.estimator_name or "forecast",
+        )
         if self.quantiles is not None:
             q = np.asarray(self.quantiles)
             lo, hi = self.levels[0], self.levels[-1]
-            ax.fill_between(steps, q[:, 0], q[:, -1], color="C0", alpha=0.25,
-                            label=f"{lo:g}–{hi:g} quantiles")
+            ax.fill_between(
+                steps,
+                q[:, 0],
+                q[:, -1],
+                color="C0",
+                alpha=0.25,
+                label=f"{lo:g}–{hi:g} quantiles",
+            )
         ax.axvline(n - 0.5, color="0.6", ls=":", lw=1)
         ax.set_xlabel("time step")
         ax.legend(loc="best")

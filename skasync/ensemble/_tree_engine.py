@@ -120,7 +120,15 @@ n_node_samples : ndarray of int32
 
 PackedForest = namedtuple(
     "PackedForest",
-    ["feature", "threshold", "left", "right", "value", "n_node_samples", "node_offsets"],
+    [
+        "feature",
+        "threshold",
+        "left",
+        "right",
+        "value",
+        "n_node_samples",
+        "node_offsets",
+    ],
 )
 PackedForest.__doc__ = """Trees concatenated into flat arrays (picklable, numpy only).
 
@@ -182,7 +190,9 @@ def bin_features(X, max_bins=None):
         else:
             uniq = xs[new]
             # Cut points between distinct values at (roughly) equal-count quantiles.
-            q = np.percentile(xs, np.linspace(0, 100, max_bins + 1)[1:-1], method="midpoint")
+            q = np.percentile(
+                xs, np.linspace(0, 100, max_bins + 1)[1:-1], method="midpoint"
+            )
             # Snap every cut to the gap just below a distinct value so bins are
             # unions of whole distinct values; drop duplicate cuts.
             pos = np.unique(np.searchsorted(uniq, q, side="right"))
@@ -260,8 +270,18 @@ def _stable_partition(lst, goes_left, tmp, start, end):
 
 
 @njit(nogil=True, cache=True)
-def _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices, max_features,
-          min_samples_split, max_depth, seed):
+def _grow(
+    codesT,
+    n_bins,
+    bin_min,
+    bin_max,
+    y,
+    sample_indices,
+    max_features,
+    min_samples_split,
+    max_depth,
+    seed,
+):
     p = codesT.shape[0]
     m0 = sample_indices.shape[0]
     n_rows = codesT.shape[1]
@@ -636,8 +656,18 @@ def _grow_dense(X, y, max_features, min_samples_split, max_depth, seed):
                 return np.empty((4, 0), dtype=np.int32), np.empty((2, 0))
     codesT, n_bins, vals = _bin_exact_dense(X)
     sample_indices = np.arange(X.shape[0])
-    return _grow(codesT, n_bins, vals, vals, y, sample_indices, max_features,
-                 min_samples_split, max_depth, seed)
+    return _grow(
+        codesT,
+        n_bins,
+        vals,
+        vals,
+        y,
+        sample_indices,
+        max_features,
+        min_samples_split,
+        max_depth,
+        seed,
+    )
 
 
 @njit(nogil=True, cache=True)
@@ -656,31 +686,62 @@ def _concat_trees(ints_list, floats_list):
 
 
 @njit(nogil=True, cache=True)
-def _grow_many(codesT, n_bins, bin_min, bin_max, y, sample_indices, seeds,
-               max_features, min_samples_split, max_depth):
+def _grow_many(
+    codesT,
+    n_bins,
+    bin_min,
+    bin_max,
+    y,
+    sample_indices,
+    seeds,
+    max_features,
+    min_samples_split,
+    max_depth,
+):
     # One call grows a whole chunk of trees: no Python work per tree, and the
     # GIL stays released while the chunk grows.
     ints_list = []
     floats_list = []
     for t in range(sample_indices.shape[0]):
-        ints, floats = _grow(codesT, n_bins, bin_min, bin_max, y, sample_indices[t],
-                             max_features, min_samples_split, max_depth, seeds[t])
+        ints, floats = _grow(
+            codesT,
+            n_bins,
+            bin_min,
+            bin_max,
+            y,
+            sample_indices[t],
+            max_features,
+            min_samples_split,
+            max_depth,
+            seeds[t],
+        )
         ints_list.append(ints)
         floats_list.append(floats)
     return _concat_trees(ints_list, floats_list)
 
 
 @njit(nogil=True, cache=True)
-def _grow_many_on_series(series, n_lags, seeds, max_features, min_samples_split,
-                         max_depth):
+def _grow_many_on_series(
+    series, n_lags, seeds, max_features, min_samples_split, max_depth
+):
     n_rows = series.shape[1] - n_lags
     rows = np.arange(n_rows)
     ints_list = []
     floats_list = []
     for t in range(series.shape[0]):
         codesT, n_bins, vals = _bin_lag_series(series[t], n_lags, n_rows, False)
-        ints, floats = _grow(codesT, n_bins, vals, vals, series[t, n_lags:], rows,
-                             max_features, min_samples_split, max_depth, seeds[t])
+        ints, floats = _grow(
+            codesT,
+            n_bins,
+            vals,
+            vals,
+            series[t, n_lags:],
+            rows,
+            max_features,
+            min_samples_split,
+            max_depth,
+            seeds[t],
+        )
         ints_list.append(ints)
         floats_list.append(floats)
     return _concat_trees(ints_list, floats_list)
@@ -697,9 +758,14 @@ def _as_tree(ints, floats):
 
 
 def _check_params(max_features, min_samples_split, max_depth):
-    if (type(max_features) is int and type(min_samples_split) is int
-            and type(max_depth) is int and max_features >= 1
-            and min_samples_split >= 1 and max_depth >= -1):
+    if (
+        type(max_features) is int
+        and type(min_samples_split) is int
+        and type(max_depth) is int
+        and max_features >= 1
+        and min_samples_split >= 1
+        and max_depth >= -1
+    ):
         return max_features, min_samples_split, max_depth
     for name, val, low in (
         ("max_features", max_features, 1),
@@ -720,20 +786,20 @@ def _check_seed(seed):
 def _check_seeds(seeds, n_trees):
     seeds = np.asarray(seeds)
     if seeds.shape != (n_trees,) or not np.issubdtype(seeds.dtype, np.integer):
-        raise ValueError(
-            f"seeds must be {n_trees} ints (one per tree), got {seeds!r}."
-        )
+        raise ValueError(f"seeds must be {n_trees} ints (one per tree), got {seeds!r}.")
     return seeds.astype(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 def _as_packed(ints, floats, offsets):
     # Rows of the kernel's C-ordered result arrays: contiguous views, no copy.
-    return PackedForest(ints[0], floats[0], ints[1], ints[2], floats[1], ints[3],
-                        offsets)
+    return PackedForest(
+        ints[0], floats[0], ints[1], ints[2], floats[1], ints[3], offsets
+    )
 
 
-def grow_tree(binned, y, sample_indices, *, max_features, min_samples_split,
-              max_depth, seed):
+def grow_tree(
+    binned, y, sample_indices, *, max_features, min_samples_split, max_depth, seed
+):
     """Grow one regression tree on a (bootstrap) multiset of binned rows.
 
     Parameters
@@ -767,8 +833,18 @@ def grow_tree(binned, y, sample_indices, *, max_features, min_samples_split,
     if sample_indices.ndim != 1 or sample_indices.size == 0:
         raise ValueError("sample_indices must be a non-empty 1-d array.")
     codesT = np.ascontiguousarray(binned.codes.T)  # no copy for Fortran codes
-    out = _grow(codesT, binned.n_bins, binned.bin_min, binned.bin_max, y,
-                sample_indices, mf, mss, md, sd)
+    out = _grow(
+        codesT,
+        binned.n_bins,
+        binned.bin_min,
+        binned.bin_max,
+        y,
+        sample_indices,
+        mf,
+        mss,
+        md,
+        sd,
+    )
     if out[0].shape[1] == 0:  # the kernel's bounds check (cheaper than min/max)
         raise ValueError("sample_indices out of range.")
     return _as_tree(*out)
@@ -800,8 +876,9 @@ def grow_tree_dense(X, y, *, max_features, min_samples_split, max_depth, seed):
     return _as_tree(*out)
 
 
-def grow_trees(binned, y, sample_indices, *, seeds, max_features,
-               min_samples_split, max_depth):
+def grow_trees(
+    binned, y, sample_indices, *, seeds, max_features, min_samples_split, max_depth
+):
     """Grow one tree per row of ``sample_indices``, in one compiled call.
 
     Same trees as :func:`grow_tree` on each row with the matching seed, without
@@ -836,13 +913,25 @@ def grow_trees(binned, y, sample_indices, *, seeds, max_features,
         raise ValueError("sample_indices out of range.")
     seeds = _check_seeds(seeds, sample_indices.shape[0])
     codesT = np.ascontiguousarray(binned.codes.T)  # no copy for Fortran codes
-    return _as_packed(*_grow_many(codesT, binned.n_bins, binned.bin_min,
-                                  binned.bin_max, y, sample_indices, seeds, mf,
-                                  mss, md))
+    return _as_packed(
+        *_grow_many(
+            codesT,
+            binned.n_bins,
+            binned.bin_min,
+            binned.bin_max,
+            y,
+            sample_indices,
+            seeds,
+            mf,
+            mss,
+            md,
+        )
+    )
 
 
-def grow_trees_on_series(series, n_lags, *, seeds, max_features,
-                         min_samples_split, max_depth):
+def grow_trees_on_series(
+    series, n_lags, *, seeds, max_features, min_samples_split, max_depth
+):
     """Grow one tree per series on all rows of its lag matrix, in one call.
 
     Tree ``t`` is the tree :func:`grow_tree_dense` grows on
@@ -876,8 +965,7 @@ def grow_trees_on_series(series, n_lags, *, seeds, max_features,
     if not np.isfinite(series).all():
         raise ValueError("series contains NaN or infinity.")
     seeds = _check_seeds(seeds, series.shape[0])
-    return _as_packed(*_grow_many_on_series(series, int(n_lags), seeds, mf, mss,
-                                            md))
+    return _as_packed(*_grow_many_on_series(series, int(n_lags), seeds, mf, mss, md))
 
 
 # --------------------------------------------------------------------------- predict
@@ -898,7 +986,9 @@ def pack_trees(trees):
     sizes = np.array([t.feature.shape[0] for t in trees], dtype=np.int64)
     offsets = np.zeros(len(trees) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    fields = [np.concatenate([getattr(t, name) for t in trees]) for name in Tree._fields]
+    fields = [
+        np.concatenate([getattr(t, name) for t in trees]) for name in Tree._fields
+    ]
     return PackedForest(*fields, offsets)
 
 
@@ -963,8 +1053,16 @@ def predict_trees(packed, X):
     """
     X = _check_X_predict(packed, X)
     out = np.empty((X.shape[0], packed.node_offsets.shape[0] - 1))
-    _predict_trees(packed.feature, packed.threshold, packed.left, packed.right,
-                   packed.value, packed.node_offsets, X, out)
+    _predict_trees(
+        packed.feature,
+        packed.threshold,
+        packed.left,
+        packed.right,
+        packed.value,
+        packed.node_offsets,
+        X,
+        out,
+    )
     return out
 
 
@@ -982,6 +1080,14 @@ def predict_mean(packed, X):
     """
     X = _check_X_predict(packed, X)
     out = np.zeros(X.shape[0])
-    _predict_mean(packed.feature, packed.threshold, packed.left, packed.right,
-                  packed.value, packed.node_offsets, X, out)
+    _predict_mean(
+        packed.feature,
+        packed.threshold,
+        packed.left,
+        packed.right,
+        packed.value,
+        packed.node_offsets,
+        X,
+        out,
+    )
     return out

@@ -28,8 +28,7 @@ __all__ = [
 def _check_n_lags(n_lags, name="n_lags"):
     if not isinstance(n_lags, Integral) or isinstance(n_lags, bool) or n_lags < 1:
         raise ValueError(
-            f"{name} must be an int >= 1 (the number of lag columns), got "
-            f"{n_lags!r}."
+            f"{name} must be an int >= 1 (the number of lag columns), got {n_lags!r}."
         )
     return int(n_lags)
 
@@ -140,9 +139,7 @@ def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_o
     if y is not None:
         y = np.asarray(y, dtype=np.float64).ravel()
         if y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"X has {X.shape[0]} rows but y has {y.shape[0]} values."
-            )
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values.")
     if X.shape[0] < 2:
         return None
     L = X[:, :k]

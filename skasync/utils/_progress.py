@@ -51,8 +51,11 @@ class Progress:
                 self._bar.set_postfix_str(message, refresh=False)
             self._bar.update(1)
         else:
-            print(f"[{self.desc}] {self.count}/{self.total} {message}".rstrip(),
-                  file=self.stream, flush=True)
+            print(
+                f"[{self.desc}] {self.count}/{self.total} {message}".rstrip(),
+                file=self.stream,
+                flush=True,
+            )
 
     def close(self):
         """Close the bar (no-op for plain lines)."""

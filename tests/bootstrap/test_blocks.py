@@ -50,7 +50,11 @@ def test_moving(n, L, by_end, frac, seed):
             block_bootstrap_indices(n, "moving", block_size=L, sample_fraction=frac)
         return
     idx = block_bootstrap_indices(
-        n, "moving", block_size=L, by_end=by_end, sample_fraction=frac,
+        n,
+        "moving",
+        block_size=L,
+        by_end=by_end,
+        sample_fraction=frac,
         random_state=seed,
     )
     k = m // L
@@ -61,7 +65,11 @@ def test_moving(n, L, by_end, frac, seed):
     assert blocks[:, 0].min() >= 0 and blocks[:, -1].max() <= n - 1
     # by_end mirrors the blocks: same seed, start s <-> n - L - s
     other = block_bootstrap_indices(
-        n, "moving", block_size=L, by_end=not by_end, sample_fraction=frac,
+        n,
+        "moving",
+        block_size=L,
+        by_end=not by_end,
+        sample_fraction=frac,
         random_state=seed,
     ).reshape(k, L)
     np.testing.assert_array_equal(blocks[:, 0], n - L - other[:, 0])
@@ -72,7 +80,11 @@ def test_moving(n, L, by_end, frac, seed):
 def test_circular(n, L, by_end, replace, seed):
     assume(_m(n, replace, None) >= L)
     idx = block_bootstrap_indices(
-        n, "circular", block_size=L, by_end=by_end, replace=replace,
+        n,
+        "circular",
+        block_size=L,
+        by_end=by_end,
+        replace=replace,
         random_state=seed,
     )
     k = _m(n, replace, None) // L
@@ -83,8 +95,9 @@ def test_circular(n, L, by_end, replace, seed):
 
 
 def test_circular_wraps_around():
-    idx = block_bootstrap_indices(30, "circular", block_size=10, random_state=0,
-                                  sample_fraction=30)
+    idx = block_bootstrap_indices(
+        30, "circular", block_size=10, random_state=0, sample_fraction=30
+    )
     blocks = idx.reshape(-1, 10)
     wrapped = np.any(np.diff(blocks, axis=1) < 0, axis=1)
     assert wrapped.any()
@@ -93,19 +106,29 @@ def test_circular_wraps_around():
 
 @SETTINGS
 @given(
-    n=n_st, L=L_st, by_end=st.booleans(), replace=st.booleans(), frac=frac_st,
+    n=n_st,
+    L=L_st,
+    by_end=st.booleans(),
+    replace=st.booleans(),
+    frac=frac_st,
     seed=seed_st,
 )
 def test_nonoverlapping(n, L, by_end, replace, frac, seed):
     m = _m(n, replace, frac)
     if m < L:
         with pytest.raises(ValueError):
-            block_bootstrap_indices(n, "nonoverlapping", block_size=L,
-                                    replace=replace, sample_fraction=frac)
+            block_bootstrap_indices(
+                n, "nonoverlapping", block_size=L, replace=replace, sample_fraction=frac
+            )
         return
     idx = block_bootstrap_indices(
-        n, "nonoverlapping", block_size=L, by_end=by_end, replace=replace,
-        sample_fraction=frac, random_state=seed,
+        n,
+        "nonoverlapping",
+        block_size=L,
+        by_end=by_end,
+        replace=replace,
+        sample_fraction=frac,
+        random_state=seed,
     )
     k = m // L
     assert idx.shape == (k * L,)
@@ -126,7 +149,11 @@ def test_nonoverlapping(n, L, by_end, replace, frac, seed):
 @given(n=n_st, L=L_st, replace=st.booleans(), frac=frac_st, seed=seed_st)
 def test_stationary_exact_length(n, L, replace, frac, seed):
     idx = block_bootstrap_indices(
-        n, "stationary", block_size=L, replace=replace, sample_fraction=frac,
+        n,
+        "stationary",
+        block_size=L,
+        replace=replace,
+        sample_fraction=frac,
         random_state=seed,
     )
     assert idx.shape == (_m(n, replace, frac),)
@@ -134,13 +161,15 @@ def test_stationary_exact_length(n, L, replace, frac, seed):
 
 
 @SETTINGS
-@given(
-    n=n_st, L=L_st, period=st.integers(1, 24), replace=st.booleans(), seed=seed_st
-)
+@given(n=n_st, L=L_st, period=st.integers(1, 24), replace=st.booleans(), seed=seed_st)
 def test_seasonal(n, L, period, replace, seed):
     assume(_m(n, replace, None) >= L)
     idx = block_bootstrap_indices(
-        n, "seasonal", block_size=L, period=period, replace=replace,
+        n,
+        "seasonal",
+        block_size=L,
+        period=period,
+        replace=replace,
         random_state=seed,
     )
     k = _m(n, replace, None) // L
@@ -168,8 +197,9 @@ def test_stationary_run_lengths(L):
     # Zero-length draws leave no trace, so the observed (non-empty) runs are
     # geometric on {1, 2, ...} with mean L (memorylessness: 1 + Geom0).
     n = 20_000
-    idx = block_bootstrap_indices(n, "stationary", block_size=L,
-                                  sample_fraction=3.0, random_state=1)
+    idx = block_bootstrap_indices(
+        n, "stationary", block_size=L, sample_fraction=3.0, random_state=1
+    )
     assert idx.shape == (3 * n,)
     n_runs = 1 + np.count_nonzero(np.diff(idx) % n != 1)
     assert abs(idx.shape[0] / n_runs - L) < 0.05 * L
@@ -191,15 +221,15 @@ def test_coverage(method, kwargs, expected):
     seen = np.zeros(n, dtype=bool)
     rng = np.random.default_rng(0)
     for _ in range(300):
-        seen[block_bootstrap_indices(n, method, block_size=L, random_state=rng,
-                                     **kwargs)] = True
+        seen[
+            block_bootstrap_indices(n, method, block_size=L, random_state=rng, **kwargs)
+        ] = True
     if expected is None:
         assert seen.all()
     elif expected == "end":
         np.testing.assert_array_equal(np.flatnonzero(~seen), np.arange(n % L))
     else:
-        np.testing.assert_array_equal(np.flatnonzero(~seen),
-                                      np.arange(n - n % L, n))
+        np.testing.assert_array_equal(np.flatnonzero(~seen), np.arange(n - n % L, n))
 
 
 @pytest.mark.parametrize("method", BLOCK_METHODS)
@@ -212,10 +242,12 @@ def test_determinism(method):
     )
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
-    g1 = block_bootstrap_indices(200, method, random_state=np.random.default_rng(3),
-                                 **kw)
-    g2 = block_bootstrap_indices(200, method, random_state=np.random.default_rng(3),
-                                 **kw)
+    g1 = block_bootstrap_indices(
+        200, method, random_state=np.random.default_rng(3), **kw
+    )
+    g2 = block_bootstrap_indices(
+        200, method, random_state=np.random.default_rng(3), **kw
+    )
     np.testing.assert_array_equal(g1, g2)
     d = block_bootstrap_indices(200, method, random_state=43, **kw)
     assert not np.array_equal(a, d)
@@ -249,8 +281,9 @@ def test_reference_sizes():
         assert block_bootstrap_indices(395, method, random_state=0).shape == (390,)
     assert block_bootstrap_indices(395, "stationary", random_state=0).shape == (395,)
     assert block_bootstrap_indices(395, "iid", random_state=0).shape == (395,)
-    assert block_bootstrap_indices(395, "iid", replace=False,
-                                   random_state=0).shape == (249,)
+    assert block_bootstrap_indices(395, "iid", replace=False, random_state=0).shape == (
+        249,
+    )
     assert block_bootstrap_indices(395, None, random_state=0).shape == (395,)
 
 
@@ -288,7 +321,11 @@ def test_block_bootstrap_splitter():
     assert len({tuple(s[0]) for s in splits}) == 4
     # usable as cv= in scikit-learn
     y = X[:, 0] * 2.0 + 1.0
-    scores = cross_val_score(LinearRegression(), X, y,
-                             cv=BlockBootstrap(3, method="circular", random_state=0))
+    scores = cross_val_score(
+        LinearRegression(),
+        X,
+        y,
+        cv=BlockBootstrap(3, method="circular", random_state=0),
+    )
     assert scores.shape == (3,)
     assert "BlockBootstrap" in repr(cv)

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, KFold, TimeSeriesSplit, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    TimeSeriesSplit,
+    cross_val_score,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -22,7 +27,9 @@ from skasync.ensemble import ForecastResult
 from skasync.ensemble._tree_engine import Tree, predict_trees
 from skasync.preprocessing import LagFeatures, make_lag_matrix
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "rangerts"
+REFERENCE = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "rangerts"
+)
 BLOCKS = ("iid", "moving", "stationary", "circular", "nonoverlapping")
 
 
@@ -76,8 +83,14 @@ def test_sieve_coef_truncated_to_lag_columns():
 def test_tree_sample_sizes_follow_rangerts(ar1):
     _, X, target = ar1
     X, target = X[:395], target[:395]
-    expected = {"ar-sieve": 395, "iid": 395, "moving": 390, "stationary": 395,
-                "circular": 390, "nonoverlapping": 390}
+    expected = {
+        "ar-sieve": 395,
+        "iid": 395,
+        "moving": 390,
+        "stationary": 395,
+        "circular": 390,
+        "nonoverlapping": 390,
+    }
     for bootstrap, n_root in expected.items():
         forest = ARSieveForestRegressor(
             n_estimators=4, bootstrap=bootstrap, random_state=0
@@ -127,9 +140,12 @@ def test_dask_backend(ar1):
     _, X, target = ar1
     params = dict(n_estimators=110, random_state=7)  # three chunks
     expected = ARSieveForestRegressor(**params).fit(X, target).predict(X)
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         with joblib.parallel_config(backend="dask"):
             for bootstrap in ("ar-sieve", "moving"):
                 forest = ARSieveForestRegressor(
@@ -141,8 +157,9 @@ def test_dask_backend(ar1):
 
 def test_clone_and_pickle_round_trip(ar1):
     _, X, target = ar1
-    forest = ARSieveForestRegressor(n_estimators=5, bootstrap="circular",
-                                    block_size=7, random_state=0).fit(X, target)
+    forest = ARSieveForestRegressor(
+        n_estimators=5, bootstrap="circular", block_size=7, random_state=0
+    ).fit(X, target)
     fresh = clone(forest)
     assert fresh.get_params() == forest.get_params()
     assert not hasattr(fresh, "estimators_")
@@ -173,13 +190,17 @@ def test_pipeline_gridsearch_time_series_split():
     )
     grid = GridSearchCV(
         pipe,
-        {"lagfeatures__n_lags": [2, 4], "arsieveforestregressor__max_features": [1, None]},
+        {
+            "lagfeatures__n_lags": [2, 4],
+            "arsieveforestregressor__max_features": [1, None],
+        },
         cv=TimeSeriesSplit(n_splits=3, gap=6),
         scoring="neg_mean_squared_error",
     ).fit(X, target)
-    assert grid.best_estimator_[-1].n_features_in_ == grid.best_params_[
-        "lagfeatures__n_lags"
-    ]
+    assert (
+        grid.best_estimator_[-1].n_features_in_
+        == grid.best_params_["lagfeatures__n_lags"]
+    )
     block = GridSearchCV(
         ARSieveForestRegressor(n_estimators=10, bootstrap="moving", random_state=0),
         {"block_size": [5, 20]},
@@ -192,11 +213,21 @@ def test_shuffled_cv_raises_and_can_be_disabled(ar1):
     _, X, target = ar1
     forest = ARSieveForestRegressor(n_estimators=3, random_state=0)
     with pytest.raises(ValueError, match="TimeSeriesSplit"):
-        cross_val_score(forest, X, target, cv=KFold(3, shuffle=True, random_state=0),
-                        error_score="raise")
+        cross_val_score(
+            forest,
+            X,
+            target,
+            cv=KFold(3, shuffle=True, random_state=0),
+            error_score="raise",
+        )
     unchecked = clone(forest).set_params(check_input_order=False)
-    cross_val_score(unchecked, X, target, cv=KFold(3, shuffle=True, random_state=0),
-                    error_score="raise")
+    cross_val_score(
+        unchecked,
+        X,
+        target,
+        cv=KFold(3, shuffle=True, random_state=0),
+        error_score="raise",
+    )
 
 
 # ----------------------------------------------------------------- bad input
@@ -259,12 +290,14 @@ def test_oob_score_block_bootstraps(ar1):
         assert forest.oob_prediction_.shape == target.shape
         assert 0.0 < forest.oob_score_ < 0.6
     # nonoverlapping by_end: the first n mod L rows are never in-bag
-    nonov = ARSieveForestRegressor(n_estimators=5, bootstrap="nonoverlapping",
-                                   oob_score=True, random_state=0)
+    nonov = ARSieveForestRegressor(
+        n_estimators=5, bootstrap="nonoverlapping", oob_score=True, random_state=0
+    )
     nonov.fit(X[:395], target[:395])
     assert np.all(np.isfinite(nonov.oob_prediction_[:5]))
-    assert not hasattr(ARSieveForestRegressor(n_estimators=2).fit(X, target),
-                       "oob_score_")
+    assert not hasattr(
+        ARSieveForestRegressor(n_estimators=2).fit(X, target), "oob_score_"
+    )
 
 
 # ----------------------------------------------------------------- forecast
@@ -280,15 +313,20 @@ def test_forecast_shapes_and_intervals(ar1):
     res = forest.forecast(y, horizon=6, quantiles=(0.05, 0.5, 0.95), n_paths=400)
     assert res.quantiles.shape == (6, 3) and res.levels == (0.05, 0.5, 0.95)
     assert np.all(np.diff(res.quantiles, axis=1) > 0)
-    assert np.all(res.quantiles[:, 0] < res.mean) and np.all(res.mean < res.quantiles[:, 2])
+    assert np.all(res.quantiles[:, 0] < res.mean) and np.all(
+        res.mean < res.quantiles[:, 2]
+    )
     width = res.quantiles[:, 2] - res.quantiles[:, 0]
     sigma = np.sqrt(np.mean(forest.ar_resid_**2))
     assert 2.5 * sigma < width[0] < 5 * sigma  # about 2 * 1.645 sigma
     assert width[-1] > width[0]  # uncertainty grows with the horizon
     again = forest.forecast(y, horizon=6, quantiles=(0.05, 0.5, 0.95), n_paths=400)
     np.testing.assert_array_equal(res.quantiles, again.quantiles)
-    for bad in (dict(horizon=0), dict(horizon=2, quantiles=(0.0, 0.9)),
-                dict(horizon=2, quantiles=1.5)):
+    for bad in (
+        dict(horizon=0),
+        dict(horizon=2, quantiles=(0.0, 0.9)),
+        dict(horizon=2, quantiles=1.5),
+    ):
         with pytest.raises(ValueError, match="horizon|quantiles"):
             forest.forecast(y, **bad)
     with pytest.raises(ValueError, match="history has 3 values"):
@@ -322,8 +360,11 @@ def _reference_rows():
 
 def test_accuracy_against_rangerts_reference():
     rows = _reference_rows()
-    r_mse = {(r["seed"], r["method"]): float(r["test_mse"])
-             for r in rows if r["dgp"] == "ar1_06" and r["n"] == "500"}
+    r_mse = {
+        (r["seed"], r["method"]): float(r["test_mse"])
+        for r in rows
+        if r["dgp"] == "ar1_06" and r["n"] == "500"
+    }
     ours = {"ar-sieve": [], "moving": []}
     r_arsb, r_blocks = [], []
     for seed in range(1, 6):
@@ -335,10 +376,14 @@ def test_accuracy_against_rangerts_reference():
         train, test = slice(0, 395), slice(395, 495)
         for bootstrap in ours:
             forest = ARSieveForestRegressor(
-                n_estimators=500, bootstrap=bootstrap, max_features=2,
+                n_estimators=500,
+                bootstrap=bootstrap,
+                max_features=2,
                 random_state=seed,
             ).fit(X[train], target[train])
-            ours[bootstrap].append(np.mean((forest.predict(X[test]) - target[test]) ** 2))
+            ours[bootstrap].append(
+                np.mean((forest.predict(X[test]) - target[test]) ** 2)
+            )
         r_arsb.append(r_mse[(str(seed), "arsb")])
         r_blocks.append(np.mean([r_mse[(str(seed), m)] for m in BLOCKS]))
     ours_arsb, r_arsb = np.array(ours["ar-sieve"]), np.array(r_arsb)

@@ -96,23 +96,37 @@ def test_bin_features_rejects_bad_input():
 
 # --------------------------------------------------------------------------- vs sklearn
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("max_depth, min_samples_split", [(-1, 2), (-1, 6), (4, 6), (7, 13)])
+@pytest.mark.parametrize(
+    "max_depth, min_samples_split", [(-1, 2), (-1, 6), (4, 6), (7, 13)]
+)
 def test_single_feature_equals_sklearn(seed, max_depth, min_samples_split):
     # One feature: no cross-feature ties, so the trees must be identical and
     # predictions agree everywhere, including on new points between thresholds.
     X, y = _data(seed, 300, 1)
     idx = np.random.default_rng(seed + 10).integers(0, 300, 300)
-    tree = grow_tree(bin_features(X), y, idx, max_features=1,
-                     min_samples_split=min_samples_split, max_depth=max_depth, seed=seed)
-    sk = DecisionTreeRegressor(min_samples_split=min_samples_split,
-                               max_depth=None if max_depth < 0 else max_depth,
-                               random_state=0).fit(X[idx], y[idx])
+    tree = grow_tree(
+        bin_features(X),
+        y,
+        idx,
+        max_features=1,
+        min_samples_split=min_samples_split,
+        max_depth=max_depth,
+        seed=seed,
+    )
+    sk = DecisionTreeRegressor(
+        min_samples_split=min_samples_split,
+        max_depth=None if max_depth < 0 else max_depth,
+        random_state=0,
+    ).fit(X[idx], y[idx])
     assert tree.feature.size == sk.tree_.node_count
     X_new = _f32(np.random.default_rng(seed + 20).normal(size=(2000, 1)) * 1.5)
     packed = pack_trees([tree])
-    np.testing.assert_allclose(predict_mean(packed, X_new), sk.predict(X_new),
-                               rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(predict_mean(packed, X), sk.predict(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        predict_mean(packed, X_new), sk.predict(X_new), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        predict_mean(packed, X), sk.predict(X), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -128,23 +142,42 @@ def test_all_features_equals_sklearn(seed, max_depth, min_samples_split, dense):
     X, y = _data(seed, n, p)
     if dense:
         idx = np.arange(n)
-        tree = grow_tree_dense(X, y, max_features=p, min_samples_split=min_samples_split,
-                               max_depth=max_depth, seed=seed)
+        tree = grow_tree_dense(
+            X,
+            y,
+            max_features=p,
+            min_samples_split=min_samples_split,
+            max_depth=max_depth,
+            seed=seed,
+        )
     else:
         idx = np.random.default_rng(seed + 1).integers(0, n, n)
-        tree = grow_tree(bin_features(X), y, idx, max_features=p,
-                         min_samples_split=min_samples_split, max_depth=max_depth, seed=seed)
-    sk = DecisionTreeRegressor(min_samples_split=min_samples_split,
-                               max_depth=None if max_depth < 0 else max_depth,
-                               random_state=0).fit(X[idx], y[idx])
+        tree = grow_tree(
+            bin_features(X),
+            y,
+            idx,
+            max_features=p,
+            min_samples_split=min_samples_split,
+            max_depth=max_depth,
+            seed=seed,
+        )
+    sk = DecisionTreeRegressor(
+        min_samples_split=min_samples_split,
+        max_depth=None if max_depth < 0 else max_depth,
+        random_state=0,
+    ).fit(X[idx], y[idx])
     assert tree.feature.size == sk.tree_.node_count
     packed = pack_trees([tree])
-    np.testing.assert_allclose(predict_mean(packed, X[idx]), sk.predict(X[idx]),
-                               rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(_leaf_partition(lambda Z: _apply(tree, Z), X[idx]),
-                                  _leaf_partition(sk.apply, X[idx]))
-    np.testing.assert_array_equal(np.sort(tree.n_node_samples),
-                                  np.sort(sk.tree_.n_node_samples))
+    np.testing.assert_allclose(
+        predict_mean(packed, X[idx]), sk.predict(X[idx]), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_array_equal(
+        _leaf_partition(lambda Z: _apply(tree, Z), X[idx]),
+        _leaf_partition(sk.apply, X[idx]),
+    )
+    np.testing.assert_array_equal(
+        np.sort(tree.n_node_samples), np.sort(sk.tree_.n_node_samples)
+    )
 
 
 def test_duplicates_behave_like_repeated_rows():
@@ -152,18 +185,34 @@ def test_duplicates_behave_like_repeated_rows():
     rng = np.random.default_rng(0)
     idx = np.repeat(np.arange(120), rng.integers(0, 4, 120))  # 0..3 copies each
     rng.shuffle(idx)
-    tree = grow_tree(bin_features(X), y, idx, max_features=1, min_samples_split=6,
-                     max_depth=-1, seed=3)
+    tree = grow_tree(
+        bin_features(X),
+        y,
+        idx,
+        max_features=1,
+        min_samples_split=6,
+        max_depth=-1,
+        seed=3,
+    )
     sk = DecisionTreeRegressor(min_samples_split=6, random_state=0).fit(X[idx], y[idx])
     assert tree.n_node_samples[0] == idx.size
     X_new = _f32(rng.normal(size=(1000, 1)))
-    np.testing.assert_allclose(predict_mean(pack_trees([tree]), X_new), sk.predict(X_new),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        predict_mean(pack_trees([tree]), X_new),
+        sk.predict(X_new),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     # Same as growing on the physically repeated rows.
-    tree_rep = grow_tree_dense(X[idx], y[idx], max_features=1, min_samples_split=6,
-                               max_depth=-1, seed=3)
-    np.testing.assert_allclose(predict_mean(pack_trees([tree_rep]), X_new),
-                               sk.predict(X_new), rtol=1e-12, atol=1e-12)
+    tree_rep = grow_tree_dense(
+        X[idx], y[idx], max_features=1, min_samples_split=6, max_depth=-1, seed=3
+    )
+    np.testing.assert_allclose(
+        predict_mean(pack_trees([tree_rep]), X_new),
+        sk.predict(X_new),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_lag_matrix_fast_path_matches_generic_binning():
@@ -171,7 +220,7 @@ def test_lag_matrix_fast_path_matches_generic_binning():
     # must equal the one grown from column-wise exact bins.
     rng = np.random.default_rng(0)
     s = _f32(np.cumsum(rng.normal(size=210)) * 0.1)
-    X = np.column_stack([s[5 - k: 205 - k] for k in range(1, 6)])
+    X = np.column_stack([s[5 - k : 205 - k] for k in range(1, 6)])
     y = s[5:205]
     for XX in (X, X[:, ::-1].copy(), np.round(X, 1)):
         kw = dict(max_features=2, min_samples_split=6, max_depth=-1, seed=11)
@@ -192,7 +241,9 @@ def test_determinism_and_seed_dependence():
     t3 = grow_tree(b, y, idx, seed=43, **kw)
     for name in Tree._fields:
         np.testing.assert_array_equal(getattr(t1, name), getattr(t2, name))
-    assert not (t1.feature.size == t3.feature.size and np.array_equal(t1.feature, t3.feature))
+    assert not (
+        t1.feature.size == t3.feature.size and np.array_equal(t1.feature, t3.feature)
+    )
     d1 = grow_tree_dense(X, y, seed=7, **kw)
     d2 = grow_tree_dense(X, y, seed=7, **kw)
     np.testing.assert_array_equal(d1.threshold, d2.threshold)
@@ -205,8 +256,18 @@ def test_candidate_features_are_uniform():
     y = rng.normal(size=60)
     b = bin_features(X)
     counts = np.bincount(
-        [grow_tree(b, y, np.arange(60), max_features=1, min_samples_split=2,
-                   max_depth=1, seed=s).feature[0] for s in range(2000)],
+        [
+            grow_tree(
+                b,
+                y,
+                np.arange(60),
+                max_features=1,
+                min_samples_split=2,
+                max_depth=1,
+                seed=s,
+            ).feature[0]
+            for s in range(2000)
+        ],
         minlength=4,
     )
     assert counts.min() > 400 and counts.max() < 600
@@ -216,14 +277,22 @@ def test_candidate_features_are_uniform():
 def test_structure_and_stopping_rules(min_samples_split):
     X, y = _data(3, 500, 3)
     idx = np.random.default_rng(1).integers(0, 500, 500)
-    tree = grow_tree(bin_features(X), y, idx, max_features=2,
-                     min_samples_split=min_samples_split, max_depth=-1, seed=0)
+    tree = grow_tree(
+        bin_features(X),
+        y,
+        idx,
+        max_features=2,
+        min_samples_split=min_samples_split,
+        max_depth=-1,
+        seed=0,
+    )
     internal = tree.feature >= 0
     leaf = ~internal
     # Split nodes have >= min_samples_split samples, children sum to parents.
     assert np.all(tree.n_node_samples[internal] >= min_samples_split)
     np.testing.assert_array_equal(
-        tree.n_node_samples[tree.left[internal]] + tree.n_node_samples[tree.right[internal]],
+        tree.n_node_samples[tree.left[internal]]
+        + tree.n_node_samples[tree.right[internal]],
         tree.n_node_samples[internal],
     )
     assert np.all(tree.n_node_samples >= 1)
@@ -231,22 +300,36 @@ def test_structure_and_stopping_rules(min_samples_split):
     # Leaf values are the means of y over their (multiset) samples.
     leaves = _apply(tree, X[idx])
     for node in np.unique(leaves)[:50]:
-        np.testing.assert_allclose(tree.value[node], y[idx][leaves == node].mean(), rtol=1e-12)
+        np.testing.assert_allclose(
+            tree.value[node], y[idx][leaves == node].mean(), rtol=1e-12
+        )
         assert tree.n_node_samples[node] == np.sum(leaves == node)
-    depth_tree = grow_tree(bin_features(X), y, idx, max_features=2, min_samples_split=2,
-                           max_depth=3, seed=0)
+    depth_tree = grow_tree(
+        bin_features(X),
+        y,
+        idx,
+        max_features=2,
+        min_samples_split=2,
+        max_depth=3,
+        seed=0,
+    )
     assert depth_tree.feature.size <= 15
 
 
 def test_constant_target_and_constant_features_give_a_leaf():
     X, y = _data(0, 50, 2)
-    t = grow_tree_dense(X, np.full(50, 2.5), max_features=2, min_samples_split=2,
-                        max_depth=-1, seed=0)
+    t = grow_tree_dense(
+        X, np.full(50, 2.5), max_features=2, min_samples_split=2, max_depth=-1, seed=0
+    )
     assert t.feature.size == 1 and t.value[0] == 2.5
     # Candidates all constant in the node: a leaf, no redraw (ranger).
     Xc = np.column_stack([np.ones(50), X[:, 0]])
-    leafs = [grow_tree_dense(Xc, y, max_features=1, min_samples_split=2, max_depth=-1,
-                             seed=s).feature.size for s in range(40)]
+    leafs = [
+        grow_tree_dense(
+            Xc, y, max_features=1, min_samples_split=2, max_depth=-1, seed=s
+        ).feature.size
+        for s in range(40)
+    ]
     assert min(leafs) == 1 and max(leafs) > 1
 
 
@@ -261,12 +344,23 @@ def test_quantile_bins_close_to_sklearn():
     def bagged_mse(max_bins):
         b = bin_features(X, max_bins=max_bins)
         assert max_bins is None or b.n_bins.max() <= max_bins
-        trees = [grow_tree(b, y, i, max_features=3, min_samples_split=6, max_depth=-1,
-                           seed=s) for s, i in enumerate(idxs)]
+        trees = [
+            grow_tree(
+                b, y, i, max_features=3, min_samples_split=6, max_depth=-1, seed=s
+            )
+            for s, i in enumerate(idxs)
+        ]
         return np.mean((predict_mean(pack_trees(trees), X_test) - y_test) ** 2)
 
-    sk_pred = np.mean([DecisionTreeRegressor(min_samples_split=6, random_state=0)
-                       .fit(X[i], y[i]).predict(X_test) for i in idxs], axis=0)
+    sk_pred = np.mean(
+        [
+            DecisionTreeRegressor(min_samples_split=6, random_state=0)
+            .fit(X[i], y[i])
+            .predict(X_test)
+            for i in idxs
+        ],
+        axis=0,
+    )
     sk_mse = np.mean((sk_pred - y_test) ** 2)
     # Exact bins: the same bagged trees as sklearn up to cross-feature ties.
     assert abs(bagged_mse(None) - sk_mse) < 0.05 * sk_mse
@@ -278,8 +372,18 @@ def test_pack_predict_and_pickle():
     X, y = _data(2, 300, 4)
     b = bin_features(X)
     rng = np.random.default_rng(0)
-    trees = [grow_tree(b, y, rng.integers(0, 300, 300), max_features=2,
-                       min_samples_split=6, max_depth=-1, seed=s) for s in range(7)]
+    trees = [
+        grow_tree(
+            b,
+            y,
+            rng.integers(0, 300, 300),
+            max_features=2,
+            min_samples_split=6,
+            max_depth=-1,
+            seed=s,
+        )
+        for s in range(7)
+    ]
     packed = pack_trees(trees)
     assert isinstance(packed, PackedForest)
     X_new = rng.normal(size=(50, 4))
@@ -287,7 +391,9 @@ def test_pack_predict_and_pickle():
     assert per_tree.shape == (50, 7)
     for t, tree in enumerate(trees):
         np.testing.assert_array_equal(per_tree[:, t], tree.value[_apply(tree, X_new)])
-    np.testing.assert_allclose(per_tree.mean(axis=1), predict_mean(packed, X_new), rtol=1e-13)
+    np.testing.assert_allclose(
+        per_tree.mean(axis=1), predict_mean(packed, X_new), rtol=1e-13
+    )
     clone = pickle.loads(pickle.dumps(packed))
     np.testing.assert_array_equal(predict_trees(clone, X_new), per_tree)
     assert all(isinstance(a, np.ndarray) for a in clone)
@@ -299,16 +405,45 @@ def test_parameter_validation():
     X, y = _data(0, 20, 2)
     b = bin_features(X)
     with pytest.raises(ValueError):
-        grow_tree(b, y, np.arange(20), max_features=0, min_samples_split=2, max_depth=-1, seed=0)
+        grow_tree(
+            b,
+            y,
+            np.arange(20),
+            max_features=0,
+            min_samples_split=2,
+            max_depth=-1,
+            seed=0,
+        )
     with pytest.raises(ValueError):
-        grow_tree(b, y, np.array([0, 20]), max_features=1, min_samples_split=2,
-                  max_depth=-1, seed=0)
+        grow_tree(
+            b,
+            y,
+            np.array([0, 20]),
+            max_features=1,
+            min_samples_split=2,
+            max_depth=-1,
+            seed=0,
+        )
     with pytest.raises(ValueError):
-        grow_tree(b, y[:5], np.arange(5), max_features=1, min_samples_split=2,
-                  max_depth=-1, seed=0)
+        grow_tree(
+            b,
+            y[:5],
+            np.arange(5),
+            max_features=1,
+            min_samples_split=2,
+            max_depth=-1,
+            seed=0,
+        )
     # max_features above p is capped, any int seed works.
-    grow_tree(b, y, np.arange(20), max_features=9, min_samples_split=2, max_depth=-1,
-              seed=-(2**70))
+    grow_tree(
+        b,
+        y,
+        np.arange(20),
+        max_features=9,
+        min_samples_split=2,
+        max_depth=-1,
+        seed=-(2**70),
+    )
 
 
 def test_dense_rejects_non_finite_and_threads_agree():
@@ -316,7 +451,9 @@ def test_dense_rejects_non_finite_and_threads_agree():
     Xn = X.copy()
     Xn[5, 1] = np.nan
     with pytest.raises(ValueError):
-        grow_tree_dense(Xn, y, max_features=1, min_samples_split=2, max_depth=-1, seed=0)
+        grow_tree_dense(
+            Xn, y, max_features=1, min_samples_split=2, max_depth=-1, seed=0
+        )
     # The kernels release the GIL: trees grown in threads equal serial ones.
     from concurrent.futures import ThreadPoolExecutor
 
@@ -324,7 +461,9 @@ def test_dense_rejects_non_finite_and_threads_agree():
     idx = np.random.default_rng(0).integers(0, 200, 200).astype(np.int32)
 
     def grow(s):
-        return grow_tree(b, y, idx, max_features=2, min_samples_split=6, max_depth=-1, seed=s)
+        return grow_tree(
+            b, y, idx, max_features=2, min_samples_split=6, max_depth=-1, seed=s
+        )
 
     with ThreadPoolExecutor(2) as ex:
         threaded = list(ex.map(grow, range(8)))
@@ -345,8 +484,9 @@ def _assert_packed_equals(packed, trees):
 def test_grow_trees_equals_one_tree_per_row():
     X, y = _data(8, 200, 3)
     rng = np.random.default_rng(1)
-    idx = np.stack([rng.integers(0, 200, 200), rng.permutation(200),
-                    np.repeat(np.arange(50), 4)])
+    idx = np.stack(
+        [rng.integers(0, 200, 200), rng.permutation(200), np.repeat(np.arange(50), 4)]
+    )
     kw = dict(max_features=2, min_samples_split=6, max_depth=-1)
     b = bin_features(X)
     packed = grow_trees(b, y, idx, seeds=[3, 4, 5], **kw)
@@ -371,8 +511,9 @@ def test_grow_trees_on_series_equals_dense_lag_matrix(n_lags):
     trees = []
     for k in range(3):
         # lag matrix: column j = lag j + 1, target = the value itself
-        X = np.stack([series[k, n_lags - 1 - j : 150 - 1 - j] for j in range(n_lags)],
-                     axis=1)
+        X = np.stack(
+            [series[k, n_lags - 1 - j : 150 - 1 - j] for j in range(n_lags)], axis=1
+        )
         trees.append(grow_tree_dense(X, series[k, n_lags:], seed=k, **kw))
     _assert_packed_equals(packed, trees)
     bad = series.copy()
@@ -398,7 +539,8 @@ def test_radix_argsort_is_a_stable_sort():
         # stable: equal values keep their input order (-0.0 == 0.0 may swap)
         pos = np.empty(v.size, dtype=np.int64)
         pos[order] = np.arange(v.size)
-        same = (v[:, None] == v[None, :]) & (np.signbit(v)[:, None]
-                                             == np.signbit(v)[None, :])
+        same = (v[:, None] == v[None, :]) & (
+            np.signbit(v)[:, None] == np.signbit(v)[None, :]
+        )
         i, j = np.nonzero(same & (np.arange(v.size)[:, None] < np.arange(v.size)))
         assert np.all(pos[i] < pos[j])

@@ -26,14 +26,23 @@ from skasync.neural_network._block_local_engine import (
     normalise_features,
 )
 
-SMALL = dict(hidden_layer_sizes=(16, 16), n_blocks=2, max_iter=40,
-             learning_rate_init=0.01, random_state=0, device="cpu",
-             torch_num_threads=1)
+SMALL = dict(
+    hidden_layer_sizes=(16, 16),
+    n_blocks=2,
+    max_iter=40,
+    learning_rate_init=0.01,
+    random_state=0,
+    device="cpu",
+    torch_num_threads=1,
+)
 
 
 def _skasync_threads():
-    return [t.name for t in threading.enumerate()
-            if t.name.startswith("skasync-") and t.is_alive()]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("skasync-") and t.is_alive()
+    ]
 
 
 def _expected_failures(estimator):
@@ -41,8 +50,10 @@ def _expected_failures(estimator):
 
 
 @parametrize_with_checks(
-    [BlockLocalClassifier(**SMALL),
-     BlockLocalClassifier(**{**SMALL, "parallel": "threads", "n_microbatches": 2})],
+    [
+        BlockLocalClassifier(**SMALL),
+        BlockLocalClassifier(**{**SMALL, "parallel": "threads", "n_microbatches": 2}),
+    ],
     expected_failed_checks=_expected_failures,
 )
 def test_sklearn_compatible(estimator, check):
@@ -69,8 +80,12 @@ def _cnn_layers():
     nn = torch.nn
     return nn.Sequential(
         nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()),
-        nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                      nn.MaxPool2d(2)),
+        nn.Sequential(
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ),
         nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU()),
         nn.Sequential(nn.Flatten(), nn.Linear(32 * 16, 10)),
     )
@@ -81,21 +96,33 @@ def _weights(clf):
 
 
 # ------------------------------------------------------------------ accuracy
-@pytest.mark.parametrize("params", [
-    dict(mode="bll"),
-    dict(mode="backprop"),
-    dict(mode="local_aux"),
-    dict(mode="bll", parallel="threads", n_microbatches=2),
-    dict(mode="bll", local_loss="gaussian"),
-    dict(mode="bll", local_loss="bernoulli"),
-    dict(mode="bll", feedback="mlp"),
-    dict(mode="bll", feedback="fixed_random"),
-], ids=lambda p: "-".join(f"{v}" for v in p.values()))
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(mode="bll"),
+        dict(mode="backprop"),
+        dict(mode="local_aux"),
+        dict(mode="bll", parallel="threads", n_microbatches=2),
+        dict(mode="bll", local_loss="gaussian"),
+        dict(mode="bll", local_loss="bernoulli"),
+        dict(mode="bll", feedback="mlp"),
+        dict(mode="bll", feedback="fixed_random"),
+    ],
+    ids=lambda p: "-".join(f"{v}" for v in p.values()),
+)
 def test_accuracy_floor_digits_mlp(digits, params):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(64, 64, 64), n_blocks=4, max_iter=10,
-                               batch_size=64, learning_rate_init=3e-3, random_state=0,
-                               device="cpu", torch_num_threads=1, **params)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(64, 64, 64),
+        n_blocks=4,
+        max_iter=10,
+        batch_size=64,
+        learning_rate_init=3e-3,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        **params,
+    )
     clf.fit(X_train, y_train)
     assert clf.score(X_test, y_test) >= 0.90
 
@@ -105,10 +132,18 @@ def test_accuracy_floor_digits_cnn(digits, mode):
     X_train, X_test, y_train, y_test = digits
     module = _cnn()
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    clf = BlockLocalClassifier(module=module, input_shape=(1, 8, 8), n_blocks=4,
-                               max_iter=8, batch_size=32, learning_rate_init=3e-3,
-                               mode=mode, random_state=0, device="cpu",
-                               torch_num_threads=1).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        module=module,
+        input_shape=(1, 8, 8),
+        n_blocks=4,
+        max_iter=8,
+        batch_size=32,
+        learning_rate_init=3e-3,
+        mode=mode,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
     assert clf.score(X_test, y_test) >= 0.90
     # The parameter is deep-copied, never trained in place.
     for key, value in module.state_dict().items():
@@ -119,8 +154,14 @@ def test_accuracy_floor_digits_cnn(digits, mode):
 # ------------------------------------------------------------- equivalences
 def test_one_block_bll_is_backprop(digits):
     X_train, X_test, y_train, _ = digits
-    kw = dict(hidden_layer_sizes=(32, 32), max_iter=3, random_state=3, device="cpu",
-              torch_num_threads=1, tol=0)
+    kw = dict(
+        hidden_layer_sizes=(32, 32),
+        max_iter=3,
+        random_state=3,
+        device="cpu",
+        torch_num_threads=1,
+        tol=0,
+    )
     bll = BlockLocalClassifier(mode="bll", n_blocks=1, **kw).fit(X_train, y_train)
     bp = BlockLocalClassifier(mode="backprop", n_blocks=3, **kw).fit(X_train, y_train)
     for a, b in zip(_weights(bll), _weights(bp)):
@@ -132,8 +173,16 @@ def test_one_block_bll_is_backprop(digits):
 @pytest.mark.parametrize("n_microbatches", [1, 3])
 def test_threads_reproduce_sequential(digits, n_microbatches):
     X_train, _, y_train, _ = digits
-    kw = dict(hidden_layer_sizes=(32, 32, 32), n_blocks=4, max_iter=2, random_state=0,
-              device="cpu", torch_num_threads=1, n_microbatches=n_microbatches, tol=0)
+    kw = dict(
+        hidden_layer_sizes=(32, 32, 32),
+        n_blocks=4,
+        max_iter=2,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        n_microbatches=n_microbatches,
+        tol=0,
+    )
     seq = BlockLocalClassifier(parallel="none", **kw).fit(X_train, y_train)
     thr = BlockLocalClassifier(parallel="threads", **kw).fit(X_train, y_train)
     for a, b in zip(_weights(seq), _weights(thr)):
@@ -143,16 +192,31 @@ def test_threads_reproduce_sequential(digits, n_microbatches):
 
 def test_joint_backward_matches_per_block_and_keeps_more_activations(digits):
     X_train, _, y_train, _ = digits
-    kw = dict(hidden_layer_sizes=(256,) * 7, n_blocks=8, max_iter=1, batch_size=64,
-              random_state=0, device="cpu", torch_num_threads=1, tol=0)
-    per_block = BlockLocalClassifier(backward_schedule="per_block", **kw).fit(X_train, y_train)
+    kw = dict(
+        hidden_layer_sizes=(256,) * 7,
+        n_blocks=8,
+        max_iter=1,
+        batch_size=64,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        tol=0,
+    )
+    per_block = BlockLocalClassifier(backward_schedule="per_block", **kw).fit(
+        X_train, y_train
+    )
     joint = BlockLocalClassifier(backward_schedule="joint", **kw).fit(X_train, y_train)
     for a, b in zip(_weights(per_block), _weights(joint)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     backprop = BlockLocalClassifier(mode="backprop", **kw).fit(X_train, y_train)
-    peak = {name: est.timing_["peak_activation_bytes"]
-            for name, est in [("per_block", per_block), ("joint", joint),
-                              ("backprop", backprop)]}
+    peak = {
+        name: est.timing_["peak_activation_bytes"]
+        for name, est in [
+            ("per_block", per_block),
+            ("joint", joint),
+            ("backprop", backprop),
+        ]
+    }
     assert peak["per_block"] < peak["joint"]
     assert peak["per_block"] < 0.6 * peak["backprop"]
 
@@ -175,12 +239,20 @@ def _parameters_in_graph(tensor):
 @pytest.mark.parametrize("mode", ["bll", "local_aux"])
 def test_no_gradient_crosses_a_block_boundary(digits, mode):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32, 32), n_blocks=4, mode=mode,
-                               max_iter=1, random_state=0, device="cpu",
-                               torch_num_threads=1).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32, 32),
+        n_blocks=4,
+        mode=mode,
+        max_iter=1,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
     from skasync.neural_network._base import FitContext
 
-    context = FitContext(epoch=0, generator=torch.Generator(), device=torch.device("cpu"))
+    context = FitContext(
+        epoch=0, generator=torch.Generator(), device=torch.device("cpu")
+    )
     engine = clf._make_engine(10, torch.device("cpu"), context)
     X = torch.as_tensor(X_train[:64], dtype=torch.float32)
     y = torch.as_tensor(y_train[:64])
@@ -188,8 +260,11 @@ def test_no_gradient_crosses_a_block_boundary(digits, mode):
         worker.start_batch(y)
     h = X
     for k, worker in enumerate(engine.workers):
-        before = [None if p.grad is None else p.grad.clone()
-                  for w in engine.workers[:k] for p in w.block.parameters()]
+        before = [
+            None if p.grad is None else p.grad.clone()
+            for w in engine.workers[:k]
+            for p in w.block.parameters()
+        ]
         out = worker.block(h)
         loss = worker._local_loss(h, out, y, 64, None)
         # The graph of block k's loss holds only block k's (and its head's)
@@ -210,9 +285,15 @@ def test_no_gradient_crosses_a_block_boundary(digits, mode):
 
 def test_backprop_mode_does_cross_boundaries(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32, 32), n_blocks=4,
-                               mode="backprop", max_iter=1, random_state=0, device="cpu",
-                               torch_num_threads=1).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32, 32),
+        n_blocks=4,
+        mode="backprop",
+        max_iter=1,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
     X = torch.as_tensor(X_train[:16], dtype=torch.float32)
     logits = clf._forward_logits(X)
     leaves = _parameters_in_graph(logits)
@@ -227,17 +308,22 @@ def test_local_loss_signs_and_values():
     torch.testing.assert_close(xhat.mean(dim=1), torch.zeros(8), atol=1e-6, rtol=0)
     idx = torch.arange(8)  # one "class" per sample: the table is the batch
     # Agreement falls as the cosine with the target rises (sign=-1).
-    assert agreement_loss(xhat, xhat, idx, "cosine") < agreement_loss(xhat, -xhat, idx,
-                                                                      "cosine")
-    torch.testing.assert_close(agreement_loss(xhat, xhat, idx, "cosine"),
-                               torch.tensor(-1.0))
+    assert agreement_loss(xhat, xhat, idx, "cosine") < agreement_loss(
+        xhat, -xhat, idx, "cosine"
+    )
+    torch.testing.assert_close(
+        agreement_loss(xhat, xhat, idx, "cosine"), torch.tensor(-1.0)
+    )
     assert agreement_loss(xhat, xhat, idx, "cosine", sign=1.0) > 0
     r = torch.sigmoid(xhat)
     assert agreement_loss(r, r.round(), idx, "bernoulli") < agreement_loss(
-        r, 1 - r.round(), idx, "bernoulli")
+        r, 1 - r.round(), idx, "bernoulli"
+    )
     # Gaussian: the closed form of the expanded square.
     t = torch.randn(8, 5)
-    direct = ((xhat - t).pow(2).mean(dim=1) / 4.0).mean() + 0.5 * np.log(2 * np.pi * 2.0)
+    direct = ((xhat - t).pow(2).mean(dim=1) / 4.0).mean() + 0.5 * np.log(
+        2 * np.pi * 2.0
+    )
     torch.testing.assert_close(agreement_loss(xhat, t, idx, "gaussian"), direct)
     eye = torch.eye(4)
     assert float(decorrelation_loss(eye)) == 0.0
@@ -246,9 +332,15 @@ def test_local_loss_signs_and_values():
 
 def test_feedback_tracks_class_means(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32), n_blocks=2, max_iter=5,
-                               random_state=0, device="cpu", torch_num_threads=1,
-                               tol=0).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32),
+        n_blocks=2,
+        max_iter=5,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        tol=0,
+    ).fit(X_train, y_train)
     feats = clf.transform_blocks(X_train)[0]
     means = np.stack([feats[y_train == c].mean(axis=0) for c in range(10)])
     table = clf.feedback_[0].weight.detach().numpy().T
@@ -272,9 +364,15 @@ def _failing_hook(block, batch):
 def test_worker_failure_reaches_caller_and_cleans_up(digits, parallel):
     X_train, _, y_train, _ = digits
     before = torch.get_num_threads()
-    clf = BlockLocalClassifier(hidden_layer_sizes=(16, 16, 16), n_blocks=4, max_iter=3,
-                               parallel=parallel, random_state=0, device="cpu",
-                               torch_num_threads=1)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16, 16),
+        n_blocks=4,
+        max_iter=3,
+        parallel=parallel,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    )
     clf._engine_hook = _failing_hook
     with pytest.raises(RuntimeError, match="injected block failure") as info:
         clf.fit(X_train, y_train)
@@ -291,9 +389,15 @@ def test_keyboard_interrupt_in_worker_joins_threads(digits):
         if block == 1 and batch == 2:
             raise KeyboardInterrupt
 
-    clf = BlockLocalClassifier(hidden_layer_sizes=(16, 16, 16), n_blocks=4, max_iter=3,
-                               parallel="threads", random_state=0, device="cpu",
-                               torch_num_threads=1)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16, 16),
+        n_blocks=4,
+        max_iter=3,
+        parallel="threads",
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    )
     clf._engine_hook = hook
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X_train, y_train)
@@ -312,9 +416,15 @@ def test_ctrl_c_in_main_thread_joins_threads(digits):
             _thread.interrupt_main()  # what Ctrl-C does to the waiting caller
             time.sleep(0.2)
 
-    clf = BlockLocalClassifier(hidden_layer_sizes=(16, 16, 16), n_blocks=4, max_iter=50,
-                               parallel="threads", random_state=0, device="cpu",
-                               torch_num_threads=1)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16, 16),
+        n_blocks=4,
+        max_iter=50,
+        parallel="threads",
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    )
     clf._engine_hook = hook
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X_train, y_train)
@@ -325,9 +435,15 @@ def test_ctrl_c_in_main_thread_joins_threads(digits):
 def test_threads_set_per_block_and_restored(digits):
     X_train, _, y_train, _ = digits
     seen = []
-    clf = BlockLocalClassifier(hidden_layer_sizes=(16, 16), n_blocks=2, max_iter=1,
-                               parallel="threads", torch_num_threads=2, random_state=0,
-                               device="cpu")
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=2,
+        max_iter=1,
+        parallel="threads",
+        torch_num_threads=2,
+        random_state=0,
+        device="cpu",
+    )
     clf._engine_hook = lambda block, batch: seen.append(torch.get_num_threads())
     before = torch.get_num_threads()
     clf.fit(X_train, y_train)
@@ -338,15 +454,19 @@ def test_threads_set_per_block_and_restored(digits):
 def test_streams_need_cuda(digits):
     X_train, _, y_train, _ = digits
     if torch.cuda.is_available():
-        pytest.skip("CUDA present: the CPU error path cannot be reached with device='auto'")
+        pytest.skip(
+            "CUDA present: the CPU error path cannot be reached with device='auto'"
+        )
     with pytest.raises(ValueError, match="parallel='streams' needs a CUDA device"):
         BlockLocalClassifier(parallel="streams", max_iter=1).fit(X_train, y_train)
     with pytest.raises(ValueError, match="not available with mode='backprop'"):
         BlockLocalClassifier(mode="backprop", parallel="threads", max_iter=1).fit(
-            X_train, y_train)
+            X_train, y_train
+        )
     with pytest.raises(ValueError, match="backward_schedule='joint'"):
-        BlockLocalClassifier(backward_schedule="joint", parallel="threads",
-                             max_iter=1).fit(X_train, y_train)
+        BlockLocalClassifier(
+            backward_schedule="joint", parallel="threads", max_iter=1
+        ).fit(X_train, y_train)
 
 
 @pytest.mark.gpu
@@ -354,8 +474,15 @@ def test_streams_need_cuda(digits):
 @pytest.mark.parametrize("parallel", ["none", "threads", "streams"])
 def test_cuda_back_ends_agree(digits, parallel):
     X_train, X_test, y_train, y_test = digits
-    kw = dict(hidden_layer_sizes=(64, 64, 64), n_blocks=4, max_iter=3, random_state=0,
-              device="cuda", n_microbatches=2, tol=0)
+    kw = dict(
+        hidden_layer_sizes=(64, 64, 64),
+        n_blocks=4,
+        max_iter=3,
+        random_state=0,
+        device="cuda",
+        n_microbatches=2,
+        tol=0,
+    )
     ref = BlockLocalClassifier(parallel="none", **kw).fit(X_train, y_train)
     clf = BlockLocalClassifier(parallel=parallel, **kw).fit(X_train, y_train)
     for a, b in zip(_weights(ref), _weights(clf)):
@@ -366,16 +493,30 @@ def test_cuda_back_ends_agree(digits, parallel):
 
 
 # ------------------------------------------------------------ bad input
-@pytest.mark.parametrize("params, match", [
-    (dict(hidden_layer_sizes=(8, 8), n_blocks=4), "n_blocks=4 is larger"),
-    (dict(hidden_layer_sizes=(8, 8), split_points=[0, 2]), "split_points=.* out of range"),
-    (dict(hidden_layer_sizes=(8, 8), split_points=[3]), "split_points=.* out of range"),
-    (dict(hidden_layer_sizes=(8, 8, 8), split_points=[2, 1]), "strictly increasing"),
-    (dict(module=torch.nn.Sequential(torch.nn.Linear(64, 7)), n_blocks=1),
-     "module's output"),
-    (dict(module=_cnn(), input_shape=(1, 7, 7)), "input_shape="),
-    (dict(module=torch.nn.Linear(64, 10)), "module must be"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(hidden_layer_sizes=(8, 8), n_blocks=4), "n_blocks=4 is larger"),
+        (
+            dict(hidden_layer_sizes=(8, 8), split_points=[0, 2]),
+            "split_points=.* out of range",
+        ),
+        (
+            dict(hidden_layer_sizes=(8, 8), split_points=[3]),
+            "split_points=.* out of range",
+        ),
+        (
+            dict(hidden_layer_sizes=(8, 8, 8), split_points=[2, 1]),
+            "strictly increasing",
+        ),
+        (
+            dict(module=torch.nn.Sequential(torch.nn.Linear(64, 7)), n_blocks=1),
+            "module's output",
+        ),
+        (dict(module=_cnn(), input_shape=(1, 7, 7)), "input_shape="),
+        (dict(module=torch.nn.Linear(64, 10)), "module must be"),
+    ],
+)
 def test_bad_structure_names_the_parameter(digits, params, match):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=match):
@@ -397,23 +538,42 @@ def test_bad_data(digits):
 
 def test_split_points_define_blocks(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(module=_cnn(), input_shape=(1, 8, 8), split_points=[2, 3],
-                               max_iter=1, random_state=0, device="cpu",
-                               torch_num_threads=1).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        module=_cnn(),
+        input_shape=(1, 8, 8),
+        split_points=[2, 3],
+        max_iter=1,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
     assert clf.n_blocks_ == 3 and clf.block_sizes_ == [2, 1, 1]
-    default = BlockLocalClassifier(hidden_layer_sizes=(8,) * 4, n_blocks=4, max_iter=1,
-                                   device="cpu").fit(X_train, y_train)
+    default = BlockLocalClassifier(
+        hidden_layer_sizes=(8,) * 4, n_blocks=4, max_iter=1, device="cpu"
+    ).fit(X_train, y_train)
     assert default.block_sizes_ == [1, 1, 1, 2]  # the remainder goes to the last block
 
 
 # ------------------------------------------- sklearn integration, attributes
 def test_pipeline_grid_search_over_n_blocks(digits):
     X_train, X_test, y_train, y_test = digits
-    pipe = Pipeline([("scale", MinMaxScaler()),
-                     ("clf", BlockLocalClassifier(hidden_layer_sizes=(32, 32, 32),
-                                                  max_iter=8, batch_size=64,
-                                                  learning_rate_init=3e-3, random_state=0,
-                                                  device="cpu", torch_num_threads=1))])
+    pipe = Pipeline(
+        [
+            ("scale", MinMaxScaler()),
+            (
+                "clf",
+                BlockLocalClassifier(
+                    hidden_layer_sizes=(32, 32, 32),
+                    max_iter=8,
+                    batch_size=64,
+                    learning_rate_init=3e-3,
+                    random_state=0,
+                    device="cpu",
+                    torch_num_threads=1,
+                ),
+            ),
+        ]
+    )
     grid = GridSearchCV(pipe, {"clf__n_blocks": [1, 2, 4]}, cv=2).fit(X_train, y_train)
     assert grid.best_params_["clf__n_blocks"] in (1, 2, 4)
     assert grid.score(X_test, y_test) > 0.85
@@ -423,27 +583,43 @@ def test_pipeline_grid_search_over_n_blocks(digits):
 def test_clone_pickle_and_warm_start_after_pickle(digits):
     X_train, X_test, y_train, _ = digits
     module = _cnn()
-    clf = BlockLocalClassifier(module=module, input_shape=(1, 8, 8), max_iter=2,
-                               random_state=0, device="cpu", torch_num_threads=1,
-                               warm_start=True, tol=0).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        module=module,
+        input_shape=(1, 8, 8),
+        max_iter=2,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        warm_start=True,
+        tol=0,
+    ).fit(X_train, y_train)
     fresh = clone(clf)
     assert not hasattr(fresh, "blocks_") and fresh.module is not module
     restored = pickle.loads(pickle.dumps(clf))
-    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test))
+    np.testing.assert_allclose(
+        restored.predict_proba(X_test), clf.predict_proba(X_test)
+    )
     # The optimisers are rebuilt around the unpickled modules: training goes on
     # exactly as in the original.
     restored.fit(X_train, y_train)
     clf.fit(X_train, y_train)
     assert restored.n_iter_ == clf.n_iter_ == 4
-    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        restored.predict_proba(X_test), clf.predict_proba(X_test), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_partial_fit(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32), n_blocks=2, random_state=0,
-                               batch_size=32, learning_rate_init=3e-3, device="cpu",
-                               torch_num_threads=1)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32),
+        n_blocks=2,
+        random_state=0,
+        batch_size=32,
+        learning_rate_init=3e-3,
+        device="cpu",
+        torch_num_threads=1,
+    )
     for _ in range(5):
         clf.partial_fit(X_train, y_train, classes=np.arange(10))
     assert clf.n_iter_ == 5 and clf.score(X_test, y_test) > 0.85
@@ -451,13 +627,27 @@ def test_partial_fit(digits):
 
 def test_history_timing_and_block_scores(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32, 32), n_blocks=4, max_iter=4,
-                               batch_size=32, learning_rate_init=3e-3, random_state=0,
-                               device="cpu", torch_num_threads=1,
-                               early_stopping=True).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32, 32),
+        n_blocks=4,
+        max_iter=4,
+        batch_size=32,
+        learning_rate_init=3e-3,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        early_stopping=True,
+    ).fit(X_train, y_train)
     record = clf.history_[-1]
-    for key in ("loss", "block_losses", "feedback_loss", "train_accuracy",
-                "block_accuracies", "seconds", "validation_score"):
+    for key in (
+        "loss",
+        "block_losses",
+        "feedback_loss",
+        "train_accuracy",
+        "block_accuracies",
+        "seconds",
+        "validation_score",
+    ):
         assert key in record
     assert len(record["block_losses"]) == 4
     assert record["loss"] == pytest.approx(sum(record["block_losses"]))
@@ -469,17 +659,25 @@ def test_history_timing_and_block_scores(digits):
     assert scores.shape == (4,) and np.all((scores > 0.5) & (scores <= 1))
     heads = clf.block_scores(X_test, y_test, method="head")
     assert heads[-1] == scores[-1]
-    backprop = BlockLocalClassifier(hidden_layer_sizes=(32,), n_blocks=2, mode="backprop",
-                                    max_iter=1, device="cpu").fit(X_train, y_train)
+    backprop = BlockLocalClassifier(
+        hidden_layer_sizes=(32,), n_blocks=2, mode="backprop", max_iter=1, device="cpu"
+    ).fit(X_train, y_train)
     with pytest.raises(ValueError, match="method='head' needs auxiliary heads"):
         backprop.block_scores(X_test, y_test, method="head")
 
 
 def test_max_time_stops_threads(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32, 32), n_blocks=4, max_iter=1000,
-                               parallel="threads", max_time=0.5, random_state=0,
-                               device="cpu", torch_num_threads=1).fit(X_train, y_train)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32, 32),
+        n_blocks=4,
+        max_iter=1000,
+        parallel="threads",
+        max_time=0.5,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
     assert clf.n_iter_ < 1000
     assert not _skasync_threads()
 
@@ -490,8 +688,10 @@ def test_normalise_backward_matches_autograd():
     c = a - a.mean(dim=1, keepdim=True)
     reference = c / (1e-8 + c.norm(dim=1, keepdim=True))
     grad = torch.randn(6, 5, dtype=torch.float64)
-    torch.testing.assert_close(torch.autograd.grad(normalise_features(a), a, grad)[0],
-                               torch.autograd.grad(reference, a, grad)[0])
+    torch.testing.assert_close(
+        torch.autograd.grad(normalise_features(a), a, grad)[0],
+        torch.autograd.grad(reference, a, grad)[0],
+    )
     dead = torch.zeros(3, 4, requires_grad=True)  # all-zero ReLU rows
     normalise_features(dead).sum().backward()
     assert torch.isfinite(dead.grad).all()
@@ -499,9 +699,17 @@ def test_normalise_backward_matches_autograd():
 
 def test_denoising_term_is_seeded_and_thread_safe(digits):
     X_train, _, y_train, _ = digits
-    kw = dict(hidden_layer_sizes=(32, 32, 32), n_blocks=4, max_iter=2, random_state=0,
-              device="cpu", torch_num_threads=1, tol=0, denoise_weight=0.5,
-              denoise_std=0.1)
+    kw = dict(
+        hidden_layer_sizes=(32, 32, 32),
+        n_blocks=4,
+        max_iter=2,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        tol=0,
+        denoise_weight=0.5,
+        denoise_std=0.1,
+    )
     seq = BlockLocalClassifier(**kw).fit(X_train, y_train)
     thr = BlockLocalClassifier(parallel="threads", **kw).fit(X_train, y_train)
     plain = BlockLocalClassifier(**{**kw, "denoise_weight": 0.0}).fit(X_train, y_train)
@@ -513,12 +721,22 @@ def test_denoising_term_is_seeded_and_thread_safe(digits):
 @pytest.mark.parametrize("mode", ["bll", "local_aux"])
 def test_aux_hidden_builds_mlp_heads(digits, mode):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(hidden_layer_sizes=(32, 32), n_blocks=3, mode=mode,
-                               aux_hidden=(16,), max_iter=10, batch_size=64,
-                               learning_rate_init=3e-3, random_state=0, device="cpu",
-                               torch_num_threads=1).fit(X_train, y_train)
-    widths = [[tuple(p.shape) for p in head.parameters() if p.dim() > 1]
-              for head in clf.aux_heads_]
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(32, 32),
+        n_blocks=3,
+        mode=mode,
+        aux_hidden=(16,),
+        max_iter=10,
+        batch_size=64,
+        learning_rate_init=3e-3,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
+    widths = [
+        [tuple(p.shape) for p in head.parameters() if p.dim() > 1]
+        for head in clf.aux_heads_
+    ]
     assert widths == [[(16, 32), (10, 16)]] * 2
     assert clf.score(X_test, y_test) >= 0.90
     with pytest.raises(ValueError, match="aux_hidden must contain positive ints"):

@@ -113,9 +113,7 @@ def test_check_lag_matrix_exogenous_columns_and_edge_cases():
         check_lag_matrix(X, y[:-1])
     with pytest.raises(ValueError, match="n_lag_columns"):
         check_lag_matrix(X, y, n_lag_columns=5)
-    np.testing.assert_array_equal(
-        series_from_lag_matrix(Xe, y, n_lag_columns=3), s
-    )
+    np.testing.assert_array_equal(series_from_lag_matrix(Xe, y, n_lag_columns=3), s)
 
 
 def test_lag_features_transform_and_names():

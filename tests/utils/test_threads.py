@@ -10,14 +10,21 @@ import pytest
 import torch
 
 from skasync.utils._threads import (
-    WorkerGroup, WorkerStopped, queue_get, queue_put, torch_threads,
+    WorkerGroup,
+    WorkerStopped,
+    queue_get,
+    queue_put,
+    torch_threads,
 )
 
 
 def _alive_workers():
     # is_alive: a join interrupted by Ctrl-C can leave a finished thread listed.
-    return [t for t in threading.enumerate()
-            if t.name.startswith("skasync-") and t.is_alive()]
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("skasync-") and t.is_alive()
+    ]
 
 
 def test_worker_exception_reaches_caller_with_its_traceback():

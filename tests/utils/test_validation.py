@@ -14,9 +14,17 @@ def test_single_column_is_flattened_without_copying_values():
 @pytest.mark.parametrize(
     "series, kwargs, message",
     [
-        (np.ones((4, 2)), {"name": "history"}, r"history must be a 1-D .*shape \(4, 2\)"),
+        (
+            np.ones((4, 2)),
+            {"name": "history"},
+            r"history must be a 1-D .*shape \(4, 2\)",
+        ),
         (np.ones((2, 2, 2)), {}, "series must be a 1-D"),
-        ([1.0, np.nan], {"nonfinite_hint": "Impute first."}, "NaN or infinity.*Impute first"),
+        (
+            [1.0, np.nan],
+            {"nonfinite_hint": "Impute first."},
+            "NaN or infinity.*Impute first",
+        ),
         ([1.0, -np.inf], {}, "NaN or infinity"),
         ([1.0, 2.0], {"min_samples": 3}, "n_samples=2 values but at least 3"),
     ],
@@ -32,7 +40,8 @@ def test_forecast_history_uses_the_shared_check():
 
     series = make_ar(120, coef=(0.5,), random_state=0)
     forest = ARSieveForestRegressor(n_estimators=5, random_state=0).fit(
-        *make_lag_matrix(series, 2))
+        *make_lag_matrix(series, 2)
+    )
     with pytest.raises(ValueError, match="history must be a 1-D"):
         forest.forecast(np.c_[series, series], horizon=2)
     with pytest.raises(ValueError, match="history contains NaN"):
