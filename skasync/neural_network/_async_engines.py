@@ -387,7 +387,7 @@ class _Epoch:
         self.config = config
         self.next_batch = itertools.count()
         # list.append is atomic under the GIL: no lock needed.
-        self.losses = []  # per-batch loss * n, tensors (no host sync)
+        self.losses = []  # per-batch mean loss, 0-d tensors (no host sync)
         self.loss_counts = []  # n of each entry of losses
         self.samples = []  # n of each batch whose update was applied
 
@@ -412,9 +412,8 @@ class _Epoch:
         """Forward of batch ``index``; records its loss, returns a ``_Batch``."""
         rows = self.batches[index]
         batch, loss = self.shared.forward(self.X[rows], self.y[rows])
-        n = batch.n
-        self.losses.append(loss * n)
-        self.loss_counts.append(n)
+        self.losses.append(loss)
+        self.loss_counts.append(batch.n)
         return batch
 
 
@@ -440,7 +439,10 @@ def run_epoch(shared, X, y, batches, context, config, device):
     seconds = time.perf_counter() - start
     n_seen = sum(epoch.samples)
     # One read-back per epoch (a host sync on CUDA, outside the hot loop).
-    total = float(torch.stack(epoch.losses).sum()) if epoch.losses else math.nan
+    # Weighted by batch size here, once, rather than one op per batch.
+    total = (float(torch.stack(epoch.losses).double().cpu()
+                   @ torch.tensor(epoch.loss_counts, dtype=torch.float64))
+             if epoch.losses else math.nan)
     n_loss = sum(epoch.loss_counts) or 1
     shared.log.samples += n_seen
     shared.log.busy_seconds += seconds
@@ -545,7 +547,7 @@ def _run_sync(epoch, device):
 
     def shard_gradients(X, y):
         batch, loss = shared.forward(X, y)
-        return list(shared.gradients(batch)), loss * batch.n, batch.n
+        return list(shared.gradients(batch)), loss, batch.n
 
     with WorkerGroup("sync") as group:
         stop = group.stop_event
@@ -603,7 +605,7 @@ def _run_sync(epoch, device):
 def _sync_step(shared, gathered, n, epoch, stream):
     """Average shard gradients (weighted by shard size) and take one step."""
     total = None
-    loss_sum = None
+    loss_mean = None
     # Fixed summation order (worker 0, 1, ...): sync mode is deterministic.
     for j in sorted(gathered):
         result = gathered[j]
@@ -619,14 +621,14 @@ def _sync_step(shared, gathered, n, epoch, stream):
         if total is None:
             total = [(layer, grad_W * weight, grad_b * weight)
                      for layer, grad_W, grad_b in grads]
-            loss_sum = shard_loss
+            loss_mean = shard_loss * weight
         else:
             for (_, acc_W, acc_b), (_, grad_W, grad_b) in zip(total, grads):
                 acc_W.add_(grad_W, alpha=weight)
                 acc_b.add_(grad_b, alpha=weight)
-            loss_sum = loss_sum + shard_loss
+            loss_mean = loss_mean + shard_loss * weight
     versions = list(shared.log.versions)
     shared.step_all(total, versions, n)
-    epoch.losses.append(loss_sum)
+    epoch.losses.append(loss_mean)
     epoch.loss_counts.append(n)
     epoch.samples.append(n)
