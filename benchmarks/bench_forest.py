@@ -477,6 +477,9 @@ def write_report(acc, speed, scaling, args, elapsed):
             "The run was pinned to one core, so the n_jobs=2 column only shows the "
             "cost of the 2-thread pool; "
             if args.n_cores == 1
+            else "A second core was free, so the n_jobs=2 column shows the speed-up "
+            "of growing trees in two threads; "
+            if min(args.capacity_before, args.capacity_after) >= 1.7
             else "The 2 cores are shared with other jobs, so the n_jobs=2 column shows "
             "little or no speed-up here; "
         )
