@@ -46,6 +46,7 @@ from ._tree_engine import (
     PackedForest,
     Tree,
     bin_features,
+    descend,
     grow_trees,
     grow_trees_on_series,
     predict_mean,
@@ -84,18 +85,10 @@ def _oob_accumulate(
         inbag[:] = False
         for s in range(sample_indices.shape[1]):
             inbag[sample_indices[t, s]] = True
-        off = offsets[t]
         for r in range(X.shape[0]):
             if inbag[r]:
                 continue
-            node = off
-            f = feature[node]
-            while f >= 0:
-                if X[r, f] <= threshold[node]:
-                    node = off + left[node]
-                else:
-                    node = off + right[node]
-                f = feature[node]
+            node = descend(feature, threshold, left, right, offsets[t], X, r)
             out_sum[r] += value[node]
             out_cnt[r] += 1
 
@@ -106,15 +99,7 @@ def _predict_own_tree(
 ):
     # Row k of Z is predicted by tree tree_ids[k] only (one tree per path).
     for k in range(Z.shape[0]):
-        off = offsets[tree_ids[k]]
-        node = off
-        f = feature[node]
-        while f >= 0:
-            if Z[k, f] <= threshold[node]:
-                node = off + left[node]
-            else:
-                node = off + right[node]
-            f = feature[node]
+        node = descend(feature, threshold, left, right, offsets[tree_ids[k]], Z, k)
         out[k] = value[node]
 
 

@@ -992,20 +992,29 @@ def pack_trees(trees):
     return PackedForest(*fields, offsets)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def descend(feature, threshold, left, right, offset, X, row):
+    """Index of the leaf that row ``row`` of ``X`` reaches in the tree at ``offset``.
+
+    The one home of the tree descent (``x <= threshold`` goes left); inlined
+    into every prediction kernel, so it costs no call.
+    """
+    node = offset
+    f = feature[node]
+    while f >= 0:
+        if X[row, f] <= threshold[node]:
+            node = offset + left[node]
+        else:
+            node = offset + right[node]
+        f = feature[node]
+    return node
+
+
 @njit(nogil=True, cache=True)
 def _predict_trees(feature, threshold, left, right, value, offsets, X, out):
-    n = X.shape[0]
     for t in range(offsets.shape[0] - 1):
-        off = offsets[t]
-        for i in range(n):
-            node = off
-            f = feature[node]
-            while f >= 0:
-                if X[i, f] <= threshold[node]:
-                    node = off + left[node]
-                else:
-                    node = off + right[node]
-                f = feature[node]
+        for i in range(X.shape[0]):
+            node = descend(feature, threshold, left, right, offsets[t], X, i)
             out[i, t] = value[node]
 
 
@@ -1014,16 +1023,8 @@ def _predict_mean(feature, threshold, left, right, value, offsets, X, out):
     n = X.shape[0]
     n_trees = offsets.shape[0] - 1
     for t in range(n_trees):
-        off = offsets[t]
         for i in range(n):
-            node = off
-            f = feature[node]
-            while f >= 0:
-                if X[i, f] <= threshold[node]:
-                    node = off + left[node]
-                else:
-                    node = off + right[node]
-                f = feature[node]
+            node = descend(feature, threshold, left, right, offsets[t], X, i)
             out[i] += value[node]
     for i in range(n):
         out[i] /= n_trees
