@@ -61,7 +61,9 @@ DELAY_FACTORS = [1, 2, 4]
 # starts to pay (design note 6.1): digits 64x256x256, mnist1d 128x256x256.
 DATASETS = {
     "digits": dict(hidden=(256, 256), batch_size=64, lr=0.01, epochs=25, time_cap=60.0),
-    "mnist1d": dict(hidden=(256, 256), batch_size=128, lr=0.02, epochs=12, time_cap=35.0),
+    "mnist1d": dict(
+        hidden=(256, 256), batch_size=128, lr=0.02, epochs=12, time_cap=35.0
+    ),
 }
 
 
@@ -69,16 +71,25 @@ def load(name, quick):
     if name == "digits":
         X, y = load_digits(return_X_y=True)
         X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=0.25, random_state=0, stratify=y)
+            X, y, test_size=0.25, random_state=0, stratify=y
+        )
         source = "sklearn digits (1797 x 64)"
     else:
         X_train, X_test, y_train, y_test, source = load_mnist1d(quick)
     X_train, X_val, y_train, y_val = train_test_split(
-        X_train, y_train, test_size=0.1, random_state=0, stratify=y_train)
+        X_train, y_train, test_size=0.1, random_state=0, stratify=y_train
+    )
     scaler = StandardScaler().fit(X_train)
     f32 = lambda a: scaler.transform(a).astype(np.float32)  # noqa: E731
-    return dict(X=f32(X_train), y=y_train, X_val=f32(X_val), y_val=y_val,
-                X_test=f32(X_test), y_test=y_test, source=source)
+    return dict(
+        X=f32(X_train),
+        y=y_train,
+        X_val=f32(X_val),
+        y_val=y_val,
+        X_test=f32(X_test),
+        y_test=y_test,
+        source=source,
+    )
 
 
 def load_mnist1d(quick):
@@ -94,9 +105,13 @@ def load_mnist1d(quick):
             from mnist1d.data import get_dataset_args, make_dataset
         except ImportError:  # seeded synthetic fallback of the same size
             from sklearn.datasets import make_classification
-            X, y = make_classification(n, 40, n_informative=30, n_classes=10,
-                                       random_state=0)
-            X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0)
+
+            X, y = make_classification(
+                n, 40, n_informative=30, n_classes=10, random_state=0
+            )
+            X_tr, X_te, y_tr, y_te = train_test_split(
+                X, y, test_size=0.2, random_state=0
+            )
             return X_tr, X_te, y_tr, y_te, f"make_classification ({n} x 40, 10 classes)"
         args = get_dataset_args()
         args.num_samples = n
@@ -107,24 +122,44 @@ def load_mnist1d(quick):
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, x=parts[0], x_test=parts[1], y=parts[2], y_test=parts[3])
     X_tr, X_te, y_tr, y_te = parts
-    return X_tr, X_te, y_tr, y_te, f"MNIST-1D, mnist1d.make_dataset ({n} x 40, 10 classes, 80/20 split)"
+    return (
+        X_tr,
+        X_te,
+        y_tr,
+        y_te,
+        f"MNIST-1D, mnist1d.make_dataset ({n} x 40, 10 classes, 80/20 split)",
+    )
 
 
 def make_model(mode, cfg, seed, delay):
     if mode == "sklearn":
-        return MLPClassifier(cfg["hidden"], solver="sgd", learning_rate_init=cfg["lr"],
-                             momentum=0.9, nesterovs_momentum=True, alpha=1e-4,
-                             batch_size=cfg["batch_size"], random_state=seed)
+        return MLPClassifier(
+            cfg["hidden"],
+            solver="sgd",
+            learning_rate_init=cfg["lr"],
+            momentum=0.9,
+            nesterovs_momentum=True,
+            alpha=1e-4,
+            batch_size=cfg["batch_size"],
+            random_state=seed,
+        )
     # A RandomState instance (not an int) so each partial_fit epoch draws a
     # new shuffle from the same seeded stream.
     return AsyncLayerwiseMLPClassifier(
-        cfg["hidden"], mode=mode, learning_rate_init=cfg["lr"], momentum=0.9,
-        nesterovs_momentum=True, alpha=1e-4, batch_size=cfg["batch_size"],
-        straggler_delay=delay, straggler_workers="one",
+        cfg["hidden"],
+        mode=mode,
+        learning_rate_init=cfg["lr"],
+        momentum=0.9,
+        nesterovs_momentum=True,
+        alpha=1e-4,
+        batch_size=cfg["batch_size"],
+        straggler_delay=delay,
+        straggler_workers="one",
         # serial: one intra-op thread (see SERIAL_THREADS); the threaded modes
         # keep the default max(1, cores // 3).
         torch_num_threads=SERIAL_THREADS if mode == "serial" else None,
-        random_state=np.random.RandomState(seed))
+        random_state=np.random.RandomState(seed),
+    )
 
 
 def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None):
@@ -136,10 +171,14 @@ def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None):
     elapsed = 0.0
     for epoch in range(epochs):
         start = time.perf_counter()
-        with warnings.catch_warnings(), (threadpool_limits(SERIAL_THREADS)
-                                          if mode == "sklearn" else nullcontext()):
+        with (
+            warnings.catch_warnings(),
+            threadpool_limits(SERIAL_THREADS) if mode == "sklearn" else nullcontext(),
+        ):
             warnings.simplefilter("ignore", (UserWarning, ConvergenceWarning))
-            clf.partial_fit(data["X"], data["y"], classes=classes if epoch == 0 else None)
+            clf.partial_fit(
+                data["X"], data["y"], classes=classes if epoch == 0 else None
+            )
         elapsed += time.perf_counter() - start
         val = clf.score(data["X_val"], data["y_val"])
         test = clf.score(data["X_test"], data["y_test"])
@@ -184,8 +223,12 @@ def peak_matmul_flops():
             start = time.perf_counter()
             for _ in range(10):
                 a @ b
-            best = max(best, 10 * 2 * 1024 ** 3 / (time.perf_counter() - start))
-    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            best = max(best, 10 * 2 * 1024**3 / (time.perf_counter() - start))
+    n_cpus = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
     return best * n_cpus
 
 
@@ -226,7 +269,9 @@ def bench_dataset(name, cfg, seeds, quick, log):
     n_threads = clf._fit_num_threads()
     clf.partial_fit(data["X"], data["y"], classes=np.unique(data["y"]))
     serial_2t = clf.throughput_["samples_per_second"]
-    log(f"  serial with {n_threads} intra-op threads: {serial_2t:.0f} samples/s (1 epoch)")
+    log(
+        f"  serial with {n_threads} intra-op threads: {serial_2t:.0f} samples/s (1 epoch)"
+    )
     # The same record for sklearn with all cores as BLAS threads: the
     # sklearn goal is measured with SERIAL_THREADS, this says what that costs.
     sk = make_model("sklearn", cfg, 0, 0.0)
@@ -235,34 +280,54 @@ def bench_dataset(name, cfg, seeds, quick, log):
         warnings.simplefilter("ignore", ConvergenceWarning)
         sk.partial_fit(data["X"], data["y"], classes=np.unique(data["y"]))
     sklearn_2t = len(data["X"]) / (time.perf_counter() - start)
-    log(f"  sklearn with {n_threads} BLAS threads: {sklearn_2t:.0f} samples/s "
-        "(1 epoch)")
+    log(
+        f"  sklearn with {n_threads} BLAS threads: {sklearn_2t:.0f} samples/s (1 epoch)"
+    )
     results = []
     for seed in seeds:
         for mode in MODES + ["sklearn"]:
             r = run(mode, data, cfg, seed)
             results.append(r)
             last = r["curve"][-1]
-            log(f"  {mode:8s} seed={seed} epochs={len(r['curve'])} t={last[0]:.1f}s "
-                f"val={max(c[1] for c in r['curve']):.4f} test={last[2]:.4f}")
+            log(
+                f"  {mode:8s} seed={seed} epochs={len(r['curve'])} t={last[0]:.1f}s "
+                f"val={max(c[1] for c in r['curve']):.4f} test={last[2]:.4f}"
+            )
     serial = [r for r in results if r["mode"] == "serial"]
-    target = TARGET_FRACTION * float(np.mean([max(c[1] for c in r["curve"]) for r in serial]))
+    target = TARGET_FRACTION * float(
+        np.mean([max(c[1] for c in r["curve"]) for r in serial])
+    )
     n_batches = int(np.ceil(len(data["X"]) / cfg["batch_size"]))
-    step_time = float(np.mean([r["busy"] / (len(r["curve"]) * n_batches) for r in serial]))
-    log(f"  target validation accuracy {target:.4f}, serial step time {step_time * 1e3:.2f} ms")
+    step_time = float(
+        np.mean([r["busy"] / (len(r["curve"]) * n_batches) for r in serial])
+    )
+    log(
+        f"  target validation accuracy {target:.4f}, serial step time {step_time * 1e3:.2f} ms"
+    )
     delayed = []
-    for factor in ([2] if quick else DELAY_FACTORS):
+    for factor in [2] if quick else DELAY_FACTORS:
         for seed in seeds:
             for mode in DELAY_MODES:
                 r = run(mode, data, cfg, seed, delay=factor * step_time, target=target)
                 r["factor"] = factor
                 delayed.append(r)
-                log(f"  {mode:8s} delay={factor}x seed={seed} epochs={len(r['curve'])} "
-                    f"tta={fmt(time_to(r['curve'], target))}")
-    return dict(name=name, data=data, cfg=cfg, results=results, delayed=delayed,
-                target=target, step_time=step_time, n_batches=n_batches,
-                serial_2t=serial_2t, serial_2t_threads=n_threads,
-                sklearn_2t=sklearn_2t)
+                log(
+                    f"  {mode:8s} delay={factor}x seed={seed} epochs={len(r['curve'])} "
+                    f"tta={fmt(time_to(r['curve'], target))}"
+                )
+    return dict(
+        name=name,
+        data=data,
+        cfg=cfg,
+        results=results,
+        delayed=delayed,
+        target=target,
+        step_time=step_time,
+        n_batches=n_batches,
+        serial_2t=serial_2t,
+        serial_2t_threads=n_threads,
+        sklearn_2t=sklearn_2t,
+    )
 
 
 def summarise(bench, peak, seeds):
@@ -274,8 +339,11 @@ def summarise(bench, peak, seeds):
         runs = [r for r in bench["results"] if r["mode"] == mode]
         ttas = [time_to(r["curve"], target) for r in runs]
         per_mode[mode] = dict(
-            tta=mean_or_none(ttas), missing=sum(t is None for t in ttas),
-            tta_std=float(np.std([t for t in ttas if t is not None])) if any(ttas) else None,
+            tta=mean_or_none(ttas),
+            missing=sum(t is None for t in ttas),
+            tta_std=float(np.std([t for t in ttas if t is not None]))
+            if any(ttas)
+            else None,
             test=[r["curve"][-1][2] for r in runs],
             time=[r["curve"][-1][0] for r in runs],
             epochs=[len(r["curve"]) for r in runs],
@@ -301,7 +369,9 @@ def summarise(bench, peak, seeds):
     ]
     for mode in MODES + ["sklearn"]:
         m = per_mode[mode]
-        tta = fmt(m["tta"]) + (f" ± {m['tta_std']:.2f}" if m["tta_std"] is not None else "")
+        tta = fmt(m["tta"]) + (
+            f" ± {m['tta_std']:.2f}" if m["tta_std"] is not None else ""
+        )
         if m["missing"]:
             tta += f" ({m['missing']} not reached)"
         acc = f"{100 * np.mean(m['test']):.2f} ± {100 * np.std(m['test']):.2f}"
@@ -315,28 +385,37 @@ def summarise(bench, peak, seeds):
                 f"{np.mean([r['staleness'][k]['mean'] for r in m['runs']]):.2f} / "
                 f"{np.mean([r['staleness'][k]['p95'] for r in m['runs']]):.1f} / "
                 f"{max(r['staleness'][k]['max'] for r in m['runs'])}"
-                for k in range(len(m["runs"][0]["staleness"])))
+                for k in range(len(m["runs"][0]["staleness"]))
+            )
         lines.append(
             f"| {mode} | {tta} | {acc} | {np.mean(m['time']):.2f} | "
-            f"{np.mean(m['epochs']):.1f} | {tput:.0f} | {tput * flops / peak:.2f} | {stale} |")
+            f"{np.mean(m['epochs']):.1f} | {tput:.0f} | {tput * flops / peak:.2f} | {stale} |"
+        )
     pd = per_mode["pd-asgd"]["tta"]
-    lines += ["", f"Serial with {bench['serial_2t_threads']} intra-op threads (the nominal "
-              f"budget, 1 epoch): {bench['serial_2t']:.0f} samples/s; sklearn with "
-              f"{bench['serial_2t_threads']} BLAS threads: {bench['sklearn_2t']:.0f} "
-              "samples/s.",
-              "", "Time-to-target ratios (mean TTA of the mode / mean TTA of pd-asgd; "
-              "> 1 means PD-ASGD is faster; 'lower bound' when some runs of the "
-              "mode never reached the target and their cap was used):", "",
-              "| delay on one worker | hogwild / pd-asgd | sync / pd-asgd | d-asgd / pd-asgd |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Serial with {bench['serial_2t_threads']} intra-op threads (the nominal "
+        f"budget, 1 epoch): {bench['serial_2t']:.0f} samples/s; sklearn with "
+        f"{bench['serial_2t_threads']} BLAS threads: {bench['sklearn_2t']:.0f} "
+        "samples/s.",
+        "",
+        "Time-to-target ratios (mean TTA of the mode / mean TTA of pd-asgd; "
+        "> 1 means PD-ASGD is faster; 'lower bound' when some runs of the "
+        "mode never reached the target and their cap was used):",
+        "",
+        "| delay on one worker | hogwild / pd-asgd | sync / pd-asgd | d-asgd / pd-asgd |",
+        "|---|---|---|---|",
+    ]
 
     def capped(runs):
         values = []
         for r in runs:
             t = time_to(r["curve"], target)
             values.append(r["curve"][-1][0] if t is None else t)
-        return (float(np.mean(values)) if values else None,
-                sum(time_to(r["curve"], target) is None for r in runs))
+        return (
+            float(np.mean(values)) if values else None,
+            sum(time_to(r["curve"], target) is None for r in runs),
+        )
 
     row = ["none"]
     for mode in ("hogwild", "sync", "d-asgd"):
@@ -345,39 +424,57 @@ def summarise(bench, peak, seeds):
     lines.append("| " + " | ".join(row) + " |")
     delay_rows = {}
     for factor in sorted({r["factor"] for r in bench["delayed"]}):
-        runs = {m: [r for r in bench["delayed"] if r["factor"] == factor and r["mode"] == m]
-                for m in DELAY_MODES}
+        runs = {
+            m: [r for r in bench["delayed"] if r["factor"] == factor and r["mode"] == m]
+            for m in DELAY_MODES
+        }
         den, den_miss = capped(runs["pd-asgd"])
         row = [f"{factor}x step ({factor * bench['step_time'] * 1e3:.1f} ms)"]
         tt = {}
         for mode in ("hogwild", "sync", "d-asgd"):
             num, miss = capped(runs[mode])
-            row.append(ratio_text(num, den, miss) + (" (pd-asgd capped)" if den_miss else ""))
+            row.append(
+                ratio_text(num, den, miss) + (" (pd-asgd capped)" if den_miss else "")
+            )
             tt[mode] = num
         tt["pd-asgd"] = den
         delay_rows[factor] = tt
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Mean time to target (s) with a straggler:", "",
-              "| delay | " + " | ".join(DELAY_MODES) + " |",
-              "|---|" + "---|" * len(DELAY_MODES)]
+    lines += [
+        "",
+        "Mean time to target (s) with a straggler:",
+        "",
+        "| delay | " + " | ".join(DELAY_MODES) + " |",
+        "|---|" + "---|" * len(DELAY_MODES),
+    ]
     for factor, tt in delay_rows.items():
-        lines.append(f"| {factor}x | " + " | ".join(fmt(tt[m]) for m in DELAY_MODES) + " |")
+        lines.append(
+            f"| {factor}x | " + " | ".join(fmt(tt[m]) for m in DELAY_MODES) + " |"
+        )
 
     # sklearn goal: PD-ASGD reaches sklearn's final test accuracy in <= half its time.
     sk_acc = float(np.mean(per_mode["sklearn"]["test"]))
     sk_time = float(np.mean(per_mode["sklearn"]["time"]))
-    pd_to_sk = [time_to(r["curve"], sk_acc, column=2) for r in per_mode["pd-asgd"]["runs"]]
-    lines += ["", f"sklearn MLPClassifier: final test accuracy {100 * sk_acc:.2f} % in "
-              f"{sk_time:.2f} s; PD-ASGD reaches that test accuracy in "
-              f"{fmt(mean_or_none(pd_to_sk))} s "
-              f"({sum(t is None for t in pd_to_sk)} of {len(pd_to_sk)} seeds never did), "
-              f"i.e. {fmt(mean_or_none(pd_to_sk) / sk_time if mean_or_none(pd_to_sk) else None)} "
-              "of sklearn's time.", ""]
+    pd_to_sk = [
+        time_to(r["curve"], sk_acc, column=2) for r in per_mode["pd-asgd"]["runs"]
+    ]
+    lines += [
+        "",
+        f"sklearn MLPClassifier: final test accuracy {100 * sk_acc:.2f} % in "
+        f"{sk_time:.2f} s; PD-ASGD reaches that test accuracy in "
+        f"{fmt(mean_or_none(pd_to_sk))} s "
+        f"({sum(t is None for t in pd_to_sk)} of {len(pd_to_sk)} seeds never did), "
+        f"i.e. {fmt(mean_or_none(pd_to_sk) / sk_time if mean_or_none(pd_to_sk) else None)} "
+        "of sklearn's time.",
+        "",
+    ]
     summary = dict(
         tta={m: per_mode[m]["tta"] for m in per_mode},
         test={m: float(np.mean(per_mode[m]["test"])) for m in per_mode},
         delays={str(k): v for k, v in delay_rows.items()},
-        sklearn_time=sk_time, sklearn_acc=sk_acc, pd_to_sklearn=mean_or_none(pd_to_sk),
+        sklearn_time=sk_time,
+        sklearn_acc=sk_acc,
+        pd_to_sklearn=mean_or_none(pd_to_sk),
         target=target,
     )
     return lines, summary
@@ -389,32 +486,64 @@ def plot(benches, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(benches), 2, figsize=(12, 4.2 * len(benches)), squeeze=False)
-    colors = dict(zip(MODES + ["sklearn"], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, axes = plt.subplots(
+        len(benches), 2, figsize=(12, 4.2 * len(benches)), squeeze=False
+    )
+    colors = dict(
+        zip(MODES + ["sklearn"], plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    )
     for row, bench in zip(axes, benches):
         ax = row[0]
         for mode in MODES + ["sklearn"]:
             for i, r in enumerate(r for r in bench["results"] if r["mode"] == mode):
                 t, val, _ = zip(*r["curve"])
-                ax.plot(t, val, color=colors[mode], alpha=0.8, label=mode if i == 0 else None)
+                ax.plot(
+                    t,
+                    val,
+                    color=colors[mode],
+                    alpha=0.8,
+                    label=mode if i == 0 else None,
+                )
         ax.axhline(bench["target"], color="k", ls="--", lw=0.8, label="target")
-        ax.set(xlabel="training time (s)", ylabel="validation accuracy",
-               title=f"{bench['name']}: no delay", ylim=(max(0, bench["target"] - 0.25), None))
+        ax.set(
+            xlabel="training time (s)",
+            ylabel="validation accuracy",
+            title=f"{bench['name']}: no delay",
+            ylim=(max(0, bench["target"] - 0.25), None),
+        )
         ax.legend(fontsize=8)
         ax = row[1]
         factors = sorted({r["factor"] for r in bench["delayed"]})
         for mode in DELAY_MODES:
             base = [r for r in bench["results"] if r["mode"] == mode]
-            ys = [np.mean([time_to(r["curve"], bench["target"]) or r["curve"][-1][0]
-                           for r in base])]
+            ys = [
+                np.mean(
+                    [
+                        time_to(r["curve"], bench["target"]) or r["curve"][-1][0]
+                        for r in base
+                    ]
+                )
+            ]
             for f in factors:
-                runs = [r for r in bench["delayed"] if r["mode"] == mode and r["factor"] == f]
-                ys.append(np.mean([time_to(r["curve"], bench["target"]) or r["curve"][-1][0]
-                                   for r in runs]))
+                runs = [
+                    r
+                    for r in bench["delayed"]
+                    if r["mode"] == mode and r["factor"] == f
+                ]
+                ys.append(
+                    np.mean(
+                        [
+                            time_to(r["curve"], bench["target"]) or r["curve"][-1][0]
+                            for r in runs
+                        ]
+                    )
+                )
             ax.plot([0] + factors, ys, "o-", color=colors[mode], label=mode)
-        ax.set(xlabel="delay of one worker (x serial step time)",
-               ylabel="time to target (s, mean over seeds)",
-               title=f"{bench['name']}: one straggler")
+        ax.set(
+            xlabel="delay of one worker (x serial step time)",
+            ylabel="time to target (s, mean over seeds)",
+            title=f"{bench['name']}: one straggler",
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -422,8 +551,11 @@ def plot(benches, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="digits and a 10k MNIST-1D, 1 seed, few epochs, one delay")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="digits and a 10k MNIST-1D, 1 seed, few epochs, one delay",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     args = parser.parse_args(argv)
@@ -463,7 +595,11 @@ def main(argv=None):
         load1 = os.getloadavg()[0]
     except OSError:
         load1 = float("nan")
-    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n_cpus = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
     header = [
         "# AsyncLayerwiseMLPClassifier: time to accuracy by mode",
         "",
@@ -487,9 +623,13 @@ def main(argv=None):
         "'n/r': not reached within the epoch / time budget.",
         "",
     ]
-    text = "\n".join(header + tables + ["", "## Log", "", "```"] + log_lines + ["```", ""])
+    text = "\n".join(
+        header + tables + ["", "## Log", "", "```"] + log_lines + ["```", ""]
+    )
     (RESULTS / f"{stem}.md").write_text(text)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(summaries, indent=1, default=float))
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps(summaries, indent=1, default=float)
+    )
     print(f"wrote {RESULTS / (stem + '.md')}", file=sys.stderr)
 
 

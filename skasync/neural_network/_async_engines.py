@@ -131,11 +131,13 @@ class TrainingLog:
                 summary.append({"mean": 0.0, "p95": 0.0, "max": 0})
                 continue
             t = torch.tensor(values, dtype=torch.float64)
-            summary.append({
-                "mean": float(t.mean()),
-                "p95": float(torch.quantile(t, 0.95)),
-                "max": int(t.max()),
-            })
+            summary.append(
+                {
+                    "mean": float(t.mean()),
+                    "p95": float(torch.quantile(t, 0.95)),
+                    "max": int(t.max()),
+                }
+            )
         return summary
 
 
@@ -148,11 +150,22 @@ def _has_fused_sgd(tensor):
     fused = getattr(torch, "_fused_sgd_", None)
     if fused is None:
         return False
-    p, g, m = (torch.zeros(1, dtype=tensor.dtype, device=tensor.device)
-               for _ in range(3))
+    p, g, m = (
+        torch.zeros(1, dtype=tensor.dtype, device=tensor.device) for _ in range(3)
+    )
     try:
-        fused([p], [g], [m], weight_decay=0.0, momentum=0.9, lr=0.1,
-              dampening=0.0, nesterov=True, maximize=False, is_first_step=False)
+        fused(
+            [p],
+            [g],
+            [m],
+            weight_decay=0.0,
+            momentum=0.9,
+            lr=0.1,
+            dampening=0.0,
+            nesterov=True,
+            maximize=False,
+            is_first_step=False,
+        )
     except (NotImplementedError, RuntimeError, TypeError):
         return False
     return True
@@ -190,7 +203,8 @@ class SharedMLP:
         # never get the same version number even without a lock.
         self.counters = [itertools.count(v) for v in log.versions]
         self.locks = [
-            threading.Lock() if config.update_lock == "layer"
+            threading.Lock()
+            if config.update_lock == "layer"
             else contextlib.nullcontext()
             for _ in range(self.n_layers)
         ]
@@ -303,9 +317,16 @@ class SharedMLP:
             # torch's fused kernel: one pass instead of five element-wise
             # ones (3x faster per layer step on the CPU), same results.
             torch._fused_sgd_(
-                [p], [g], [m] if cfg.momentum > 0 else [], weight_decay=decay,
-                momentum=cfg.momentum, lr=cfg.learning_rate, dampening=0.0,
-                nesterov=cfg.nesterov, maximize=False, is_first_step=False,
+                [p],
+                [g],
+                [m] if cfg.momentum > 0 else [],
+                weight_decay=decay,
+                momentum=cfg.momentum,
+                lr=cfg.learning_rate,
+                dampening=0.0,
+                nesterov=cfg.nesterov,
+                maximize=False,
+                is_first_step=False,
             )
             return
         if decay:
@@ -320,8 +341,8 @@ class SharedMLP:
         cfg = self.config
         m.mul_(cfg.beta_1).add_(g, alpha=1 - cfg.beta_1)
         v.mul_(cfg.beta_2).addcmul_(g, g, value=1 - cfg.beta_2)
-        bias_1 = 1 - cfg.beta_1 ** t
-        bias_2 = 1 - cfg.beta_2 ** t
+        bias_1 = 1 - cfg.beta_1**t
+        bias_2 = 1 - cfg.beta_2**t
         denom = (v.sqrt() / math.sqrt(bias_2)).add_(cfg.epsilon)
         p.addcdiv_(m, denom, value=-cfg.learning_rate / bias_1)
 
@@ -347,8 +368,9 @@ class _Streams:
 
     def __init__(self, device, size):
         self.cuda = device.type == "cuda"
-        self.pool = ([torch.cuda.Stream(device=device) for _ in range(size)]
-                     if self.cuda else [])
+        self.pool = (
+            [torch.cuda.Stream(device=device) for _ in range(size)] if self.cuda else []
+        )
         # The epoch's data was gathered on the current stream just before.
         current = torch.cuda.current_stream(device) if self.cuda else None
         for stream in self.pool:
@@ -440,9 +462,14 @@ def run_epoch(shared, X, y, batches, context, config, device):
     n_seen = sum(epoch.samples)
     # One read-back per epoch (a host sync on CUDA, outside the hot loop).
     # Weighted by batch size here, once, rather than one op per batch.
-    total = (float(torch.stack(epoch.losses).double().cpu()
-                   @ torch.tensor(epoch.loss_counts, dtype=torch.float64))
-             if epoch.losses else math.nan)
+    total = (
+        float(
+            torch.stack(epoch.losses).double().cpu()
+            @ torch.tensor(epoch.loss_counts, dtype=torch.float64)
+        )
+        if epoch.losses
+        else math.nan
+    )
     n_loss = sum(epoch.loss_counts) or 1
     shared.log.samples += n_seen
     shared.log.busy_seconds += seconds
@@ -527,8 +554,9 @@ def _run_hogwild(epoch, device):
                 epoch.delay(worker)
                 with streams.use(stream):
                     batch = epoch.forward(t)
-                    shared.step_all(list(shared.gradients(batch)), batch.versions,
-                                    batch.n)
+                    shared.step_all(
+                        list(shared.gradients(batch)), batch.versions, batch.n
+                    )
                 epoch.samples.append(batch.n)
 
         for i in range(cfg.n_workers):
@@ -564,8 +592,9 @@ def _run_sync(epoch, device):
                         epoch.context.stopped_by_time = True
                     # On CUDA the others' streams wait (on the device,
                     # not the host) for the previous update.
-                    updated = streams.event(torch.cuda.current_stream()
-                                            if streams.cuda else None)
+                    updated = streams.event(
+                        torch.cuda.current_stream() if streams.cuda else None
+                    )
                     if updated is not None:
                         stream.wait_event(updated)
                     for j in range(1, k):
@@ -619,8 +648,10 @@ def _sync_step(shared, gathered, n, epoch, stream):
                 grad_b.record_stream(torch.cuda.current_stream())
         weight = n_j / n
         if total is None:
-            total = [(layer, grad_W * weight, grad_b * weight)
-                     for layer, grad_W, grad_b in grads]
+            total = [
+                (layer, grad_W * weight, grad_b * weight)
+                for layer, grad_W, grad_b in grads
+            ]
             loss_mean = shard_loss * weight
         else:
             for (_, acc_W, acc_b), (_, grad_W, grad_b) in zip(total, grads):

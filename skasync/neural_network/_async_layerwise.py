@@ -51,8 +51,10 @@ class _OptimizerState(torch.nn.Module):
 
     def layer_buffers(self, n_layers):
         return [
-            {key: getattr(self, f"{key[0]}{layer}_{key[2]}")
-             for key in ("W_m", "b_m", "W_v", "b_v")}
+            {
+                key: getattr(self, f"{key[0]}{layer}_{key[2]}")
+                for key in ("W_m", "b_m", "W_v", "b_v")
+            }
             for layer in range(n_layers)
         ]
 
@@ -235,7 +237,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     _parameter_constraints = {
         **BaseTorchClassifier._parameter_constraints,
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "mode": [StrOptions(set(MODES))],
         "solver": [StrOptions({"sgd", "adam"})],
@@ -509,10 +514,12 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     def _fit_finished(self):
         linears = self._linears()
-        self.coefs_ = [lin.weight.detach().cpu().numpy().T.astype(np.float64)
-                       for lin in linears]
-        self.intercepts_ = [lin.bias.detach().cpu().numpy().astype(np.float64)
-                            for lin in linears]
+        self.coefs_ = [
+            lin.weight.detach().cpu().numpy().T.astype(np.float64) for lin in linears
+        ]
+        self.intercepts_ = [
+            lin.bias.detach().cpu().numpy().astype(np.float64) for lin in linears
+        ]
         self.n_layers_ = len(linears) + 1
         self.n_outputs_ = len(self.classes_)
         self.out_activation_ = "softmax"

@@ -143,7 +143,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -317,8 +320,13 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_training_data(self, X, y, reset):
         X, y = validate_data(
-            self, X, y, reset=reset, dtype=[np.float32, np.float64],
-            y_numeric=False, multi_output=False,
+            self,
+            X,
+            y,
+            reset=reset,
+            dtype=[np.float32, np.float64],
+            y_numeric=False,
+            multi_output=False,
         )
         check_classification_targets(y)
         return X, y
@@ -365,14 +373,19 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             split_seed = seed_from(random_state)
             try:
                 X, X_val, y_index, y_val = train_test_split(
-                    X, y_index, test_size=self.validation_fraction,
-                    random_state=split_seed, stratify=y_index,
+                    X,
+                    y_index,
+                    test_size=self.validation_fraction,
+                    random_state=split_seed,
+                    stratify=y_index,
                 )
             except ValueError:
                 # Too few samples per class for a stratified split: fall
                 # back to a plain random split rather than failing.
                 X, X_val, y_index, y_val = train_test_split(
-                    X, y_index, test_size=self.validation_fraction,
+                    X,
+                    y_index,
+                    test_size=self.validation_fraction,
                     random_state=split_seed,
                 )
             if X.shape[0] < 1 or X_val.shape[0] < 1:
@@ -415,12 +428,17 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         with torch_threads(self._fit_num_threads()):
             for _ in range(max_epochs):
                 context = FitContext(
-                    epoch=self.n_iter_, generator=generator, device=device,
-                    deadline=deadline, extras=engine_extras,
+                    epoch=self.n_iter_,
+                    generator=generator,
+                    device=device,
+                    deadline=deadline,
+                    extras=engine_extras,
                 )
                 batches = self._make_batches(X.shape[0], batch_size, generator, device)
                 self._set_train_mode(True)
-                stats = self._fit_epoch(X_train, y_train, batches=batches, context=context)
+                stats = self._fit_epoch(
+                    X_train, y_train, batches=batches, context=context
+                )
                 self._set_train_mode(False)
                 loss = float(stats["loss"])
                 if not math.isfinite(loss):
@@ -443,8 +461,11 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     val_score = self._accuracy_tensor(X_val_t, y_val_t)
                     self.validation_scores_.append(val_score)
                     record["validation_score"] = val_score
-                    if self.target_score is not None and self.time_to_target_ is None \
-                            and val_score >= self.target_score:
+                    if (
+                        self.target_score is not None
+                        and self.time_to_target_ is None
+                        and val_score >= self.target_score
+                    ):
                         self.time_to_target_ = record["wall_time"]
                 self.history_.append(record)
                 self._report_epoch(record)
@@ -469,8 +490,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     break
                 if no_improvement >= self.n_iter_no_change:
                     if self.verbose:
-                        print(f"Training stopped: no improvement of more than "
-                              f"tol={self.tol} for {self.n_iter_no_change} epochs.")
+                        print(
+                            f"Training stopped: no improvement of more than "
+                            f"tol={self.tol} for {self.n_iter_no_change} epochs."
+                        )
                     break
         self._elapsed_offset += time.monotonic() - start
         if best_state is not None:
@@ -493,7 +516,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             correct = 0
             for start in range(0, X.shape[0], _PREDICT_CHUNK):
                 logits = self._forward_logits(X[start : start + _PREDICT_CHUNK])
-                correct += int((logits.argmax(dim=1) == y[start : start + _PREDICT_CHUNK]).sum())
+                correct += int(
+                    (logits.argmax(dim=1) == y[start : start + _PREDICT_CHUNK]).sum()
+                )
         return correct / max(1, X.shape[0])
 
     def _state_copy(self):
@@ -538,9 +563,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
 def _to_tensor(array, device):
     """float32 tensor on ``device``; copies read-only / non-contiguous input."""
-    return torch.as_tensor(
-        np.ascontiguousarray(array, dtype=np.float32), device=device
-    )
+    return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
 
 
 ACTIVATIONS = {
@@ -569,8 +592,16 @@ def make_linear(n_in, n_out, generator, activation="relu"):
     return layer
 
 
-def make_optimizer(parameters, solver, learning_rate, momentum=0.9,
-                   nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+def make_optimizer(
+    parameters,
+    solver,
+    learning_rate,
+    momentum=0.9,
+    nesterov=False,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-8,
+):
     """The torch optimizer for ``solver`` in {"sgd", "adam"}.
 
     L2 regularisation (``alpha``) is added to the loss by the engines, as in
@@ -579,7 +610,9 @@ def make_optimizer(parameters, solver, learning_rate, momentum=0.9,
     parameters = list(parameters)
     if solver == "sgd":
         return torch.optim.SGD(
-            parameters, lr=learning_rate, momentum=momentum,
+            parameters,
+            lr=learning_rate,
+            momentum=momentum,
             nesterov=bool(nesterov and momentum > 0),
         )
     if solver == "adam":

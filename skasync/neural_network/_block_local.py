@@ -317,7 +317,9 @@ class BlockLocalClassifier(BaseTorchClassifier):
         "feedback": [StrOptions({"direct", "mlp", "fixed_random"})],
         "feedback_hidden": ["array-like"],
         "feedback_learning_rate": [
-            StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+            StrOptions({"auto"}),
+            Interval(Real, 0, None, closed="left"),
+        ],
         "feedback_momentum": [Interval(Real, 0, 1, closed="left")],
         "feedback_weight_decay": [Interval(Real, 0, None, closed="left")],
         "output_weight": [Interval(Real, 0, None, closed="neither")],
@@ -439,7 +441,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
     def _check_execution(self):
         if self.agreement_sign not in (-1, 1):
             raise ValueError(
-                f"agreement_sign must be -1 or 1, got {self.agreement_sign!r}.")
+                f"agreement_sign must be -1 or 1, got {self.agreement_sign!r}."
+            )
         if self.parallel == "streams" and not str(self._device_).startswith("cuda"):
             raise ValueError(
                 "parallel='streams' needs a CUDA device, but the model runs on "
@@ -473,7 +476,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
                 )
             if not units or not all(isinstance(u, torch.nn.Module) for u in units):
                 raise ValueError(
-                    "module must contain at least one torch.nn.Module layer.")
+                    "module must contain at least one torch.nn.Module layer."
+                )
             # Deep copy: the parameter is never mutated and refits start from
             # the user's initialisation.
             return copy.deepcopy(units)
@@ -493,8 +497,11 @@ class BlockLocalClassifier(BaseTorchClassifier):
             layers.append(act())
             units.append(torch.nn.Sequential(*layers))
             n_in = width
-        units.append(torch.nn.Sequential(
-            make_linear(n_in, n_classes, generator, activation="identity")))
+        units.append(
+            torch.nn.Sequential(
+                make_linear(n_in, n_classes, generator, activation="identity")
+            )
+        )
         return units
 
     def _block_bounds(self, n_units):
@@ -526,8 +533,10 @@ class BlockLocalClassifier(BaseTorchClassifier):
         base, extra = divmod(n_units, self.n_blocks)
         # The remainder goes to the last blocks: early blocks stay small and the
         # output block gets some capacity.
-        sizes = [base + (1 if k >= self.n_blocks - extra else 0)
-                 for k in range(self.n_blocks)]
+        sizes = [
+            base + (1 if k >= self.n_blocks - extra else 0)
+            for k in range(self.n_blocks)
+        ]
         return [0] + list(np.cumsum(sizes))
 
     def _input_shape_for(self, n_features):
@@ -547,7 +556,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
         units = self._layer_units(n_features, n_classes, generator)
         bounds = self._block_bounds(len(units))
         blocks = torch.nn.ModuleList(
-            torch.nn.Sequential(*units[a:b]) for a, b in zip(bounds, bounds[1:]))
+            torch.nn.Sequential(*units[a:b]) for a, b in zip(bounds, bounds[1:])
+        )
         # Block output shapes from a dry run (eval mode: batch norm untouched).
         dummy = torch.zeros((2,) + (shape if shape is not None else (n_features,)))
         out_shapes = []
@@ -578,20 +588,37 @@ class BlockLocalClassifier(BaseTorchClassifier):
         aux_hidden = [int(w) for w in np.atleast_1d(np.asarray(self.aux_hidden, int))]
         if any(w < 1 for w in aux_hidden):
             raise ValueError(
-                f"aux_hidden must contain positive ints, got {self.aux_hidden!r}.")
+                f"aux_hidden must contain positive ints, got {self.aux_hidden!r}."
+            )
         use_heads = self.mode == "local_aux" or (
-            self.mode == "bll" and self.aux_weight > 0)
-        self.aux_heads_ = torch.nn.ModuleList(
-            _AuxHead(out_shapes[k], n_classes, generator, aux_hidden)
-            for k in range(n_boundaries)
-        ) if use_heads else torch.nn.ModuleList()
+            self.mode == "bll" and self.aux_weight > 0
+        )
+        self.aux_heads_ = (
+            torch.nn.ModuleList(
+                _AuxHead(out_shapes[k], n_classes, generator, aux_hidden)
+                for k in range(n_boundaries)
+            )
+            if use_heads
+            else torch.nn.ModuleList()
+        )
         if self.mode == "bll":
-            widths = [out_shapes[k][0] if len(out_shapes[k]) == 3
-                      else int(np.prod(out_shapes[k])) for k in range(n_boundaries)]
+            widths = [
+                out_shapes[k][0]
+                if len(out_shapes[k]) == 3
+                else int(np.prod(out_shapes[k]))
+                for k in range(n_boundaries)
+            ]
             self.feedback_ = torch.nn.ModuleList(
-                make_feedback(self.feedback, n_classes, widths[k], self.local_loss,
-                              generator, tuple(self.feedback_hidden))
-                for k in range(n_boundaries))
+                make_feedback(
+                    self.feedback,
+                    n_classes,
+                    widths[k],
+                    self.local_loss,
+                    generator,
+                    tuple(self.feedback_hidden),
+                )
+                for k in range(n_boundaries)
+            )
         else:
             self.feedback_ = torch.nn.ModuleList()
         self._noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
@@ -604,23 +631,38 @@ class BlockLocalClassifier(BaseTorchClassifier):
             params = list(block.parameters())
             if k < len(self.aux_heads_):
                 params += list(self.aux_heads_[k].parameters())
-            self._optimizers.append(make_optimizer(
-                params, self.optimizer, self.learning_rate_init,
-                momentum=self.momentum))
+            self._optimizers.append(
+                make_optimizer(
+                    params,
+                    self.optimizer,
+                    self.learning_rate_init,
+                    momentum=self.momentum,
+                )
+            )
         for fb in self.feedback_:
             params = [p for p in fb.parameters() if p.requires_grad]
             lr = self.feedback_learning_rate
             if lr == "auto":
                 lr = 0.05 if self.feedback == "mlp" else 0.9
-            self._feedback_optimizers.append(torch.optim.SGD(
-                params, lr=lr, momentum=self.feedback_momentum,
-                weight_decay=self.feedback_weight_decay) if params else None)
+            self._feedback_optimizers.append(
+                torch.optim.SGD(
+                    params,
+                    lr=lr,
+                    momentum=self.feedback_momentum,
+                    weight_decay=self.feedback_weight_decay,
+                )
+                if params
+                else None
+            )
 
     def _torch_modules(self):
         if not hasattr(self, "blocks_"):
             return {}
-        return {"blocks_": self.blocks_, "feedback_": self.feedback_,
-                "aux_heads_": self.aux_heads_}
+        return {
+            "blocks_": self.blocks_,
+            "feedback_": self.feedback_,
+            "aux_heads_": self.aux_heads_,
+        }
 
     def _fit_num_threads(self):
         if self.torch_num_threads is not None:
@@ -649,7 +691,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
             "denoise_weight": self.denoise_weight if self.mode == "bll" else 0.0,
             "denoise_std": self.denoise_std,
             "agreement_sign": float(self.agreement_sign),
-            "variance": self.sigma_forward ** 2 + self.sigma_feedback ** 2,
+            "variance": self.sigma_forward**2 + self.sigma_feedback**2,
             "label_smoothing": self.label_smoothing,
             "alpha": self.alpha,
             "sync": device.type == "cuda" and self.parallel == "none",
@@ -659,32 +701,47 @@ class BlockLocalClassifier(BaseTorchClassifier):
             is_last = k == self.n_blocks_ - 1
             head = self.aux_heads_[k] if k < len(self.aux_heads_) else None
             fb = self.feedback_[k] if k < len(self.feedback_) else None
-            fb_opt = (self._feedback_optimizers[k]
-                      if k < len(self._feedback_optimizers) else None)
-            workers.append(BlockWorker(k, block, head, fb, self._optimizers[k], fb_opt,
-                                       config, is_last))
+            fb_opt = (
+                self._feedback_optimizers[k]
+                if k < len(self._feedback_optimizers)
+                else None
+            )
+            workers.append(
+                BlockWorker(
+                    k, block, head, fb, self._optimizers[k], fb_opt, config, is_last
+                )
+            )
         meter = None
         if context.extras.get("batches_seen", 0) < 8:
             params = [p for m in self._torch_modules().values() for p in m.parameters()]
             meter = context.extras.setdefault("meter", ActivationMeter(params))
         return BlockLocalEngine(
-            workers, mode=self.mode, parallel=self.parallel,
+            workers,
+            mode=self.mode,
+            parallel=self.parallel,
             n_microbatches=self.n_microbatches,
             backward_schedule=self.backward_schedule,
-            input_shape=self._input_shape_, threads_per_block=self._threads_per_block(),
-            hook=getattr(self, "_engine_hook", None), meter=meter,
-            noise_seed=self._noise_seed)
+            input_shape=self._input_shape_,
+            threads_per_block=self._threads_per_block(),
+            hook=getattr(self, "_engine_hook", None),
+            meter=meter,
+            noise_seed=self._noise_seed,
+        )
 
     def _fit_epoch(self, X, y, *, batches, context):
         device = X.device
         if "timing" not in context.extras:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            context.extras["timing"] = {"forward": [[] for _ in self.blocks_],
-                                        "backward": [[] for _ in self.blocks_],
-                                        "update": [[] for _ in self.blocks_],
-                                        "step": [], "samples": 0, "seconds": 0.0,
-                                        "device": device}
+            context.extras["timing"] = {
+                "forward": [[] for _ in self.blocks_],
+                "backward": [[] for _ in self.blocks_],
+                "update": [[] for _ in self.blocks_],
+                "step": [],
+                "samples": 0,
+                "seconds": 0.0,
+                "device": device,
+            }
             self._timing_acc = context.extras["timing"]
         engine = self._make_engine(len(self.classes_), device, context)
         stats = engine.run_epoch(X, y, batches, context)
@@ -714,8 +771,9 @@ class BlockLocalClassifier(BaseTorchClassifier):
             "backward_ms": [median_or_none(v) for v in acc["backward"]],
             "update_ms": [median_or_none(v) for v in acc["update"]],
             "step_ms": median_or_none(acc["step"]),
-            "samples_per_second": (acc["samples"] / acc["seconds"]
-                                   if acc["seconds"] else None),
+            "samples_per_second": (
+                acc["samples"] / acc["seconds"] if acc["seconds"] else None
+            ),
             "peak_activation_bytes": acc.get("peak_activation_bytes"),
             "peak_memory_bytes": peak,
             "parallel": self.parallel,
@@ -724,7 +782,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
         }
         if self.mode == "backprop" or self.backward_schedule == "joint":
             self.timing_["backward_note"] = (
-                "one joint backward pass: its time is listed under the last block")
+                "one joint backward pass: its time is listed under the last block"
+            )
         del self._timing_acc
 
     def _forward_logits(self, X):
@@ -742,8 +801,10 @@ class BlockLocalClassifier(BaseTorchClassifier):
         # and rebuild them around the unpickled modules.
         for key in ("_optimizers", "_feedback_optimizers"):
             if key in state:
-                state[key] = [None if opt is None else _cpu_state(opt.state_dict())
-                              for opt in state[key]]
+                state[key] = [
+                    None if opt is None else _cpu_state(opt.state_dict())
+                    for opt in state[key]
+                ]
         state.pop("_timing_acc", None)
         return state
 
@@ -782,7 +843,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         outputs = [[] for _ in self.blocks_]
         with torch.no_grad():
             for start in range(0, X.shape[0], 4096):
-                h = _to_tensor(X[start:start + 4096], device)
+                h = _to_tensor(X[start : start + 4096], device)
                 if self._input_shape_ is not None:
                     h = h.reshape((h.shape[0],) + self._input_shape_)
                 for k, block in enumerate(self.blocks_):
@@ -828,8 +889,9 @@ class BlockLocalClassifier(BaseTorchClassifier):
         for k in range(self.n_blocks_ - 1):
             if method == "probe":
                 probe = LogisticRegression(max_iter=500)
-                scores.append(float(np.mean(
-                    cross_val_score(probe, features[k], y, cv=cv))))
+                scores.append(
+                    float(np.mean(cross_val_score(probe, features[k], y, cv=cv)))
+                )
             else:
                 scores.append(self._head_score(k, X, y))
         scores.append(self.score(X, y))
@@ -865,6 +927,15 @@ class BlockLocalClassifier(BaseTorchClassifier):
 
 def _cpu_state(state_dict):
     return copy.deepcopy(
-        {key: ({k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                for k, v in value.items()} if key == "state" else value)
-         for key, value in state_dict.items()})
+        {
+            key: (
+                {
+                    k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                    for k, v in value.items()
+                }
+                if key == "state"
+                else value
+            )
+            for key, value in state_dict.items()
+        }
+    )

@@ -292,8 +292,17 @@ class BlockWorker:
         Loss settings (see :class:`BlockLocalEngine`).
     """
 
-    def __init__(self, index, block, head, feedback, optimizer, feedback_optimizer,
-                 config, is_last):
+    def __init__(
+        self,
+        index,
+        block,
+        head,
+        feedback,
+        optimizer,
+        feedback_optimizer,
+        config,
+        is_last,
+    ):
         self.index = index
         self.block = block
         self.head = head
@@ -376,7 +385,8 @@ class BlockWorker:
         if self.is_last:
             logits = out.flatten(1) if out.dim() > 2 else out
             loss = cfg["output_weight"] * F.cross_entropy(
-                logits, y, label_smoothing=cfg["label_smoothing"])
+                logits, y, label_smoothing=cfg["label_smoothing"]
+            )
             self._accumulate(loss, n, logits, y)
         else:
             loss = out.new_zeros(())
@@ -386,8 +396,13 @@ class BlockWorker:
                 xhat, r = representation(out, cfg["local_loss"])
                 if cfg["agreement_weight"]:
                     loss = loss + cfg["agreement_weight"] * agreement_loss(
-                        r, self._targets, y, cfg["local_loss"], cfg["agreement_sign"],
-                        cfg["variance"])
+                        r,
+                        self._targets,
+                        y,
+                        cfg["local_loss"],
+                        cfg["agreement_sign"],
+                        cfg["variance"],
+                    )
                 if cfg["decorrelation_weight"]:
                     loss = loss + cfg["decorrelation_weight"] * decorrelation_loss(xhat)
                 if self.feedback_optimizer is not None:
@@ -396,11 +411,13 @@ class BlockWorker:
                     noise = torch.randn(h.shape, generator=noise_generator)
                     noisy = self.block(h + cfg["denoise_std"] * noise.to(h.device))
                     loss = loss + cfg["denoise_weight"] * F.mse_loss(
-                        noisy, out.detach())
+                        noisy, out.detach()
+                    )
             if self.head is not None:
                 logits = self.head(out)
                 loss = loss + cfg["aux_weight"] * F.cross_entropy(
-                    logits, y, label_smoothing=cfg["label_smoothing"])
+                    logits, y, label_smoothing=cfg["label_smoothing"]
+                )
             self._accumulate(loss, n, logits, y)
         if cfg["mode"] == "bll" and not self.is_last:
             # The BLL terms (agreement, decorrelation) are scale-invariant in
@@ -463,9 +480,20 @@ class BlockLocalEngine:
     meter : ActivationMeter or None
     """
 
-    def __init__(self, workers, *, mode, parallel, n_microbatches, backward_schedule,
-                 input_shape, threads_per_block=None, hook=None, meter=None,
-                 noise_seed=0):
+    def __init__(
+        self,
+        workers,
+        *,
+        mode,
+        parallel,
+        n_microbatches,
+        backward_schedule,
+        input_shape,
+        threads_per_block=None,
+        hook=None,
+        meter=None,
+        noise_seed=0,
+    ):
         self.workers = workers
         self.mode = mode
         self.parallel = parallel
@@ -529,9 +557,11 @@ class BlockLocalEngine:
         for worker in self.workers:
             seen = max(1, worker.seen)
             block_losses.append(
-                0.0 if worker.loss_sum is None else float(worker.loss_sum) / seen)
+                0.0 if worker.loss_sum is None else float(worker.loss_sum) / seen
+            )
             block_acc.append(
-                None if worker.correct is None else float(worker.correct) / seen)
+                None if worker.correct is None else float(worker.correct) / seen
+            )
         feedback_loss = sum(float(w.feedback_loss_sum) for w in self.workers)
         return {
             "loss": float(sum(block_losses)),
@@ -563,8 +593,12 @@ class BlockLocalEngine:
                 for k, worker in enumerate(self.workers):
                     for m, mb in enumerate(mbs):
                         hs[m] = worker.run_microbatch(
-                            hs[m], y[mb], mb.shape[0] / idx.shape[0], idx.shape[0],
-                            gens[k])
+                            hs[m],
+                            y[mb],
+                            mb.shape[0] / idx.shape[0],
+                            idx.shape[0],
+                            gens[k],
+                        )
                     self._call_hook(k, number)
                     worker.finish_batch()
             context.extras["batches_seen"] = context.extras.get("batches_seen", 0) + 1
@@ -630,8 +664,16 @@ class BlockLocalEngine:
                     break
                 mbs = self._microbatches(idx)
                 for m, mb in enumerate(mbs):
-                    item = (number, m, len(mbs), self._inputs(X, mb), y[mb],
-                            mb.shape[0] / idx.shape[0], idx.shape[0], y[idx])
+                    item = (
+                        number,
+                        m,
+                        len(mbs),
+                        self._inputs(X, mb),
+                        y[mb],
+                        mb.shape[0] / idx.shape[0],
+                        idx.shape[0],
+                        y[idx],
+                    )
                     queue_put(queues[0], item, stop_event)
             queue_put(queues[0], None, stop_event)
 
@@ -653,9 +695,11 @@ class BlockLocalEngine:
                 with self._meter_ctx(batches_seen0 + number):
                     handoff = worker.run_microbatch(h, ym, weight, bsize, gen)
                 if out_queue is not None:
-                    queue_put(out_queue,
-                              (number, m, n_mb, handoff, ym, weight, bsize, yb),
-                              stop_event)
+                    queue_put(
+                        out_queue,
+                        (number, m, n_mb, handoff, ym, weight, bsize, yb),
+                        stop_event,
+                    )
                 del h, handoff
                 if m == n_mb - 1:
                     self._call_hook(k, number)
@@ -717,8 +761,12 @@ class BlockLocalEngine:
                             h.record_stream(stream)
                             labels[m].record_stream(stream)
                             out = worker.run_microbatch(
-                                h, labels[m], mbs[m].shape[0] / idx.shape[0],
-                                idx.shape[0], None)
+                                h,
+                                labels[m],
+                                mbs[m].shape[0] / idx.shape[0],
+                                idx.shape[0],
+                                None,
+                            )
                             events[k][m] = stream.record_event()
                             hand[k + 1][m] = out
                             hand[k][m] = None

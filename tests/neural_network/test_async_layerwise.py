@@ -50,40 +50,68 @@ def digits():
 def small(**params):
     # One intra-op thread: tiny ops on a shared, loaded CI machine are ~10x
     # slower with OpenMP threads spinning against each other.
-    base = dict(hidden_layer_sizes=(32,), max_iter=3, batch_size=32, random_state=0,
-                torch_num_threads=1)
+    base = dict(
+        hidden_layer_sizes=(32,),
+        max_iter=3,
+        batch_size=32,
+        random_state=0,
+        torch_num_threads=1,
+    )
     base.update(params)
     return AsyncLayerwiseMLPClassifier(**base)
 
 
 # ---------------------------------------------------------------- sklearn API
 CHECKED = [
-    AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(16,), mode="serial",
-                                max_iter=20, random_state=0, torch_num_threads=1),
+    AsyncLayerwiseMLPClassifier(
+        hidden_layer_sizes=(16,),
+        mode="serial",
+        max_iter=20,
+        random_state=0,
+        torch_num_threads=1,
+    ),
     # batch_size=4: the checks' tiny data sets still give every backward
     # thread a batch.
-    AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(16,), mode="pd-asgd",
-                                max_iter=20, batch_size=4, random_state=0,
-                                torch_num_threads=1),
+    AsyncLayerwiseMLPClassifier(
+        hidden_layer_sizes=(16,),
+        mode="pd-asgd",
+        max_iter=20,
+        batch_size=4,
+        random_state=0,
+        torch_num_threads=1,
+    ),
 ]
 
 
-@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: est._expected_failed_checks())
+@parametrize_with_checks(
+    CHECKED, expected_failed_checks=lambda est: est._expected_failed_checks()
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
 def test_pipeline_in_grid_search(digits):
     X_train, X_test, y_train, y_test = digits
-    pipe = Pipeline([
-        ("scale", StandardScaler()),
-        ("clf", AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(32,), max_iter=5,
-                                            batch_size=64, random_state=0,
-                                            torch_num_threads=1)),
-    ])
+    pipe = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "clf",
+                AsyncLayerwiseMLPClassifier(
+                    hidden_layer_sizes=(32,),
+                    max_iter=5,
+                    batch_size=64,
+                    random_state=0,
+                    torch_num_threads=1,
+                ),
+            ),
+        ]
+    )
     search = GridSearchCV(
-        pipe, {"clf__mode": ["serial", "pd-asgd"], "clf__learning_rate_init": [0.01]},
-        cv=2, n_jobs=2,
+        pipe,
+        {"clf__mode": ["serial", "pd-asgd"], "clf__learning_rate_init": [0.01]},
+        cv=2,
+        n_jobs=2,
     )
     search.fit(X_train, y_train)
     assert search.best_score_ > 0.8
@@ -96,7 +124,9 @@ def test_clone_and_pickle_round_trip(digits, mode):
     X_train, X_test, y_train, _ = digits
     clf = small(mode=mode).fit(X_train, y_train)
     restored = pickle.loads(pickle.dumps(clf))
-    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test))
+    np.testing.assert_allclose(
+        restored.predict_proba(X_test), clf.predict_proba(X_test)
+    )
     assert restored.staleness_ == clf.staleness_
     fresh = clone(clf)
     assert not hasattr(fresh, "classes_")
@@ -117,9 +147,18 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
     X_train, y_train = X_train[:600], y_train[:600]
     seed, batch, epochs, lr, mu, alpha = 3, 50, 3, 0.05, 0.9, 1e-3
     clf = AsyncLayerwiseMLPClassifier(
-        hidden_layer_sizes=(20, 12), mode="serial", batch_size=batch, max_iter=epochs,
-        learning_rate_init=lr, momentum=mu, nesterovs_momentum=True, alpha=alpha,
-        activation="tanh", tol=0, random_state=seed, torch_num_threads=1,
+        hidden_layer_sizes=(20, 12),
+        mode="serial",
+        batch_size=batch,
+        max_iter=epochs,
+        learning_rate_init=lr,
+        momentum=mu,
+        nesterovs_momentum=True,
+        alpha=alpha,
+        activation="tanh",
+        tol=0,
+        random_state=seed,
+        torch_num_threads=1,
     ).fit(X_train, y_train)
 
     # The same draws in the same order: one seed for the generator, then the
@@ -127,8 +166,9 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
     gen = torch.Generator().manual_seed(seed_from(check_random_state(seed)))
     sizes = [64, 20, 12, 10]
     layers = [make_linear(a, b, gen, "tanh") for a, b in zip(sizes[:-1], sizes[1:])]
-    model = torch.nn.Sequential(layers[0], torch.nn.Tanh(), layers[1], torch.nn.Tanh(),
-                                layers[2])
+    model = torch.nn.Sequential(
+        layers[0], torch.nn.Tanh(), layers[1], torch.nn.Tanh(), layers[2]
+    )
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=mu, nesterov=True)
     X = torch.as_tensor(X_train, dtype=torch.float32)
     y = torch.as_tensor(np.searchsorted(clf.classes_, y_train))
@@ -136,12 +176,18 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
         for idx in torch.split(torch.randperm(len(X), generator=gen), batch):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
-            loss = loss + 0.5 * alpha * sum((l.weight ** 2).sum() for l in layers) / len(idx)
+            loss = loss + 0.5 * alpha * sum((l.weight**2).sum() for l in layers) / len(
+                idx
+            )
             loss.backward()
             opt.step()
     for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):
-        np.testing.assert_allclose(coef, layer.weight.detach().numpy().T, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(intercept, layer.bias.detach().numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            coef, layer.weight.detach().numpy().T, rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            intercept, layer.bias.detach().numpy(), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_serial_and_sync_are_deterministic(digits):
@@ -172,21 +218,36 @@ def test_accuracy_floor_on_digits(digits, mode):
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_pd_asgd_options_train(digits, solver):
     X_train, X_test, y_train, y_test = digits
-    clf = small(mode="pd-asgd", solver=solver, max_iter=15, backward_weights="snapshot",
-                update_lock="layer", n_forward_workers=2, n_backward_workers=3,
-                queue_size=4, learning_rate_init=0.003 if solver == "adam" else 0.01)
+    clf = small(
+        mode="pd-asgd",
+        solver=solver,
+        max_iter=15,
+        backward_weights="snapshot",
+        update_lock="layer",
+        n_forward_workers=2,
+        n_backward_workers=3,
+        queue_size=4,
+        learning_rate_init=0.003 if solver == "adam" else 0.01,
+    )
     assert clf.fit(X_train, y_train).score(X_test, y_test) > 0.85
 
 
 def test_history_staleness_and_target(digits):
     X_train, _, y_train, _ = digits
-    clf = small(mode="pd-asgd", max_iter=30, early_stopping=True, target_score=0.8,
-                verbose=2)
+    clf = small(
+        mode="pd-asgd", max_iter=30, early_stopping=True, target_score=0.8, verbose=2
+    )
     clf.fit(X_train, y_train)
     assert clf.time_to_target_ is not None and clf.time_to_target_ > 0
     record = clf.history_[-1]
-    for key in ("epoch", "wall_time", "loss", "updates", "validation_score",
-                "samples_per_second"):
+    for key in (
+        "epoch",
+        "wall_time",
+        "loss",
+        "updates",
+        "validation_score",
+        "samples_per_second",
+    ):
         assert key in record
     assert len(clf.staleness_) == 2
     for stats in clf.staleness_:
@@ -213,6 +274,7 @@ def _steps_slowly(seconds):
     def hook(event, worker):
         if event in ("backward", "step"):
             time.sleep(seconds)
+
     return hook
 
 
@@ -309,8 +371,9 @@ def test_keyboard_interrupt_on_main_thread_joins_workers(digits, mode):
 
 @pytest.mark.parametrize("mode", THREADED)
 @pytest.mark.parametrize("backward_weights", ["current", "snapshot"])
-def test_no_version_counter_error_when_weights_change_mid_batch(digits, mode,
-                                                                 backward_weights):
+def test_no_version_counter_error_when_weights_change_mid_batch(
+    digits, mode, backward_weights
+):
     # Slow backward passes guarantee that other threads update the weights
     # between a batch's forward and its backward.
     X_train, _, y_train, _ = digits
@@ -319,8 +382,12 @@ def test_no_version_counter_error_when_weights_change_mid_batch(digits, mode,
         if event in ("backward", "step") and worker == 0:
             time.sleep(0.002)
 
-    clf = small(mode=mode, max_iter=2, hidden_layer_sizes=(32, 32),
-                backward_weights=backward_weights)
+    clf = small(
+        mode=mode,
+        max_iter=2,
+        hidden_layer_sizes=(32, 32),
+        backward_weights=backward_weights,
+    )
     clf._debug_hook = hook
     clf.fit(X_train, y_train)  # would raise "modified by an inplace operation"
     if mode != "sync":
@@ -330,8 +397,13 @@ def test_no_version_counter_error_when_weights_change_mid_batch(digits, mode,
 def test_straggler_delay_slows_sync(digits):
     X_train, _, y_train, _ = digits
     n_batches = math.ceil(len(X_train) / 128)
-    clf = small(mode="sync", max_iter=1, batch_size=128, straggler_delay=0.02,
-                straggler_workers=[1]).fit(X_train, y_train)
+    clf = small(
+        mode="sync",
+        max_iter=1,
+        batch_size=128,
+        straggler_delay=0.02,
+        straggler_workers=[1],
+    ).fit(X_train, y_train)
     # Every synchronous step waits for the delayed worker.
     assert clf.history_[-1]["wall_time"] >= 0.02 * n_batches
     with pytest.raises(ValueError, match="straggler_workers"):
@@ -351,7 +423,9 @@ def test_thread_setting_restored_and_split(digits, monkeypatch):
     assert set(seen) == {2}  # 6 cores / (1 forward + 2 backward threads)
     assert torch.get_num_threads() == before
     assert small(mode="serial", torch_num_threads=None)._fit_num_threads() == 6
-    assert small(mode="hogwild", n_workers=4, torch_num_threads=1)._fit_num_threads() == 1
+    assert (
+        small(mode="hogwild", n_workers=4, torch_num_threads=1)._fit_num_threads() == 1
+    )
 
 
 # ----------------------------------------------------------------- bad input
@@ -372,14 +446,17 @@ def test_nan_inf_one_class_and_wrong_width(digits):
     assert not skasync_threads()
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"n_backward_workers": 0}, "n_backward_workers"),
-    ({"n_forward_workers": -1}, "n_forward_workers"),
-    ({"n_workers": 0, "mode": "hogwild"}, "n_workers"),
-    ({"queue_size": 0}, "queue_size"),
-    ({"mode": "downpour"}, "mode"),
-    ({"straggler_delay": -1.0}, "straggler_delay"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"n_backward_workers": 0}, "n_backward_workers"),
+        ({"n_forward_workers": -1}, "n_forward_workers"),
+        ({"n_workers": 0, "mode": "hogwild"}, "n_workers"),
+        ({"queue_size": 0}, "queue_size"),
+        ({"mode": "downpour"}, "mode"),
+        ({"straggler_delay": -1.0}, "straggler_delay"),
+    ],
+)
 def test_invalid_parameters_name_the_parameter(digits, params, name):
     X_train, _, y_train, _ = digits
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
@@ -387,12 +464,15 @@ def test_invalid_parameters_name_the_parameter(digits, params, name):
     assert not skasync_threads()
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"mode": "pd-asgd", "n_backward_workers": 8}, "n_backward_workers=8"),
-    ({"mode": "d-asgd", "n_forward_workers": 8}, "n_forward_workers=8"),
-    ({"mode": "hogwild", "n_workers": 8}, "n_workers=8"),
-    ({"mode": "sync", "n_workers": 8, "batch_size": 4}, "n_workers=8"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"mode": "pd-asgd", "n_backward_workers": 8}, "n_backward_workers=8"),
+        ({"mode": "d-asgd", "n_forward_workers": 8}, "n_forward_workers=8"),
+        ({"mode": "hogwild", "n_workers": 8}, "n_workers=8"),
+        ({"mode": "sync", "n_workers": 8, "batch_size": 4}, "n_workers=8"),
+    ],
+)
 def test_more_workers_than_batches(digits, params, name):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=name):
@@ -403,8 +483,9 @@ def test_more_workers_than_batches(digits, params, name):
 def test_small_ops_warn():
     X, y = load_digits(return_X_y=True)
     with pytest.warns(UserWarning, match="layer ops are small"):
-        AsyncLayerwiseMLPClassifier((8,), mode="hogwild", max_iter=1,
-                                    batch_size=8).fit(X[:200], y[:200])
+        AsyncLayerwiseMLPClassifier((8,), mode="hogwild", max_iter=1, batch_size=8).fit(
+            X[:200], y[:200]
+        )
 
 
 # --------------------------------------------------------------------- CUDA
@@ -413,12 +494,19 @@ def test_small_ops_warn():
 @pytest.mark.parametrize("mode", MODES)
 def test_cuda_modes_train_and_pickle_to_cpu(digits, mode):
     X_train, X_test, y_train, y_test = digits
-    clf = AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(64,), mode=mode, max_iter=10,
-                                      batch_size=32, device="cuda", random_state=0)
+    clf = AsyncLayerwiseMLPClassifier(
+        hidden_layer_sizes=(64,),
+        mode=mode,
+        max_iter=10,
+        batch_size=32,
+        device="cuda",
+        random_state=0,
+    )
     clf.fit(X_train, y_train)
     assert clf.score(X_test, y_test) > 0.85
     restored = pickle.loads(pickle.dumps(clf))
     assert restored._model_device().type == "cpu"
-    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        restored.predict_proba(X_test), clf.predict_proba(X_test), atol=1e-5
+    )
     assert not skasync_threads()
