@@ -281,6 +281,53 @@ def test_block_bootstrap_accepts_extra_columns_after_lags(ar1):
         forest.forecast(target, 3)
 
 
+def _descend_by_hand(tree, x):
+    # Plain-Python reference of one tree's prediction (x <= threshold: left).
+    node = 0
+    while tree.feature[node] >= 0:
+        go_left = x[tree.feature[node]] <= tree.threshold[node]
+        node = tree.left[node] if go_left else tree.right[node]
+    return tree.value[node]
+
+
+@pytest.mark.parametrize("bootstrap", ["iid", "moving", "nonoverlapping"])
+def test_oob_prediction_is_mean_of_trees_that_did_not_see_the_row(
+    ar1, bootstrap, monkeypatch
+):
+    from skasync.ensemble import _ar_sieve_forest
+
+    _, X, target = ar1
+    X, target = X[:150], target[:150]
+    drawn = []
+    original = _ar_sieve_forest.block_bootstrap_indices
+
+    def recording(*args, **kwargs):
+        indices = original(*args, **kwargs)
+        drawn.append(np.atleast_2d(indices))
+        return indices
+
+    monkeypatch.setattr(_ar_sieve_forest, "block_bootstrap_indices", recording)
+    forest = ARSieveForestRegressor(
+        n_estimators=40, bootstrap=bootstrap, oob_score=True, n_jobs=1, random_state=3
+    ).fit(X, target)
+    in_bag = np.concatenate(drawn)
+    assert in_bag.shape[0] == len(forest.estimators_) == 40
+
+    expected = np.full(len(target), np.nan)
+    for row in range(len(target)):
+        votes = [
+            _descend_by_hand(tree, X[row])
+            for tree, rows in zip(forest.estimators_, in_bag)
+            if row not in rows
+        ]
+        if votes:
+            expected[row] = np.mean(votes)
+    seen = ~np.isnan(expected)
+    assert seen.sum() > 100
+    np.testing.assert_allclose(forest.oob_prediction_[seen], expected[seen], rtol=1e-12)
+    assert np.all(np.isnan(forest.oob_prediction_[~seen]))
+
+
 def test_oob_score_block_bootstraps(ar1):
     _, X, target = ar1
     for bootstrap in BLOCKS:
