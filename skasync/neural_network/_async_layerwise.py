@@ -21,7 +21,12 @@ from skasync.neural_network._async_engines import (
     TrainingLog,
     run_epoch,
 )
-from skasync.neural_network._base import ACTIVATIONS, BaseTorchClassifier, make_linear
+from skasync.neural_network._base import (
+    ACTIVATIONS,
+    BaseTorchClassifier,
+    check_layer_sizes,
+    make_linear,
+)
 
 # Below about this many multiply-adds per layer op, a thread costs more
 # (GIL hand-over) than the op it runs (design note, section 6.1: ~25 us).
@@ -336,15 +341,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     # ------------------------------------------------------ resolved settings
     def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if np.isscalar(sizes) else list(sizes)
-        for size in sizes:
-            if not isinstance(size, (Integral, np.integer)) or size < 1:
-                raise ValueError(
-                    "hidden_layer_sizes must contain positive integers, got "
-                    f"{self.hidden_layer_sizes!r}."
-                )
-        return [int(s) for s in sizes]
+        return check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
 
     def _resolved_n_workers(self):
         if self.n_workers is not None:

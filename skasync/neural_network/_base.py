@@ -574,6 +574,35 @@ ACTIVATIONS = {
 }
 
 
+def check_layer_sizes(sizes, name):
+    """Layer widths as a list of ints, or a ``ValueError`` naming ``name``.
+
+    One home for ``hidden_layer_sizes``-like parameters: an int or a
+    sequence of positive integers (numpy integers included); floats are
+    rejected rather than truncated. An empty sequence gives no layers.
+
+    Parameters
+    ----------
+    sizes : int or array-like of int
+        The parameter value as the user set it.
+    name : str
+        Parameter name used in the error message.
+
+    Returns
+    -------
+    sizes : list of int
+    """
+    values = [sizes] if np.isscalar(sizes) else list(sizes)
+    for size in values:
+        if (
+            not isinstance(size, (Integral, np.integer))
+            or isinstance(size, bool)
+            or size < 1
+        ):
+            raise ValueError(f"{name} must contain positive ints, got {sizes!r}.")
+    return [int(s) for s in values]
+
+
 def make_linear(n_in, n_out, generator, activation="relu"):
     """A :class:`torch.nn.Linear` initialised from ``generator``.
 

@@ -16,6 +16,7 @@ from skasync.neural_network._base import (
     ACTIVATIONS,
     BaseTorchClassifier,
     _to_tensor,
+    check_layer_sizes,
     make_linear,
     make_optimizer,
 )
@@ -481,12 +482,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
             # Deep copy: the parameter is never mutated and refits start from
             # the user's initialisation.
             return copy.deepcopy(units)
-        sizes = [int(s) for s in np.atleast_1d(np.asarray(self.hidden_layer_sizes))]
-        if any(s < 1 for s in sizes):
-            raise ValueError(
-                "hidden_layer_sizes must contain positive ints, got "
-                f"{self.hidden_layer_sizes!r}."
-            )
+        sizes = check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
         units = []
         n_in = n_features
         act = ACTIVATIONS[self.activation]
@@ -585,11 +581,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self._block_shapes = out_shapes
         self._input_shape_ = shape
         n_boundaries = self.n_blocks_ - 1
-        aux_hidden = [int(w) for w in np.atleast_1d(np.asarray(self.aux_hidden, int))]
-        if any(w < 1 for w in aux_hidden):
-            raise ValueError(
-                f"aux_hidden must contain positive ints, got {self.aux_hidden!r}."
-            )
+        aux_hidden = check_layer_sizes(self.aux_hidden, "aux_hidden")
         use_heads = self.mode == "local_aux" or (
             self.mode == "bll" and self.aux_weight > 0
         )
@@ -615,7 +607,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
                     widths[k],
                     self.local_loss,
                     generator,
-                    tuple(self.feedback_hidden),
+                    tuple(check_layer_sizes(self.feedback_hidden, "feedback_hidden")),
                 )
                 for k in range(n_boundaries)
             )

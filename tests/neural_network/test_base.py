@@ -197,3 +197,37 @@ def test_cuda_requested_without_cuda_is_a_clear_error(digits):
     X, y = digits
     with pytest.raises(ValueError, match="CUDA is not available"):
         TinyMLP(device="cuda").fit(X, y)
+
+
+def test_check_layer_sizes_accepts_ints_and_rejects_the_rest():
+    from skasync.neural_network._base import check_layer_sizes
+
+    assert check_layer_sizes((8, np.int64(4)), "sizes") == [8, 4]
+    assert check_layer_sizes(5, "sizes") == [5]
+    assert check_layer_sizes((), "sizes") == []
+    for bad in [(8, 0), (1.5,), (True,), ("8",)]:
+        with pytest.raises(ValueError, match="sizes must contain positive ints"):
+            check_layer_sizes(bad, "sizes")
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        ("AsyncLayerwiseMLPClassifier", "hidden_layer_sizes"),
+        ("BlockLocalClassifier", "hidden_layer_sizes"),
+        ("BlockLocalClassifier", "feedback_hidden"),
+        ("BlockLocalClassifier", "aux_hidden"),
+    ],
+)
+def test_layer_size_parameters_reject_floats_by_name(make, name):
+    import skasync
+
+    X, y = load_digits(return_X_y=True)
+    params = {"hidden_layer_sizes": (8, 8), "max_iter": 1, name: (8.5,)}
+    if make == "BlockLocalClassifier":
+        params["n_blocks"] = 2
+    else:
+        params["mode"] = "serial"
+    clf = getattr(skasync, make)(**params)
+    with pytest.raises(ValueError, match=f"{name} must contain positive ints"):
+        clf.fit(X[:100], y[:100])
