@@ -12,13 +12,14 @@ position, so they must be in chronological order. Notation: ``n`` rows,
 # SPDX-License-Identifier: BSD-3-Clause
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import indexable
 from sklearn.utils.validation import _num_samples
 
+from ..utils._validation import check_int
 from ._random import _check_rng, _geometric0, _integers, _permutation
 
 __all__ = ["BLOCK_METHODS", "block_bootstrap_indices", "BlockBootstrap"]
@@ -31,12 +32,6 @@ BLOCK_METHODS = (
     "nonoverlapping",
     "seasonal",
 )
-
-
-def _check_int(value, name, low):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
-    return int(value)
 
 
 def _n_inbag(n, replace, sample_fraction, method):
@@ -291,15 +286,15 @@ def block_bootstrap_indices(
     >>> block_bootstrap_indices(395, "moving", random_state=0, n_draws=4).shape
     (4, 390)
     """
-    n = _check_int(n_samples, "n_samples", 1)
+    n = check_int(n_samples, "n_samples", 1)
     if method is None:
         method = "iid"
     if method not in BLOCK_METHODS:
         raise ValueError(f"method must be one of {BLOCK_METHODS}, got {method!r}.")
-    L = _check_int(block_size, "block_size", 1)
-    period = _check_int(period, "period", 1)
+    L = check_int(block_size, "block_size", 1)
+    period = check_int(period, "period", 1)
     m = _n_inbag(n, bool(replace), sample_fraction, method)
-    size = 1 if n_draws is None else _check_int(n_draws, "n_draws", 1)
+    size = 1 if n_draws is None else check_int(n_draws, "n_draws", 1)
     rng = _check_rng(random_state)
     if method == "iid":
         if not replace and m > n:
@@ -387,7 +382,7 @@ class BlockBootstrap(BaseCrossValidator):
         """
         X, y, groups = indexable(X, y, groups)
         n = _num_samples(X)
-        n_res = _check_int(self.n_resamplings, "n_resamplings", 1)
+        n_res = check_int(self.n_resamplings, "n_resamplings", 1)
         rng = _check_rng(self.random_state)
         for _ in range(n_res):
             in_bag = block_bootstrap_indices(

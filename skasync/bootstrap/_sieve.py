@@ -10,7 +10,7 @@ from numbers import Integral
 import numpy as np
 from scipy.signal import lfilter
 
-from ..utils._validation import check_series
+from ..utils._validation import check_int, check_series
 from ._random import _check_rng, _integers
 
 __all__ = ["ARSieveFit", "fit_ar_sieve", "simulate_ar_sieve"]
@@ -355,9 +355,7 @@ def simulate_ar_sieve(
         raise ValueError("fit.resid is empty; cannot draw bootstrap innovations.")
     n_start = max(order, int(n_start_values or 0))
     n_sim = int(burn_in) + int(n_values)
-    size = 1 if n_series is None else n_series
-    if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"n_series must be None or an int >= 1, got {n_series!r}.")
+    size = 1 if n_series is None else check_int(n_series, "n_series", 1)
     rng = _check_rng(random_state)
     e = resid[_integers(rng, 0, resid.shape[0], size=(size, n_sim))]
     # The start block deviations (x - mean) are all zero, so the lfilter initial

@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..bootstrap import block_bootstrap_indices, fit_ar_sieve, simulate_ar_sieve
 from ..preprocessing import check_lag_matrix
-from ..utils._validation import check_series
+from ..utils._validation import check_int, check_series
 from ._tree_engine import (
     PackedForest,
     Tree,
@@ -794,13 +794,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 f"history has {h.shape[0]} values but the forest uses {L} lags; "
                 f"pass at least the last {L} observations."
             )
-        if (
-            not isinstance(horizon, Integral)
-            or isinstance(horizon, bool)
-            or horizon < 1
-        ):
-            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}.")
-        horizon = int(horizon)
+        horizon = check_int(horizon, "horizon", 1)
         levels = None
         if quantiles is not None:
             levels = tuple(float(q) for q in np.atleast_1d(quantiles))

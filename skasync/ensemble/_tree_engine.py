@@ -64,6 +64,8 @@ from numbers import Integral
 import numpy as np
 from numba import njit
 
+from ..utils._validation import check_int
+
 __all__ = [
     "BinnedFeatures",
     "PackedForest",
@@ -955,8 +957,7 @@ def grow_trees_on_series(
     """
     mf, mss, md = _check_params(max_features, min_samples_split, max_depth)
     series = np.ascontiguousarray(series, dtype=np.float64)
-    if not _is_int(n_lags) or n_lags < 1:
-        raise ValueError(f"n_lags must be an int >= 1, got {n_lags!r}.")
+    n_lags = check_int(n_lags, "n_lags", 1)
     if series.ndim != 2 or series.shape[0] == 0 or series.shape[1] <= n_lags:
         raise ValueError(
             f"series must be 2-d with more than n_lags={n_lags} columns, got "

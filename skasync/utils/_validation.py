@@ -1,6 +1,32 @@
 """Input validation shared by the time-series code (one home for it)."""
 
+from numbers import Integral
+
 import numpy as np
+
+
+def check_int(value, name, low):
+    """Return ``value`` as an int ``>= low``, or raise ``ValueError`` naming it.
+
+    Booleans are rejected although they are ``Integral``: ``True`` as a
+    count is almost always a mistake.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Parameter name used in the error message.
+    low : int
+        Smallest accepted value.
+
+    Returns
+    -------
+    value : int
+    """
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    return int(value)
 
 
 def check_series(series, *, name="series", min_samples=1, nonfinite_hint=""):

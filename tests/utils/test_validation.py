@@ -46,3 +46,18 @@ def test_forecast_history_uses_the_shared_check():
         forest.forecast(np.c_[series, series], horizon=2)
     with pytest.raises(ValueError, match="history contains NaN"):
         forest.forecast(np.r_[series, np.nan], horizon=2)
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.0, True, "2", None])
+def test_check_int_rejects_non_ints_and_small_values(value):
+    from skasync.utils._validation import check_int
+
+    with pytest.raises(ValueError, match=r"n_draws must be an int >= 1, got"):
+        check_int(value, "n_draws", 1)
+
+
+def test_check_int_returns_python_int():
+    from skasync.utils._validation import check_int
+
+    out = check_int(np.int64(4), "n", 1)
+    assert out == 4 and type(out) is int
