@@ -308,6 +308,18 @@ class SharedMLP:
         for layer, grad_W, grad_b in grads:
             self.step(layer, grad_W, grad_b, version_at_forward, n_samples)
 
+    def train_on(self, batch, layerwise=False):
+        """Backpropagate ``batch`` and step every layer, output layer first.
+
+        With ``layerwise`` (PD-ASGD) layer ``l`` is stepped as soon as its
+        gradient exists, while the layers below are still to come; otherwise
+        (serial, Hogwild!, D-ASGD) the whole backward pass runs first.
+        """
+        grads = self.gradients(batch)
+        if not layerwise:
+            grads = list(grads)
+        self.step_all(grads, batch.versions, batch.n)
+
     def _sgd(self, p, g, m, decay):
         # torch.optim.SGD(dampening=0): g += decay * p, buf = mu * buf + g
         # (buf starts at 0, so the first step equals torch's buf = g),
@@ -487,7 +499,7 @@ def _run_serial(epoch):
         epoch.hook("step", 0)
         epoch.delay(0)
         batch = epoch.forward(t)
-        shared.step_all(list(shared.gradients(batch)), batch.versions, batch.n)
+        shared.train_on(batch)
         epoch.samples.append(batch.n)
 
 
@@ -522,14 +534,7 @@ def _run_decoupled(epoch, device, layerwise):
                 epoch.hook("backward", worker)
                 epoch.delay(worker)
                 with streams.use(stream):
-                    grads = shared.gradients(batch)
-                    if not layerwise:
-                        # D-ASGD: the whole backward pass, then one step.
-                        grads = list(grads)
-                    # PD-ASGD: layer l is stepped as soon as its gradient
-                    # exists, while the layers below are still to come.
-                    for layer, grad_W, grad_b in grads:
-                        shared.step(layer, grad_W, grad_b, batch.versions, batch.n)
+                    shared.train_on(batch, layerwise=layerwise)
                 epoch.samples.append(batch.n)
 
         for i in range(cfg.n_forward):
@@ -554,9 +559,7 @@ def _run_hogwild(epoch, device):
                 epoch.delay(worker)
                 with streams.use(stream):
                     batch = epoch.forward(t)
-                    shared.step_all(
-                        list(shared.gradients(batch)), batch.versions, batch.n
-                    )
+                    shared.train_on(batch)
                 epoch.samples.append(batch.n)
 
         for i in range(cfg.n_workers):
