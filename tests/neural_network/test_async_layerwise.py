@@ -71,12 +71,16 @@ CHECKED = [
         torch_num_threads=1,
     ),
     # batch_size=4: the checks' tiny data sets still give every backward
-    # thread a batch.
+    # thread a batch. learning_rate_init=1e-3: some checks fit unscaled
+    # inputs around 100, where the default 0.01 with stale momentum steps
+    # sometimes diverges (a NaN loss, hence a ValueError) depending on how
+    # the threads interleave; 1e-3 keeps every interleaving stable.
     AsyncLayerwiseMLPClassifier(
         hidden_layer_sizes=(16,),
         mode="pd-asgd",
         max_iter=20,
         batch_size=4,
+        learning_rate_init=1e-3,
         random_state=0,
         torch_num_threads=1,
     ),
