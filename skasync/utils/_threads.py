@@ -61,8 +61,12 @@ class WorkerGroup:
         # Whatever happened in the caller (including KeyboardInterrupt), stop
         # the workers and join them before leaving.
         self.stop_event.set()
-        self._join_all()
+        interrupt = self._join_all()
         if exc_type is None:
+            if interrupt is not None:
+                # Ctrl-C arrived while the workers of a finished block were
+                # being joined: it is the caller's, not ours to swallow.
+                raise interrupt
             self.raise_if_failed()
         return False
 
@@ -125,13 +129,18 @@ class WorkerGroup:
         return self.stop_event.is_set()
 
     def _join_all(self):
+        """Join every worker; return the first KeyboardInterrupt received."""
+        interrupt = None
         for thread in self._threads:
             while thread.is_alive():
                 try:
                     thread.join(_POLL_SECONDS)
-                except KeyboardInterrupt:
-                    # A second Ctrl-C must not leave threads behind either.
+                except KeyboardInterrupt as error:
+                    # Ctrl-C while joining must not leave threads behind:
+                    # finish joining, then let the caller re-raise it.
                     self.stop_event.set()
+                    interrupt = interrupt or error
+        return interrupt
 
     @property
     def alive_count(self):

@@ -104,6 +104,20 @@ def test_keyboard_interrupt_in_caller_joins_workers():
     assert not _alive_workers()
 
 
+def test_keyboard_interrupt_while_joining_after_a_normal_exit_is_re_raised():
+    # Ctrl-C that lands while __exit__ joins the workers of a block that
+    # ended normally used to be swallowed, so fit went on training.
+    def interrupt_main_when_stopping(stop_event):
+        stop_event.wait()
+        _thread.interrupt_main()
+        time.sleep(0.3)  # the caller is still joining when it handles it
+
+    with pytest.raises(KeyboardInterrupt):
+        with WorkerGroup("test") as group:
+            group.start(interrupt_main_when_stopping, group.stop_event)
+    assert not _alive_workers()
+
+
 def test_queue_get_gives_up_when_stopping():
     stop_event = threading.Event()
     stop_event.set()
