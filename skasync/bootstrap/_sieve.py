@@ -5,7 +5,6 @@
 
 import math
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 from scipy.signal import lfilter
@@ -63,24 +62,14 @@ def _default_order_max(n):
 
 def _validate_orders(n, order, order_max):
     if order is not None:
-        if not isinstance(order, Integral) or isinstance(order, bool) or order < 0:
-            raise ValueError(f"order must be None or an int >= 0, got {order!r}.")
-        order = int(order)
+        order = check_int(order, "order", 0, allow_none=True)
         if order >= n:
             raise ValueError(
                 f"order={order} must be < n_samples={n}; use a smaller order or a "
                 "longer series."
             )
     if order_max is not None:
-        if (
-            not isinstance(order_max, Integral)
-            or isinstance(order_max, bool)
-            or order_max < 0
-        ):
-            raise ValueError(
-                f"order_max must be None or an int >= 0, got {order_max!r}."
-            )
-        order_max = int(order_max)
+        order_max = check_int(order_max, "order_max", 0, allow_none=True)
         if order_max >= n:
             raise ValueError(
                 f"order_max={order_max} must be < n_samples={n}; the default is "
@@ -340,21 +329,13 @@ def simulate_ar_sieve(
     mean = float(fit.mean)
     if not np.all(np.isfinite(coef)) or not np.isfinite(mean):
         raise ValueError("fit.coef and fit.mean must be finite.")
-    for name, val in (("n_values", n_values), ("burn_in", burn_in)):
-        if not isinstance(val, Integral) or isinstance(val, bool) or val < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {val!r}.")
-    if n_start_values is not None and (
-        not isinstance(n_start_values, Integral)
-        or isinstance(n_start_values, bool)
-        or n_start_values < 0
-    ):
-        raise ValueError(
-            f"n_start_values must be None or an int >= 0, got {n_start_values!r}."
-        )
+    n_values = check_int(n_values, "n_values", 0)
+    burn_in = check_int(burn_in, "burn_in", 0)
+    n_start_values = check_int(n_start_values, "n_start_values", 0, allow_none=True)
     if resid.shape[0] == 0:
         raise ValueError("fit.resid is empty; cannot draw bootstrap innovations.")
-    n_start = max(order, int(n_start_values or 0))
-    n_sim = int(burn_in) + int(n_values)
+    n_start = max(order, n_start_values or 0)
+    n_sim = burn_in + n_values
     size = 1 if n_series is None else check_int(n_series, "n_series", 1)
     rng = _check_rng(random_state)
     e = resid[_integers(rng, 0, resid.shape[0], size=(size, n_sim))]

@@ -15,6 +15,8 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.signal import lfilter
 
+from ..utils._validation import check_int
+
 __all__ = [
     "make_ar",
     "make_ma",
@@ -44,17 +46,11 @@ def _rng(random_state):
 
 
 def _check_common(n_samples, burn_in, noise=1.0):
-    if (
-        not isinstance(n_samples, Integral)
-        or isinstance(n_samples, bool)
-        or n_samples < 1
-    ):
-        raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
-    if not isinstance(burn_in, Integral) or isinstance(burn_in, bool) or burn_in < 0:
-        raise ValueError(f"burn_in must be an int >= 0, got {burn_in!r}.")
+    n_samples = check_int(n_samples, "n_samples", 1)
+    burn_in = check_int(burn_in, "burn_in", 0)
     if not isinstance(noise, Real) or not np.isfinite(noise) or noise <= 0:
         raise ValueError(f"noise must be a float > 0, got {noise!r}.")
-    return int(n_samples), int(burn_in), float(noise)
+    return n_samples, burn_in, float(noise)
 
 
 def _check_coef(coef, name):
@@ -236,9 +232,7 @@ def make_seasonal_ar(
     >>> make_seasonal_ar(120, random_state=0).shape
     (120,)
     """
-    if not isinstance(period, Integral) or isinstance(period, bool) or period < 2:
-        raise ValueError(f"period must be an int >= 2, got {period!r}.")
-    phi = np.zeros(int(period))
+    phi = np.zeros(check_int(period, "period", 2))
     phi[0] = coef
     phi[-1] = seasonal_coef
     return make_ar(

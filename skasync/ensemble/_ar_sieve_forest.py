@@ -816,14 +816,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         if levels is None:
             return ForecastResult(mean, None, None)
 
+        n_paths = check_int(n_paths, "n_paths", 1, allow_none=True)
         if n_paths is None:
             n_paths = n_trees
-        if (
-            not isinstance(n_paths, Integral)
-            or isinstance(n_paths, bool)
-            or n_paths < 1
-        ):
-            raise ValueError(f"n_paths must be None or an int >= 1, got {n_paths!r}.")
         rng = check_random_state(random_state)
         tree_ids = np.arange(n_paths, dtype=np.int64) % n_trees
         Z = np.tile(h[::-1][:L], (n_paths, 1))

@@ -173,10 +173,7 @@ def bin_features(X, max_bins=None):
         raise ValueError("X has no rows.")
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinity.")
-    if max_bins is not None and (
-        not isinstance(max_bins, Integral) or isinstance(max_bins, bool) or max_bins < 2
-    ):
-        raise ValueError(f"max_bins must be an int >= 2 or None, got {max_bins!r}.")
+    max_bins = check_int(max_bins, "max_bins", 2, allow_none=True)
     n, p = X.shape
     per_feature = []
     for f in range(p):

@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils._validation import check_series
+from ..utils._validation import check_int, check_series
 
 __all__ = [
     "make_lag_matrix",
@@ -26,11 +26,7 @@ __all__ = [
 
 
 def _check_n_lags(n_lags, name="n_lags"):
-    if not isinstance(n_lags, Integral) or isinstance(n_lags, bool) or n_lags < 1:
-        raise ValueError(
-            f"{name} must be an int >= 1 (the number of lag columns), got {n_lags!r}."
-        )
-    return int(n_lags)
+    return check_int(n_lags, name, 1, hint="the number of lag columns")
 
 
 def make_lag_matrix(series, n_lags):

@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 
 
-def check_int(value, name, low):
+def check_int(value, name, low, *, allow_none=False, hint=""):
     """Return ``value`` as an int ``>= low``, or raise ``ValueError`` naming it.
 
     Booleans are rejected although they are ``Integral``: ``True`` as a
@@ -19,13 +19,22 @@ def check_int(value, name, low):
         Parameter name used in the error message.
     low : int
         Smallest accepted value.
+    allow_none : bool, default=False
+        Accept ``None`` and return it unchanged.
+    hint : str, default=""
+        What the parameter means, added to the message in parentheses.
 
     Returns
     -------
-    value : int
+    value : int or None
     """
+    if value is None and allow_none:
+        return None
     if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+        expected = f"None or an int >= {low}" if allow_none else f"an int >= {low}"
+        if hint:
+            expected += f" ({hint})"
+        raise ValueError(f"{name} must be {expected}, got {value!r}.")
     return int(value)
 
 

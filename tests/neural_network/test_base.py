@@ -1,5 +1,7 @@
-import numpy as np, torch
+import numpy as np
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
+
 from skasync.neural_network._base import (
     BaseTorchClassifier,
     make_linear,

@@ -61,3 +61,15 @@ def test_check_int_returns_python_int():
 
     out = check_int(np.int64(4), "n", 1)
     assert out == 4 and type(out) is int
+
+
+def test_check_int_allow_none_and_hint_in_message():
+    from skasync.utils._validation import check_int
+
+    assert check_int(None, "order", 0, allow_none=True) is None
+    with pytest.raises(ValueError, match=r"order must be an int >= 0, got None"):
+        check_int(None, "order", 0)
+    with pytest.raises(
+        ValueError, match=r"n_lags must be None or an int >= 1 \(lag columns\), got 0"
+    ):
+        check_int(0, "n_lags", 1, allow_none=True, hint="lag columns")
