@@ -50,6 +50,7 @@ from ._tree_engine import (
     grow_trees,
     grow_trees_on_series,
     predict_mean,
+    walk_arrays,
 )
 
 __all__ = ["ARSieveForestRegressor", "ForecastResult"]
@@ -140,12 +141,7 @@ def _grow_block_chunk(binned, y, X_oob, boot_kw, draw_seed, seeds, tree_kw):
     oob_sum = np.zeros(n)
     oob_cnt = np.zeros(n, dtype=np.int64)
     _oob_accumulate(
-        packed.feature,
-        packed.threshold,
-        packed.left,
-        packed.right,
-        packed.value,
-        packed.node_offsets,
+        *walk_arrays(packed),
         X_oob,
         idx,
         oob_sum,

@@ -990,6 +990,28 @@ def pack_trees(trees):
     return PackedForest(*fields, offsets)
 
 
+def walk_arrays(packed):
+    """The arrays the compiled tree walkers take, in their argument order.
+
+    Parameters
+    ----------
+    packed : PackedForest
+
+    Returns
+    -------
+    arrays : tuple
+        ``(feature, threshold, left, right, value, node_offsets)``.
+    """
+    return (
+        packed.feature,
+        packed.threshold,
+        packed.left,
+        packed.right,
+        packed.value,
+        packed.node_offsets,
+    )
+
+
 @njit(nogil=True, cache=True, inline="always")
 def descend(feature, threshold, left, right, offset, X, row):
     """Index of the leaf that row ``row`` of ``X`` reaches in the tree at ``offset``.
@@ -1053,12 +1075,7 @@ def predict_trees(packed, X):
     X = _check_X_predict(packed, X)
     out = np.empty((X.shape[0], packed.node_offsets.shape[0] - 1))
     _predict_trees(
-        packed.feature,
-        packed.threshold,
-        packed.left,
-        packed.right,
-        packed.value,
-        packed.node_offsets,
+        *walk_arrays(packed),
         X,
         out,
     )
@@ -1080,12 +1097,7 @@ def predict_mean(packed, X):
     X = _check_X_predict(packed, X)
     out = np.zeros(X.shape[0])
     _predict_mean(
-        packed.feature,
-        packed.threshold,
-        packed.left,
-        packed.right,
-        packed.value,
-        packed.node_offsets,
+        *walk_arrays(packed),
         X,
         out,
     )
