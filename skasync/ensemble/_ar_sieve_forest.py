@@ -822,17 +822,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         pred = np.empty(n_paths)
         resid = self.ar_resid_
         for step in range(horizon):
-            _predict_own_tree(
-                forest.feature,
-                forest.threshold,
-                forest.left,
-                forest.right,
-                forest.value,
-                forest.node_offsets,
-                tree_ids,
-                Z,
-                pred,
-            )
+            _predict_own_tree(*walk_arrays(forest), tree_ids, Z, pred)
             value = pred + resid[rng.randint(0, resid.shape[0], size=n_paths)]
             paths[:, step] = value
             Z[:, 1:] = Z[:, :-1]
