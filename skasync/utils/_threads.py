@@ -60,7 +60,6 @@ class WorkerGroup:
     def __exit__(self, exc_type, exc, tb):
         # Whatever happened in the caller (including KeyboardInterrupt), stop
         # the workers and join them before leaving.
-        self.stop_event.set()
         interrupt = self._join_all()
         if exc_type is None:
             if interrupt is not None:
@@ -129,18 +128,20 @@ class WorkerGroup:
         return self.stop_event.is_set()
 
     def _join_all(self):
-        """Join every worker; return the first KeyboardInterrupt received."""
+        """Stop and join every worker; return the first KeyboardInterrupt received."""
         interrupt = None
-        for thread in self._threads:
-            while thread.is_alive():
-                try:
-                    thread.join(_POLL_SECONDS)
-                except KeyboardInterrupt as error:
-                    # Ctrl-C while joining must not leave threads behind:
-                    # finish joining, then let the caller re-raise it.
-                    self.stop_event.set()
-                    interrupt = interrupt or error
-        return interrupt
+        while True:
+            # The whole loop sits in the try: Ctrl-C may land on any bytecode
+            # (the is_alive() test too), and must not leave threads behind.
+            # Finish joining, then let the caller re-raise it.
+            try:
+                self.stop_event.set()
+                for thread in self._threads:
+                    while thread.is_alive():
+                        thread.join(_POLL_SECONDS)
+                return interrupt
+            except KeyboardInterrupt as error:
+                interrupt = interrupt or error
 
     @property
     def alive_count(self):
