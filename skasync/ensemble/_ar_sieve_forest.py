@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..bootstrap import block_bootstrap_indices, fit_ar_sieve, simulate_ar_sieve
 from ..preprocessing import check_lag_matrix
+from ..preprocessing._lags import same_observations
 from ..utils._validation import check_int, check_series
 from ._tree_engine import (
     PackedForest,
@@ -514,11 +515,14 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
     def _check_order(self, X, y):
         """Number of leading lag columns; raise if the rows are not time-ordered."""
         n_features = X.shape[1]
-        if not np.allclose(X[1:, 0], y[:-1]):
+        spread = np.ptp(y)
+        if not same_observations(X[1:, 0], y[:-1], spread).all():
             # check_lag_matrix raises its detailed, actionable message.
             check_lag_matrix(X, y, n_lag_columns=1)
         k = 1
-        while k < n_features and np.allclose(X[1:, k], X[:-1, k - 1]):
+        while (
+            k < n_features and same_observations(X[1:, k], X[:-1, k - 1], spread).all()
+        ):
             k += 1
         if k < n_features and self.bootstrap == "ar-sieve":
             raise ValueError(

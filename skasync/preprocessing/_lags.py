@@ -84,6 +84,33 @@ def make_lag_matrix(series, n_lags):
     return X, y
 
 
+def same_observations(a, b, spread):
+    """Elementwise: can ``a`` and ``b`` be the same observation of a series?
+
+    Exact copies match, and so do copies that went through float32 (2**-22
+    relative rounding, e.g. ``make_lag_matrix(y).astype(np.float32)`` with a
+    float64 ``y``). The tolerance never exceeds 1e-3 of the series' spread
+    (its max - min), so a large level (``1e6 + y``) or a tiny scale
+    (``1e-9 * y``) cannot make shuffled rows look time-ordered, as
+    ``np.isclose``'s absolute and level-relative defaults did.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Values to compare, of the same shape.
+    spread : float
+        Max - min of the series (0 for a constant one: exact match only).
+
+    Returns
+    -------
+    same : ndarray of bool
+    """
+    tolerance = np.minimum(
+        2.0**-22 * np.maximum(np.abs(a), np.abs(b)), 1e-3 * float(spread)
+    )
+    return np.abs(a - b) <= tolerance
+
+
 def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_order"):
     """Check that ``X`` holds contiguous, time-ordered raw lags (of ``y``).
 
@@ -139,16 +166,17 @@ def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_o
     if X.shape[0] < 2:
         return None
     L = X[:, :k]
+    spread = np.ptp(L[:, 0]) if y is None else np.ptp(y)
     problem = None
-    if y is not None and not np.allclose(L[1:, 0], y[:-1]):
-        row = int(np.argmax(~np.isclose(L[1:, 0], y[:-1]))) + 1
+    if y is not None and not same_observations(L[1:, 0], y[:-1], spread).all():
+        row = int(np.argmax(~same_observations(L[1:, 0], y[:-1], spread))) + 1
         problem = (
             f"X[{row}, 0] (lag 1) != y[{row - 1}]: the lag-1 column is not the "
             "previous row's target"
         )
     if problem is None:
         for j in range(1, k):
-            close = np.isclose(L[1:, j], L[:-1, j - 1])
+            close = same_observations(L[1:, j], L[:-1, j - 1], spread)
             if not close.all():
                 row = int(np.argmax(~close)) + 1
                 problem = (

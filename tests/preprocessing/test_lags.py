@@ -98,6 +98,39 @@ def test_check_lag_matrix_catches_shuffles_and_scaling():
         check_lag_matrix(X[::-1], y[::-1], param_name="my_flag")
 
 
+@pytest.mark.parametrize(
+    "transform",
+    [lambda s: 1e6 + s, lambda s: 1e-9 * s, lambda s: -3e8 + 100 * s],
+    ids=["level 1e6", "scale 1e-9", "level -3e8"],
+)
+def test_check_lag_matrix_shuffle_detection_ignores_level_and_scale(transform):
+    # np.isclose's defaults (atol 1e-8, rtol 1e-5 of the value) accepted
+    # these shuffled rows: the tolerance followed the level, not the spread.
+    from skasync import ARSieveForestRegressor
+    from skasync.datasets import make_ar
+
+    series = transform(make_ar(300, (0.6,), random_state=0))
+    X, y = make_lag_matrix(series, 5)
+    check_lag_matrix(X, y)  # in order: accepted
+    perm = np.random.default_rng(0).permutation(X.shape[0])
+    with pytest.raises(ValueError, match="contiguous"):
+        check_lag_matrix(X[perm], y[perm])
+    with pytest.raises(ValueError, match="contiguous"):
+        ARSieveForestRegressor(n_estimators=5, random_state=0).fit(X[perm], y[perm])
+    # one row swapped with its neighbour is caught too
+    swapped = np.arange(X.shape[0])
+    swapped[[100, 101]] = swapped[[101, 100]]
+    with pytest.raises(ValueError, match="contiguous"):
+        check_lag_matrix(X[swapped], y[swapped])
+
+
+def test_check_lag_matrix_accepts_float32_lags_of_a_float64_series():
+    series = 50.0 + np.random.default_rng(0).standard_normal(300)
+    X, y = make_lag_matrix(series, 3)
+    # lags rounded to float32, targets not: the same observations
+    check_lag_matrix(X.astype(np.float32), y)
+
+
 def test_check_lag_matrix_exogenous_columns_and_edge_cases():
     s = np.arange(30.0)
     X, y = make_lag_matrix(s, 3)
