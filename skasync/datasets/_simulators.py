@@ -48,7 +48,12 @@ def _rng(random_state):
 def _check_common(n_samples, burn_in, noise=1.0):
     n_samples = check_int(n_samples, "n_samples", 1)
     burn_in = check_int(burn_in, "burn_in", 0)
-    if not isinstance(noise, Real) or not np.isfinite(noise) or noise <= 0:
+    if (
+        not isinstance(noise, Real)
+        or isinstance(noise, bool)
+        or not np.isfinite(noise)
+        or noise <= 0
+    ):
         raise ValueError(f"noise must be a float > 0, got {noise!r}.")
     return n_samples, burn_in, float(noise)
 
@@ -342,12 +347,18 @@ def make_garch(
     """
     n, burn_in, _ = _check_common(n_samples, burn_in)
     omega, alpha, beta = float(omega), float(alpha), float(beta)
-    if not omega > 0 or alpha < 0 or beta < 0:
+    # Written so that NaN fails every comparison and is rejected.
+    if not (0 < omega < np.inf and 0 <= alpha < np.inf and 0 <= beta < np.inf):
         raise ValueError(
-            f"need omega > 0 and alpha, beta >= 0, got {omega}, {alpha}, {beta}."
+            "need finite omega > 0 and finite alpha, beta >= 0, got "
+            f"omega={omega}, alpha={alpha}, beta={beta}."
         )
     if sigma2_0 is None:
         sigma2_0 = omega / (1 - alpha - beta) if alpha + beta < 1 else omega
+    elif not 0 < float(sigma2_0) < np.inf:
+        raise ValueError(
+            f"sigma2_0 must be None or a finite float > 0, got {sigma2_0!r}."
+        )
     z = _innovations(n, burn_in, 1.0, random_state).tolist()
     y = [0.0] * len(z)
     s2 = [0.0] * len(z)

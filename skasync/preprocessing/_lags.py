@@ -114,9 +114,10 @@ def same_observations(a, b, spread):
 def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_order"):
     """Check that ``X`` holds contiguous, time-ordered raw lags (of ``y``).
 
-    Requires ``allclose(X[1:, j], X[:-1, j - 1])`` for every lag column ``j >= 1``
-    and, when ``y`` is given, ``allclose(X[1:, 0], y[:-1])``: exactly what
-    :func:`make_lag_matrix` produces.
+    Requires ``X[1:, j] == X[:-1, j - 1]`` for every lag column ``j >= 1``
+    and, when ``y`` is given, ``X[1:, 0] == y[:-1]``: exactly what
+    :func:`make_lag_matrix` produces. Equality allows float32 rounding, but
+    never more than 1e-3 of the series' spread, whatever its level or scale.
 
     Parameters
     ----------

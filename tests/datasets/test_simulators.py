@@ -111,6 +111,11 @@ def test_long_ar_moments():
         (make_ar, {"n_samples": 10, "random_state": "x"}, "random_state"),
         (make_seasonal_ar, {"n_samples": 10, "period": 1}, "period"),
         (make_garch, {"n_samples": 10, "omega": 0.0}, "omega"),
+        (make_garch, {"n_samples": 10, "alpha": np.nan}, "alpha"),
+        (make_garch, {"n_samples": 10, "beta": np.inf}, "beta"),
+        (make_garch, {"n_samples": 10, "sigma2_0": -1.0}, "sigma2_0"),
+        (make_garch, {"n_samples": 10, "sigma2_0": np.nan}, "sigma2_0"),
+        (make_ar, {"n_samples": 10, "noise": True}, "noise"),
         (make_series, {"dgp": "nope", "n_samples": 10}, "unknown dgp"),
     ],
 )
