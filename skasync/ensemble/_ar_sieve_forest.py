@@ -797,7 +797,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         horizon = check_int(horizon, "horizon", 1)
         levels = None
         if quantiles is not None:
-            levels = tuple(float(q) for q in np.atleast_1d(quantiles))
+            try:
+                requested = np.atleast_1d(np.asarray(quantiles, dtype=np.float64))
+            except (TypeError, ValueError):
+                requested = np.empty((0, 0))  # not numbers: the error below
+            levels = tuple(requested.tolist()) if requested.ndim == 1 else ()
             if not levels or not all(0.0 < q < 1.0 for q in levels):
                 raise ValueError(
                     f"quantiles must be levels in (0, 1), e.g. (0.05, 0.95); got "

@@ -373,6 +373,9 @@ def test_forecast_shapes_and_intervals(ar1):
         dict(horizon=0),
         dict(horizon=2, quantiles=(0.0, 0.9)),
         dict(horizon=2, quantiles=1.5),
+        dict(horizon=2, quantiles=[[0.1, 0.9]]),
+        dict(horizon=2, quantiles=["low", "high"]),
+        dict(horizon=2, quantiles=()),
     ):
         with pytest.raises(ValueError, match="horizon|quantiles"):
             forest.forecast(y, **bad)
