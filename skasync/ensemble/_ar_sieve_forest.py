@@ -56,6 +56,20 @@ from ._tree_engine import (
 
 __all__ = ["ARSieveForestRegressor", "ForecastResult"]
 
+# Integer parameters for which a bool is a mistake, rejected in fit.
+_COUNT_PARAMETERS = (
+    "n_estimators",
+    "block_size",
+    "max_features",
+    "min_node_size",
+    "max_depth",
+    "ar_order",
+    "ar_order_max",
+    "burn_in",
+    "max_bins",
+    "n_jobs",
+)
+
 BOOTSTRAPS = ("ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping")
 
 ForecastResult = namedtuple("ForecastResult", ["mean", "quantiles", "levels"])
@@ -596,6 +610,12 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self : ARSieveForestRegressor
             Fitted estimator.
         """
+        # sklearn's Interval(Integral, ...) lets True/False through as 1/0.
+        for name in _COUNT_PARAMETERS:
+            if isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{name} must be an int, got {getattr(self, name)!r} (a bool)."
+                )
         try:
             X, y = validate_data(
                 self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2

@@ -269,6 +269,9 @@ def test_bad_input_messages(ar1):
         clone(est).set_params(oob_score=True).fit(X, target)
     with pytest.raises(ValueError, match="bootstrap"):
         clone(est).set_params(bootstrap="block").fit(X, target)
+    for name in ("n_estimators", "min_node_size", "max_features", "block_size"):
+        with pytest.raises(ValueError, match=f"{name} must be an int, got True"):
+            clone(est).set_params(**{name: True}).fit(X, target)
 
 
 def test_block_bootstrap_accepts_extra_columns_after_lags(ar1):
