@@ -487,6 +487,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             "loss": loss,
             "updates": list(self._log.versions),
             "samples_per_second": stats["samples"] / seconds,
+            "trained_samples": stats["samples"],
         }
         if self.verbose >= 2:
             staleness = ", ".join(

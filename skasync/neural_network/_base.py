@@ -224,7 +224,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The updated estimator.
         """
-        first_call = not hasattr(self, "classes_")
+        first_call = not self._is_initialised()
         if first_call:
             self._validate_params()
             if classes is None:
@@ -233,7 +233,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     "e.g. partial_fit(X, y, classes=np.unique(y_all))."
                 )
         elif classes is not None and not np.array_equal(
-            np.asarray(classes), self.classes_
+            np.unique(classes), self.classes_
         ):
             raise ValueError(
                 f"classes={classes!r} differs from the classes of the first "
@@ -331,8 +331,14 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
+    def _is_initialised(self):
+        # n_iter_ is set once the model and its state exist; classes_ is set
+        # earlier, so a first fit that failed its checks left only classes_
+        # and a later warm_start fit or partial_fit must start afresh.
+        return hasattr(self, "n_iter_")
+
     def _fit(self, X, y, incremental, classes=None):
-        first_fit = not hasattr(self, "classes_")
+        first_fit = not self._is_initialised()
         reuse_model = (incremental or self.warm_start) and not first_fit
         X, y = self._validate_training_data(X, y, reset=not reuse_model)
 
@@ -440,6 +446,15 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     X_train, y_train, batches=batches, context=context
                 )
                 self._set_train_mode(False)
+                if stats.pop("trained_samples", None) == 0:
+                    # max_time ran out before this epoch's first batch: there
+                    # is no loss to record (it is not a NaN).
+                    if not self.loss_curve_:
+                        raise ValueError(
+                            f"max_time={self.max_time} s ran out before the first "
+                            "batch was trained; raise max_time or leave it None."
+                        )
+                    break
                 loss = float(stats["loss"])
                 if not math.isfinite(loss):
                     raise ValueError(

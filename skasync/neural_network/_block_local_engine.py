@@ -571,6 +571,7 @@ class BlockLocalEngine:
             "block_accuracies": block_acc,
             "seconds": seconds,
             "n_samples": n_samples,
+            "trained_samples": self.workers[-1].seen,
         }
 
     # ------------------------------------------------------------ back-ends

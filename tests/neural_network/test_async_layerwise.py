@@ -256,7 +256,10 @@ def test_history_staleness_and_target(digits):
     assert len(clf.staleness_) == 2
     for stats in clf.staleness_:
         assert set(stats) == {"mean", "p95", "max"}
-        assert 0 <= stats["mean"] <= stats["p95"] <= stats["max"]
+        # mean <= p95 is no invariant: one descheduled thread's stale update
+        # can lift the mean of a short fit above the 95th percentile.
+        assert 0 <= stats["mean"] <= stats["max"]
+        assert 0 <= stats["p95"] <= stats["max"]
     serial = small(mode="serial").fit(X_train, y_train)
     assert all(s["max"] == 0 for s in serial.staleness_)
 
@@ -481,6 +484,51 @@ def test_more_workers_than_batches(digits, params, name):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=name):
         small(**{"batch_size": 100, **params}).fit(X_train[:500], y_train[:500])
+    assert not skasync_threads()
+
+
+def test_warm_start_and_partial_fit_after_a_failed_first_fit(digits):
+    # The failed fit set classes_ but built no model: the next fit starts
+    # afresh instead of "continuing" a model that does not exist.
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:500], y_train[:500]
+    clf = small(mode="pd-asgd", n_backward_workers=8, batch_size=100)
+    with pytest.raises(ValueError, match="n_backward_workers=8"):
+        clf.fit(X, y)
+    clf.set_params(n_backward_workers=1, warm_start=True).fit(X, y)
+    assert clf.n_iter_ == 3
+    inc = small(mode="serial", batch_size=100, n_workers=None)
+    inc.set_params(mode="pd-asgd", n_backward_workers=8)
+    with pytest.raises(ValueError, match="n_backward_workers=8"):
+        inc.partial_fit(X, y, classes=np.arange(10))
+    inc.set_params(n_backward_workers=1)
+    # the same unsorted classes on every call
+    inc.partial_fit(X, y, classes=np.arange(10)[::-1])
+    inc.partial_fit(X, y, classes=np.arange(10)[::-1])
+    assert inc.n_iter_ == 2
+
+
+def test_max_time_that_ends_before_a_batch(digits, monkeypatch):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match="max_time=1e-06 s ran out before the first"):
+        small(mode="pd-asgd", max_time=1e-6).fit(X_train, y_train)
+    assert not skasync_threads()
+    # The deadline passes between two epochs: the empty epoch is not a NaN
+    # loss, and training stops with what the first epoch learnt.
+    clf = small(mode="pd-asgd", max_iter=50, max_time=0.5, tol=0)
+    make_batches = clf._make_batches
+    calls = []
+
+    def late_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            time.sleep(0.6)
+        return make_batches(*args, **kwargs)
+
+    monkeypatch.setattr(clf, "_make_batches", late_second_epoch)
+    clf.fit(X_train, y_train)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
+    assert math.isfinite(clf.loss_curve_[0])
     assert not skasync_threads()
 
 

@@ -660,6 +660,24 @@ def test_max_time_stops_threads(digits):
         torch_num_threads=1,
     ).fit(X_train, y_train)
     assert clf.n_iter_ < 1000
+    assert all(np.isfinite(clf.loss_curve_)) and min(clf.loss_curve_) > 0
+    assert not _skasync_threads()
+
+
+@pytest.mark.parametrize("parallel", ["none", "threads"])
+def test_max_time_before_the_first_batch_is_a_clear_error(digits, parallel):
+    # An epoch that trained nothing used to record a loss of 0.0.
+    X_train, _, y_train, _ = digits
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=2,
+        parallel=parallel,
+        max_time=1e-6,
+        device="cpu",
+        torch_num_threads=1,
+    )
+    with pytest.raises(ValueError, match="max_time=1e-06 s ran out before"):
+        clf.fit(X_train, y_train)
     assert not _skasync_threads()
 
 
