@@ -175,6 +175,12 @@ def queue_get(work_queue, stop_event):
 def torch_threads(num_threads):
     """Set torch's intra-op thread count inside the block and restore it.
 
+    The count is restored in the thread that set it. torch keeps it partly
+    per thread (OpenMP) and partly process-wide, so fits that overlap in
+    several threads (joblib's threading backend) each see their own count,
+    but a thread started after out-of-order exits may inherit another fit's
+    count: pass ``torch_num_threads`` explicitly in that setting.
+
     Parameters
     ----------
     num_threads : int or None
