@@ -1,6 +1,7 @@
 """Shared pytest configuration."""
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -37,3 +38,18 @@ def no_leaked_threads():
     yield
     leaked = skasync_threads()
     assert not leaked, f"threads left running after the test: {leaked}"
+
+
+@pytest.fixture
+def sigint_raises_keyboard_interrupt():
+    """Make ``_thread.interrupt_main()`` raise KeyboardInterrupt in the test.
+
+    It does nothing while SIGINT is ignored, as it is for jobs a
+    non-interactive shell starts in the background (``pytest &`` in a CI
+    script), so the Ctrl-C tests install Python's default handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -354,6 +354,7 @@ def test_keyboard_interrupt_from_worker(digits):
     assert not skasync_threads()
 
 
+@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
 @pytest.mark.parametrize("mode", ["pd-asgd", "sync"])
 def test_keyboard_interrupt_on_main_thread_joins_workers(digits, mode):
     # Ctrl-C arrives in the main thread while it waits for the workers.

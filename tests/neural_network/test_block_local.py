@@ -381,6 +381,7 @@ def test_worker_failure_reaches_caller_and_cleans_up(digits, parallel):
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
 @pytest.mark.parametrize("where", ["worker", "main thread"])
 def test_keyboard_interrupt_joins_threads(digits, where):
     # "worker": a KeyboardInterrupt raised inside a block thread; "main

@@ -87,6 +87,7 @@ def test_caller_exception_joins_workers():
     assert not _alive_workers()
 
 
+@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
 def test_keyboard_interrupt_in_caller_joins_workers():
     def loop(stop_event):
         while not stop_event.is_set():
@@ -104,6 +105,7 @@ def test_keyboard_interrupt_in_caller_joins_workers():
     assert not _alive_workers()
 
 
+@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
 def test_keyboard_interrupt_while_joining_after_a_normal_exit_is_re_raised():
     # Ctrl-C that lands while __exit__ joins the workers of a block that
     # ended normally used to be swallowed, so fit went on training.
