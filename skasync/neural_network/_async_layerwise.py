@@ -240,6 +240,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     True
     """
 
+    _structure_params = ("hidden_layer_sizes",)
+
     _parameter_constraints = {
         **BaseTorchClassifier._parameter_constraints,
         "hidden_layer_sizes": [

@@ -316,7 +316,15 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         else:
             order = torch.arange(n_samples)
         order = order.to(device)
-        return list(torch.split(order, batch_size))
+        batches = list(torch.split(order, batch_size))
+        if len(batches) > 1 and batches[-1].shape[0] < self._min_batch_rows():
+            # e.g. batch norm cannot train on one row: merge the remainder.
+            batches[-2:] = [torch.cat(batches[-2:])]
+        return batches
+
+    def _min_batch_rows(self):
+        """Fewest rows a training batch may have (1 unless a layer needs more)."""
+        return 1
 
     def _validate_training_data(self, X, y, reset):
         X, y = validate_data(
@@ -331,6 +339,39 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
+    # Parameters that fix the network's shape: warm_start and partial_fit
+    # continue the network built by the first fit, so they must not change.
+    _structure_params = ()
+
+    def _structure_keys(self):
+        keys = {}
+        for name in self._structure_params:
+            value = getattr(self, name)
+            if isinstance(value, torch.nn.Module):
+                # Its architecture (a pickled copy is the same network).
+                keys[name] = ("module", repr(value))
+            elif value is None or isinstance(value, (str, Integral, Real)):
+                keys[name] = value
+            else:
+                keys[name] = tuple(np.ravel(np.asarray(value, dtype=object)).tolist())
+        return keys
+
+    def _check_structure_unchanged(self):
+        built = getattr(self, "_built_structure", None)
+        if built is None:  # fitted by an older version
+            return
+        now = self._structure_keys()
+        changed = [name for name in self._structure_params if now[name] != built[name]]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed since the network was built; "
+                "warm_start and partial_fit continue that network. Refit with "
+                "warm_start=False (and fit instead of partial_fit)."
+            )
+
+    def _refresh_optimizers(self):
+        """Rebuild the optimisers for a warm-started fit (default: nothing)."""
+
     def _is_initialised(self):
         # n_iter_ is set once the model and its state exist; classes_ is set
         # earlier, so a first fit that failed its checks left only classes_
@@ -343,6 +384,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         X, y = self._validate_training_data(X, y, reset=not reuse_model)
 
         if reuse_model:
+            self._check_structure_unchanged()
             unseen = np.setdiff1d(unique_labels(y), self.classes_)
             if unseen.size:
                 raise ValueError(
@@ -406,6 +448,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
         if not reuse_model:
             self._init_model(X.shape[1], len(self.classes_), generator)
+            self._built_structure = self._structure_keys()
             self._move_modules(device)
             self.history_ = History()
             self.loss_curve_ = []
@@ -418,6 +461,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             self._elapsed_offset = 0.0
         else:
             self._move_modules(device)
+            if not incremental:
+                # MLPClassifier builds a new optimiser on every fit that is
+                # not partial_fit, so changed learning rates etc. apply.
+                self._refresh_optimizers()
 
         X_train = _to_tensor(X, device)
         y_train = torch.as_tensor(y_index, dtype=torch.long, device=device)

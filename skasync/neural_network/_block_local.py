@@ -26,6 +26,7 @@ from skasync.neural_network._block_local_engine import (
     BlockWorker,
     make_feedback,
     median_or_none,
+    min_training_rows,
     normalise_features,
 )
 
@@ -616,6 +617,34 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self._noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         self._build_optimizers()
 
+    _structure_params = (
+        "hidden_layer_sizes",
+        "activation",
+        "batch_norm",
+        "n_blocks",
+        "module",
+        "split_points",
+        "input_shape",
+        "mode",
+        "local_loss",
+        "feedback",
+        "feedback_hidden",
+        "aux_hidden",
+        "aux_weight",
+    )
+
+    def _structure_keys(self):
+        keys = super()._structure_keys()
+        # Only whether auxiliary heads exist is structural, not their weight.
+        keys["aux_weight"] = self.aux_weight > 0
+        return keys
+
+    def _refresh_optimizers(self):
+        self._build_optimizers()
+
+    def _min_batch_rows(self):
+        return min_training_rows(self.blocks_)
+
     def _build_optimizers(self):
         self._optimizers = []
         self._feedback_optimizers = []
@@ -623,6 +652,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
             params = list(block.parameters())
             if k < len(self.aux_heads_):
                 params += list(self.aux_heads_[k].parameters())
+            # A block without parameters (a lone ReLU, Flatten or pooling
+            # layer from split_points) has nothing to step.
             self._optimizers.append(
                 make_optimizer(
                     params,
@@ -630,6 +661,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
                     self.learning_rate_init,
                     momentum=self.momentum,
                 )
+                if params
+                else None
             )
         for fb in self.feedback_:
             params = [p for p in fb.parameters() if p.requires_grad]
@@ -807,7 +840,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         if optimizers is not None and "blocks_" in state:
             self._build_optimizers()
             for opt, saved in zip(self._optimizers, optimizers):
-                if saved is not None:
+                if opt is not None and saved is not None:
                     opt.load_state_dict(saved)
             for opt, saved in zip(self._feedback_optimizers, fb_optimizers or []):
                 if opt is not None and saved is not None:

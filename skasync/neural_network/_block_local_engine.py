@@ -207,6 +207,18 @@ def feedback_table(module, n_classes, device):
     return module(eye)
 
 
+def min_training_rows(blocks):
+    """Fewest rows a training (micro-)batch may have: 2 with batch norm.
+
+    Batch norm in training mode needs more than one value per channel.
+    """
+    for block in blocks:
+        for layer in block.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                return 2
+    return 1
+
+
 # --------------------------------------------------------------- memory meter
 class _Saved:
     __slots__ = ("tensor", "key", "meter")
@@ -227,7 +239,9 @@ class ActivationMeter:
     def __init__(self, parameters):
         self._param_keys = {p.untyped_storage().data_ptr() for p in parameters}
         self._live = {}
-        self._lock = threading.Lock()
+        # Re-entrant: _release runs in _Saved.__del__, which a garbage
+        # collection triggered inside pack() (lock held) could call.
+        self._lock = threading.RLock()
         self.current = 0
         self.peak = 0
 
@@ -325,7 +339,8 @@ class BlockWorker:
     def start_batch(self, y):
         """Agreement targets for the batch, from the feedback before its update."""
         cfg = self.config
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
         self._batch_forward = self._batch_backward = 0.0
         self._class_sum = None
         if self.feedback is not None:
@@ -336,8 +351,11 @@ class BlockWorker:
     def run_microbatch(self, h, y, weight, batch_size, noise_generator=None):
         """Forward, local loss, backward for one micro-batch.
 
-        Returns the detached block output (the hand-off to the next block),
-        computed before the backward pass so the next block never waits for it.
+        Returns the detached block output (the hand-off to the next block).
+        The back-ends pass it on once this call returns, i.e. after this
+        block's own backward pass on the micro-batch (one "tick" per block,
+        as in the design note): a block never waits for the backward pass of
+        the blocks after it, which is what end-to-end backprop must do.
         """
         cfg = self.config
         sync = cfg["sync"]
@@ -348,7 +366,10 @@ class BlockWorker:
         if sync:
             torch.cuda.synchronize()
         t1 = time.perf_counter()
-        loss.backward()
+        # No local loss term (all their weights 0, an ablation that leaves
+        # the block at its initial weights) or no parameters: no graph.
+        if loss.requires_grad:
+            loss.backward()
         if sync:
             torch.cuda.synchronize()
         t2 = time.perf_counter()
@@ -359,7 +380,8 @@ class BlockWorker:
     def finish_batch(self):
         """Optimiser step, then the feedback fit (posterior bootstrapping)."""
         t0 = time.perf_counter()
-        self.optimizer.step()
+        if self.optimizer is not None:
+            self.optimizer.step()
         if self.feedback_optimizer is not None and self._class_sum is not None:
             self._fit_feedback()
         if self.config["sync"]:
@@ -505,6 +527,7 @@ class BlockLocalEngine:
         self.meter = meter
         self.noise_seed = noise_seed
         self.batch_done_times = []
+        self._min_rows = min_training_rows(w.block for w in workers)
 
     # ------------------------------------------------------------- helpers
     def _inputs(self, X, idx):
@@ -514,7 +537,7 @@ class BlockLocalEngine:
         return x
 
     def _microbatches(self, idx):
-        n_mb = min(self.n_microbatches, idx.shape[0])
+        n_mb = max(1, min(self.n_microbatches, idx.shape[0] // self._min_rows))
         return torch.tensor_split(idx, n_mb)
 
     def _meter_ctx(self, batch_number):
@@ -610,6 +633,11 @@ class BlockLocalEngine:
     def _run_joint(self, X, y, batches, context):
         """Backprop, or BLL with one summed backward (authors' ``joint``)."""
         detach = self.mode != "backprop"
+        # The same per-block noise streams as the other back-ends (never
+        # torch's global RNG).
+        gens = [
+            self._noise_generator(context.epoch, k) for k in range(len(self.workers))
+        ]
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -623,15 +651,16 @@ class BlockLocalEngine:
                     h = self._inputs(X, mb)
                     ym = y[mb]
                     total = None
-                    for worker in self.workers:
+                    for worker, gen in zip(self.workers, gens):
                         tb = time.perf_counter()
                         out = worker.block(h)
-                        loss = worker._local_loss(h, out, ym, idx.shape[0], None)
+                        loss = worker._local_loss(h, out, ym, idx.shape[0], gen)
                         total = loss if total is None else total + loss
                         h = out.detach() if detach else out
                         worker._batch_forward += time.perf_counter() - tb
                     t1 = time.perf_counter()
-                    (total * (mb.shape[0] / idx.shape[0])).backward()
+                    if total.requires_grad:
+                        (total * (mb.shape[0] / idx.shape[0])).backward()
                     # One backward for all blocks: its time is the last block's.
                     self.workers[-1]._batch_backward += time.perf_counter() - t1
             for k, worker in enumerate(self.workers):
@@ -645,9 +674,10 @@ class BlockLocalEngine:
     def _run_threads(self, X, y, batches, context):
         """One thread per block, bounded queues between neighbours.
 
-        Block ``k`` hands its detached output to block ``k+1`` right after its
-        forward pass and then runs its own backward pass and step: no block
-        ever waits for another block's backward pass.  Items are
+        Block ``k`` hands its detached output to block ``k+1`` after its
+        forward and local backward pass on that micro-batch, then takes the
+        next one: no block waits for the backward pass of a later block.
+        Items are
         ``(batch_number, microbatch, n_microbatches, h, y, weight, batch_size)``;
         ``None`` ends the epoch.
         """
@@ -732,6 +762,7 @@ class BlockLocalEngine:
         device = X.device
         streams = [torch.cuda.Stream(device=device) for _ in range(n_blocks)]
         main = torch.cuda.current_stream(device)
+        gens = [self._noise_generator(context.epoch, k) for k in range(n_blocks)]
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -766,7 +797,7 @@ class BlockLocalEngine:
                                 labels[m],
                                 mbs[m].shape[0] / idx.shape[0],
                                 idx.shape[0],
-                                None,
+                                gens[k],
                             )
                             events[k][m] = stream.record_event()
                             hand[k + 1][m] = out

@@ -563,3 +563,12 @@ def test_cuda_modes_train_and_pickle_to_cpu(digits, mode):
         restored.predict_proba(X_test), clf.predict_proba(X_test), atol=1e-5
     )
     assert not skasync_threads()
+
+
+def test_warm_start_rejects_new_hidden_layer_sizes(digits):
+    X_train, _, y_train, _ = digits
+    clf = small(mode="serial", warm_start=True).fit(X_train, y_train)
+    with pytest.raises(ValueError, match="hidden_layer_sizes changed since"):
+        clf.set_params(hidden_layer_sizes=(8,)).fit(X_train, y_train)
+    clf.set_params(hidden_layer_sizes=[32]).fit(X_train, y_train)  # same shape
+    assert clf.n_iter_ == 6

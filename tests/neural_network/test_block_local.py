@@ -743,3 +743,112 @@ def test_aux_hidden_builds_mlp_heads(digits, mode):
     assert clf.score(X_test, y_test) >= 0.85  # 0.91-0.94 over seeds 0-2
     with pytest.raises(ValueError, match="aux_hidden must contain positive ints"):
         clf.set_params(aux_hidden=(0,)).fit(X_train, y_train)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"batch_size": 399}, {"batch_size": 8, "n_microbatches": 8}],
+    ids=["last batch of one row", "micro-batches of one row"],
+)
+def test_batch_norm_never_trains_on_one_row(params):
+    # BatchNorm raises "Expected more than 1 value per channel" on one row:
+    # the remainder batch is merged, micro-batches keep two rows or more.
+    X, y = load_digits(return_X_y=True)
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=2,
+        batch_norm=True,
+        max_iter=2,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+        **params,
+    )
+    clf.fit(X[:400] / 16, y[:400])
+    assert clf.n_iter_ == 2
+
+
+def test_joint_backward_denoising_uses_the_block_noise_streams(digits):
+    # The joint back-end drew denoising noise from torch's global RNG; it
+    # now uses the per-block generators, so it equals per-block backward
+    # (the blocks are detached) and leaves the global RNG alone.
+    X_train, _, y_train, _ = digits
+    params = dict(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=3,
+        denoise_weight=0.5,
+        max_iter=2,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    )
+    rng_state = torch.get_rng_state()
+    joint = BlockLocalClassifier(backward_schedule="joint", **params)
+    joint.fit(X_train, y_train)
+    assert torch.equal(rng_state, torch.get_rng_state())
+    per_block = BlockLocalClassifier(backward_schedule="per_block", **params)
+    per_block.fit(X_train, y_train)
+    for a, b in zip(joint.blocks_.parameters(), per_block.blocks_.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("mode", ["bll", "backprop"])
+def test_blocks_without_a_loss_or_parameters_are_left_alone(digits, mode):
+    X_train, _, y_train, _ = digits
+    # A lone ReLU block (split layer by layer) has no parameters.
+    module = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+    )
+    clf = BlockLocalClassifier(
+        module=module,
+        n_blocks=3,
+        mode=mode,
+        max_iter=2,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
+    assert clf.n_iter_ == 2
+    # All local loss weights 0: hidden blocks keep their initial weights.
+    ablation = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=2,
+        agreement_weight=0,
+        decorrelation_weight=0,
+        aux_weight=0,
+        max_iter=1,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    )
+    ablation.fit(X_train, y_train)
+    before = [p.detach().clone() for p in ablation.blocks_.parameters()]
+    ablation.set_params(warm_start=True).fit(X_train, y_train)
+    after = list(ablation.blocks_.parameters())
+    n_first = len(list(ablation.blocks_[0].parameters()))
+    for a, b in zip(before[:n_first], after[:n_first]):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(before[n_first:], after[n_first:]))
+
+
+def test_warm_start_applies_new_optimiser_settings_and_rejects_new_structure(digits):
+    X_train, _, y_train, _ = digits
+    clf = BlockLocalClassifier(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=2,
+        max_iter=1,
+        warm_start=True,
+        random_state=0,
+        device="cpu",
+        torch_num_threads=1,
+    ).fit(X_train, y_train)
+    clf.set_params(learning_rate_init=0.05, optimizer="sgd").fit(X_train, y_train)
+    assert all(isinstance(opt, torch.optim.SGD) for opt in clf._optimizers)
+    assert clf._optimizers[0].param_groups[0]["lr"] == 0.05
+    assert clf.n_iter_ == 2
+    for change in ({"n_blocks": 1}, {"mode": "backprop"}, {"aux_weight": 0.0}):
+        with pytest.raises(ValueError, match=f"{next(iter(change))} changed since"):
+            clone(clf).set_params(warm_start=False).fit(X_train, y_train).set_params(
+                warm_start=True, **change
+            ).fit(X_train, y_train)
+    clf.set_params(aux_weight=0.5).fit(X_train, y_train)  # weight only: fine
