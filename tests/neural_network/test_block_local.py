@@ -66,6 +66,13 @@ def digits():
     return train_test_split(X / 16.0, y, test_size=0.3, random_state=0, stratify=y)
 
 
+def _bll(**params):
+    """A small, seeded, one-thread CPU BlockLocalClassifier."""
+    base = dict(random_state=0, device="cpu", torch_num_threads=1)
+    base.update(params)
+    return BlockLocalClassifier(**base)
+
+
 def _cnn(seed=0):
     # A user module initialises from torch's global RNG: fork it so the test
     # gets the same weights whatever ran before, and leaves the RNG alone.
@@ -671,13 +678,11 @@ def test_max_time_stops_threads(digits):
 def test_max_time_before_the_first_batch_is_a_clear_error(digits, parallel):
     # An epoch that trained nothing used to record a loss of 0.0.
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(16, 16),
         n_blocks=2,
         parallel=parallel,
         max_time=1e-6,
-        device="cpu",
-        torch_num_threads=1,
     )
     with pytest.raises(ValueError, match="max_time=1e-06 s ran out before"):
         clf.fit(X_train, y_train)
@@ -723,7 +728,7 @@ def test_denoising_term_is_seeded_and_thread_safe(digits):
 @pytest.mark.parametrize("mode", ["bll", "local_aux"])
 def test_aux_hidden_builds_mlp_heads(digits, mode):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32),
         n_blocks=3,
         mode=mode,
@@ -731,9 +736,6 @@ def test_aux_hidden_builds_mlp_heads(digits, mode):
         max_iter=10,
         batch_size=64,
         learning_rate_init=3e-3,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     widths = [
         [tuple(p.shape) for p in head.parameters() if p.dim() > 1]
@@ -754,14 +756,11 @@ def test_batch_norm_never_trains_on_one_row(params):
     # BatchNorm raises "Expected more than 1 value per channel" on one row:
     # the remainder batch is merged, micro-batches keep two rows or more.
     X, y = load_digits(return_X_y=True)
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(16, 16),
         n_blocks=2,
         batch_norm=True,
         max_iter=2,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
         **params,
     )
     clf.fit(X[:400] / 16, y[:400])
@@ -774,19 +773,13 @@ def test_joint_backward_denoising_uses_the_block_noise_streams(digits):
     # (the blocks are detached) and leaves the global RNG alone.
     X_train, _, y_train, _ = digits
     params = dict(
-        hidden_layer_sizes=(16, 16),
-        n_blocks=3,
-        denoise_weight=0.5,
-        max_iter=2,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
+        hidden_layer_sizes=(16, 16), n_blocks=3, denoise_weight=0.5, max_iter=2
     )
     rng_state = torch.get_rng_state()
-    joint = BlockLocalClassifier(backward_schedule="joint", **params)
+    joint = _bll(backward_schedule="joint", **params)
     joint.fit(X_train, y_train)
     assert torch.equal(rng_state, torch.get_rng_state())
-    per_block = BlockLocalClassifier(backward_schedule="per_block", **params)
+    per_block = _bll(backward_schedule="per_block", **params)
     per_block.fit(X_train, y_train)
     for a, b in zip(joint.blocks_.parameters(), per_block.blocks_.parameters()):
         torch.testing.assert_close(a, b)
@@ -799,27 +792,21 @@ def test_blocks_without_a_loss_or_parameters_are_left_alone(digits, mode):
     module = torch.nn.Sequential(
         torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
     )
-    clf = BlockLocalClassifier(
+    clf = _bll(
         module=module,
         n_blocks=3,
         mode=mode,
         max_iter=2,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     assert clf.n_iter_ == 2
     # All local loss weights 0: hidden blocks keep their initial weights.
-    ablation = BlockLocalClassifier(
+    ablation = _bll(
         hidden_layer_sizes=(16, 16),
         n_blocks=2,
         agreement_weight=0,
         decorrelation_weight=0,
         aux_weight=0,
         max_iter=1,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     )
     ablation.fit(X_train, y_train)
     before = [p.detach().clone() for p in ablation.blocks_.parameters()]
@@ -833,14 +820,11 @@ def test_blocks_without_a_loss_or_parameters_are_left_alone(digits, mode):
 
 def test_warm_start_applies_new_optimiser_settings_and_rejects_new_structure(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(16, 16),
         n_blocks=2,
         max_iter=1,
         warm_start=True,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     clf.set_params(learning_rate_init=0.05, optimizer="sgd").fit(X_train, y_train)
     assert all(isinstance(opt, torch.optim.SGD) for opt in clf._optimizers)
