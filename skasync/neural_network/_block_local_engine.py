@@ -469,7 +469,10 @@ class BlockWorker:
     def _fit_feedback(self):
         # ½ Σ_{present c} ||g(e_c) − mean of class c||², summed as in the
         # authors' code: with plain SGD, lr 0.9 is an EMA of class means.
-        # Classes absent from the batch are masked (their rows would decay).
+        # Classes absent from the batch are masked out of the loss, which
+        # would pull their rows toward the zero target; the optimiser's
+        # weight decay (feedback_weight_decay) still shrinks them a little,
+        # as torch's SGD in the authors' code does.
         present = self._class_count > 0
         target = self._class_sum[present] / self._class_count[present, None]
         self.feedback_optimizer.zero_grad(set_to_none=True)
