@@ -53,3 +53,22 @@ def sigint_raises_keyboard_interrupt():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def torch_threads_sentinel():
+    """Set torch's thread count to a value no fit sets; restore it afterwards.
+
+    A test that checks "the thread count is restored" compares with the
+    count before the fit; when that is what the fit sets anyway (2 on a
+    2-core machine, or 1 after another test), the check cannot fail.
+    """
+    import torch
+
+    original = torch.get_num_threads()
+    sentinel = 7
+    torch.set_num_threads(sentinel)
+    try:
+        yield sentinel
+    finally:
+        torch.set_num_threads(original)

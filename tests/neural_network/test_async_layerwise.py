@@ -38,7 +38,12 @@ requires_cuda = pytest.mark.skipif(
 
 
 def skasync_threads():
-    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
+    # is_alive: a join interrupted by Ctrl-C can leave a finished thread listed.
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("skasync-") and t.is_alive()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +290,7 @@ def _steps_slowly(seconds):
     return hook
 
 
+@pytest.mark.usefixtures("torch_threads_sentinel")
 @pytest.mark.parametrize("mode", THREADED)
 def test_worker_exception_reaches_caller_with_traceback(digits, mode):
     X_train, _, y_train, _ = digits
@@ -319,10 +325,10 @@ def test_backward_failure_while_forward_blocks_on_full_queue(digits):
 
     clf = small(mode="pd-asgd", queue_size=1, max_iter=50)
     clf._debug_hook = hook
-    start = time.monotonic()
+    # A deadlock would hang here: pytest-timeout (pyproject) turns it into a
+    # failure instead of a stuck CI job.
     with pytest.raises(ValueError, match="backward thread crashed"):
         clf.fit(X_train, y_train)
-    assert time.monotonic() - start < 5
     assert not skasync_threads()
 
 
@@ -333,9 +339,7 @@ def test_max_time_stops_slow_workers(digits, mode):
     X_train, _, y_train, _ = digits
     clf = small(mode=mode, max_iter=1000, max_time=0.4, queue_size=1)
     clf._debug_hook = _steps_slowly(0.01)
-    start = time.monotonic()
     clf.fit(X_train, y_train)
-    assert time.monotonic() - start < 5
     assert clf.n_iter_ < 1000
     assert not skasync_threads()
 
@@ -354,7 +358,7 @@ def test_keyboard_interrupt_from_worker(digits):
     assert not skasync_threads()
 
 
-@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
+@pytest.mark.usefixtures("torch_threads_sentinel", "sigint_raises_keyboard_interrupt")
 @pytest.mark.parametrize("mode", ["pd-asgd", "sync"])
 def test_keyboard_interrupt_on_main_thread_joins_workers(digits, mode):
     # Ctrl-C arrives in the main thread while it waits for the workers.
@@ -418,6 +422,7 @@ def test_straggler_delay_slows_sync(digits):
         small(mode="pd-asgd", straggler_workers=[5]).fit(X_train, y_train)
 
 
+@pytest.mark.usefixtures("torch_threads_sentinel")
 def test_thread_setting_restored_and_split(digits, monkeypatch):
     X_train, _, y_train, _ = digits
     before = torch.get_num_threads()

@@ -179,6 +179,7 @@ def test_history_columns_and_early_stopping(digits):
     assert clf.validation_scores_[-1] >= 0.9
 
 
+@pytest.mark.usefixtures("torch_threads_sentinel")
 def test_torch_threads_restored_also_on_error(digits):
     X, y = digits
     before = torch.get_num_threads()

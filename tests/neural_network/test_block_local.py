@@ -369,6 +369,7 @@ def _failing_hook(block, batch):
         raise RuntimeError("injected block failure")
 
 
+@pytest.mark.usefixtures("torch_threads_sentinel")
 @pytest.mark.parametrize("parallel", ["none", "threads"])
 def test_worker_failure_reaches_caller_and_cleans_up(digits, parallel):
     X_train, _, y_train, _ = digits
@@ -390,7 +391,7 @@ def test_worker_failure_reaches_caller_and_cleans_up(digits, parallel):
     assert torch.get_num_threads() == before
 
 
-@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
+@pytest.mark.usefixtures("torch_threads_sentinel", "sigint_raises_keyboard_interrupt")
 @pytest.mark.parametrize("where", ["worker", "main thread"])
 def test_keyboard_interrupt_joins_threads(digits, where):
     # "worker": a KeyboardInterrupt raised inside a block thread; "main
@@ -423,6 +424,7 @@ def test_keyboard_interrupt_joins_threads(digits, where):
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.usefixtures("torch_threads_sentinel")
 def test_threads_set_per_block_and_restored(digits):
     X_train, _, y_train, _ = digits
     seen = []

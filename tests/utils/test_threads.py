@@ -127,6 +127,7 @@ def test_queue_get_gives_up_when_stopping():
         queue_get(queue.Queue(), stop_event)
 
 
+@pytest.mark.usefixtures("torch_threads_sentinel")
 def test_torch_threads_restores_setting():
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError):
