@@ -135,6 +135,43 @@ def test_ols_method():
     np.testing.assert_allclose(fixed.coef, [0.5, -0.3], atol=0.15)
 
 
+def _lstsq_ar(x, order, first_row):
+    # Independent OLS: x[t] on (1, x[t-1], ..., x[t-order]) for t >= first_row.
+    rows = np.arange(first_row, x.shape[0])
+    design = np.column_stack(
+        [np.ones(rows.size)] + [x[rows - j] for j in range(1, order + 1)]
+    )
+    params, *_ = np.linalg.lstsq(design, x[rows], rcond=None)
+    return params, x[rows] - design @ params
+
+
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_ols_fit_equals_a_hand_written_least_squares_fit(order):
+    x = make_ar(300, coef=(0.5, -0.3), random_state=5) + 2.0
+    fit = fit_ar_sieve(x, order=order, method="ols")
+    params, resid = _lstsq_ar(x, order, order)
+    np.testing.assert_allclose(fit.coef, params[1:], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fit.mean, params[0] / (1 - params[1:].sum()), rtol=1e-8)
+    centred = resid - resid.mean()
+    np.testing.assert_allclose(fit.resid, centred, atol=1e-9)
+    np.testing.assert_allclose(fit.sigma2, np.mean(centred**2), rtol=1e-8)
+
+
+def test_ols_order_minimises_aic_on_the_common_sample():
+    x = make_ar(300, coef=(0.5, -0.3), random_state=5) + 2.0
+    fit = fit_ar_sieve(x, method="ols", order_max=8)
+    # Every order fitted on the same rows t >= order_max, as when comparing
+    # AIC; Gaussian AIC up to constants: n log(sigma2) + 2 (order + 1).
+    n_rows = x.shape[0] - fit.order_max
+    aic = [
+        n_rows * np.log(np.mean(_lstsq_ar(x, k, fit.order_max)[1] ** 2)) + 2 * (k + 1)
+        if k
+        else n_rows * np.log(np.var(x[fit.order_max :])) + 2
+        for k in range(fit.order_max + 1)
+    ]
+    assert fit.order == int(np.argmin(aic))
+
+
 @pytest.mark.parametrize(
     "series, kwargs, match",
     [
