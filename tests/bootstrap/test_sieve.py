@@ -228,10 +228,13 @@ def test_simulate_layout_and_recursion():
     np.testing.assert_allclose(
         x, _loop_simulate(fit, 50, 5, fit.resid[idx]), rtol=1e-10, atol=1e-10
     )
-    # every simulated value uses residuals from the fit
-    X, y = make_lag_matrix(x, 5)
-    assert X.shape == (50, 5)
-    np.testing.assert_allclose(y, x[5:])
+    # every simulated innovation is one of the fit's residuals
+    innovations = (
+        x[5:]
+        - fit.mean
+        - sum(fit.coef[j] * (x[4 - j : 54 - j] - fit.mean) for j in range(2))
+    )
+    assert np.isin(np.round(innovations, 9), np.round(fit.resid, 9)).all()
     # n_start defaults to the order
     assert simulate_ar_sieve(fit, 10, random_state=0).shape == (12,)
 
@@ -348,7 +351,13 @@ def test_simulate_padded_and_truncated_coef():
     b = simulate_ar_sieve(padded, 40, random_state=2)
     np.testing.assert_allclose(a, b, rtol=1e-12)
     trunc = dataclasses.replace(fit, coef=fit.coef[:1])
-    assert simulate_ar_sieve(trunc, 40, random_state=2).shape == (41,)
+    c = simulate_ar_sieve(trunc, 40, random_state=2)
+    assert c.shape == (41,)
+    # an AR(1) recursion with the first coefficient only, same residual draws
+    idx = np.random.RandomState(2).randint(0, fit.resid.shape[0], size=40)
+    np.testing.assert_allclose(
+        c, _loop_simulate(trunc, 40, 1, fit.resid[idx]), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_linear_forecast_reproduces_R_ar_yw_test_mse(reference_dir):
