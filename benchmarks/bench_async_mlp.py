@@ -16,7 +16,7 @@ per-layer staleness.
 
 Run (the 2 cores are shared, so take the lock):
     flock /tmp/skasync-bench.lock python benchmarks/bench_async_mlp.py
-    python benchmarks/bench_async_mlp.py --quick     # digits only, 1 seed
+    python benchmarks/bench_async_mlp.py --quick     # 1 seed, 10k MNIST-1D, few epochs
 Writes benchmarks/results/async_mlp.md and async_mlp.png (async_mlp.quick.* with --quick).
 """
 

@@ -148,7 +148,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         With ``early_stopping``: stop once the validation accuracy reaches
         it; the time is stored in ``time_to_target_``.
     max_time : float or None, default=None
-        Wall-clock budget in seconds; workers stop between batches.
+        Wall-clock budget in seconds; workers stop between batches. A
+        ``ValueError`` is raised when it runs out before the first batch of a
+        fit has trained.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
         Torch device. On CUDA every in-flight batch gets its own stream.
     torch_num_threads : int or None, default=None
@@ -163,6 +165,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         staleness.
     warm_start : bool, default=False
         Continue from the previous fit's weights and optimizer state.
+        ``hidden_layer_sizes`` must not change in between (a ``ValueError``
+        says so); ``partial_fit`` follows the same rule.
 
     Attributes
     ----------

@@ -151,8 +151,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
         is the authors' linear read-out.  Hidden layers make each head a
         small auxiliary network (DGL, Belilovsky et al. 2020): a linear head
         asks a block for linearly separable features at once, so early
-        blocks of a deep MLP overfit greedily.  On MNIST-1D (four one-layer
-        blocks) ``(256,)`` lifts bll from 80.9 to 84.6 % test accuracy
+        blocks of a deep MLP overfit greedily.  On MNIST-1D (an MLP
+        (256,)x4 cut into four blocks, the last with the output layer) ``(256,)`` lifts bll from 80.9 to 84.6 % test accuracy
         (backprop 85.6 %); on digits it does not help (98.6 vs 99.1 %), so
         the default stays linear.  See ``benchmarks/results/block_local.md``.
     denoise_weight : float, default=0.0
@@ -180,7 +180,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
     label_smoothing : float, default=0.0
         Label smoothing of the output and auxiliary cross-entropies.
     batch_size : int or "auto", default="auto"
-        ``min(200, n_samples)`` when "auto".
+        ``min(200, n_samples)`` when "auto". With batch norm, a one-row last
+        batch is merged into the previous one.
     max_iter : int, default=200
         Maximum number of epochs.
     shuffle : bool, default=True
@@ -197,7 +198,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
     target_score : float, default=None
         Stop once the validation score reaches it (with ``early_stopping``).
     max_time : float, default=None
-        Wall-clock budget of one ``fit`` in seconds.
+        Wall-clock budget of one ``fit`` in seconds. A ``ValueError`` is
+        raised when it runs out before the first batch of a fit has trained.
     parallel : {"none", "threads", "streams"}, default="none"
         ``"none"``: sequential reference.  ``"threads"``: one thread per
         block with queues between them (CPU or GPU).  ``"streams"``: one CUDA
@@ -210,7 +212,9 @@ class BlockLocalClassifier(BaseTorchClassifier):
         pipeline (block k works on micro-batch m while block k+1 works on
         m-1).  Gradients are accumulated over the micro-batches and each block
         steps once per batch, so only the batch-level statistics
-        (decorrelation, batch norm) see the smaller micro-batches.
+        (decorrelation, batch norm) see the smaller micro-batches. A batch
+        too small for them gets fewer micro-batches (each keeps at least two
+        rows with batch norm).
     backward_schedule : {"per_block", "joint"}, default="per_block"
         ``"per_block"``: each block runs its backward pass right after its
         forward pass, freeing its activations early.  ``"joint"``: one summed
@@ -227,7 +231,15 @@ class BlockLocalClassifier(BaseTorchClassifier):
     verbose : int, default=0
         Print one line per epoch.
     warm_start : bool, default=False
-        Continue from the previous fit.
+        Continue from the previous fit's weights (blocks, auxiliary heads,
+        feedback networks). The optimisers are rebuilt, as in MLPClassifier,
+        so a changed ``learning_rate_init`` or ``optimizer`` applies and
+        their state restarts. Parameters that shape the network
+        (``hidden_layer_sizes``, ``activation``, ``batch_norm``,
+        ``n_blocks``, ``module``, ``split_points``, ``input_shape``,
+        ``mode``, ``local_loss``, ``feedback``, ``feedback_hidden``,
+        ``aux_hidden`` and whether ``aux_weight > 0``) must not change in
+        between; a ``ValueError`` says which one did.
 
     Attributes
     ----------
