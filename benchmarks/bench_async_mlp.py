@@ -68,7 +68,7 @@ DATASETS = {
     # FLOPs per op), where each op keeps a core busy far longer than the
     # Python work between ops. `--datasets mnist1d-wide --stem async_mlp_wide`.
     "mnist1d-wide": dict(
-        hidden=(1024, 1024), batch_size=128, lr=0.02, epochs=5, time_cap=60.0
+        hidden=(1024, 1024), batch_size=128, lr=0.02, epochs=10, time_cap=120.0
     ),
 }
 DEFAULT_DATASETS = ["digits", "mnist1d"]
