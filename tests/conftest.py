@@ -25,11 +25,7 @@ def reference_dir():
 
 def skasync_threads():
     """Names of the worker threads skasync started that are still alive."""
-    return [
-        t.name
-        for t in threading.enumerate()
-        if t.name.startswith("skasync-") and t.is_alive()
-    ]
+    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
 
 
 @pytest.fixture(autouse=True)

@@ -362,6 +362,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             return
         now = self._structure_keys()
         changed = [name for name in self._structure_params if now[name] != built[name]]
+        # A change of mode or module changes which other keys count: name
+        # only the parameter the user changed.
+        primary = [name for name in ("mode", "module") if name in changed]
+        changed = primary or changed
         if changed:
             raise ValueError(
                 f"{', '.join(changed)} changed since the network was built; "

@@ -647,8 +647,20 @@ class BlockLocalClassifier(BaseTorchClassifier):
 
     def _structure_keys(self):
         keys = super()._structure_keys()
-        # Only whether auxiliary heads exist is structural, not their weight.
-        keys["aux_weight"] = self.aux_weight > 0
+        # Only what the network is built from counts: whether auxiliary heads
+        # exist (not their weight), the feedback networks in bll mode only,
+        # the MLP parameters only without a user module.
+        keys["aux_weight"] = self.mode == "local_aux" or (
+            self.mode == "bll" and self.aux_weight > 0
+        )
+        if self.mode != "bll":
+            for name in ("local_loss", "feedback", "feedback_hidden"):
+                keys[name] = None
+        if self.module is not None:
+            for name in ("hidden_layer_sizes", "activation", "batch_norm"):
+                keys[name] = None
+            if isinstance(self.module, (list, tuple)):
+                keys["module"] = ("layers", tuple(repr(m) for m in self.module))
         return keys
 
     def _refresh_optimizers(self):

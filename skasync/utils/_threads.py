@@ -50,6 +50,7 @@ class WorkerGroup:
         self.name = name
         self.stop_event = threading.Event()
         self._threads = []
+        self._done = []
         self._errors = []
         self._lock = threading.Lock()
 
@@ -74,6 +75,12 @@ class WorkerGroup:
         index = len(self._threads)
         thread_name = f"skasync-{self.name}-{name or index}"
 
+        # Set when the target has returned. Thread.is_alive() cannot be
+        # trusted for this: on CPython <= 3.11 a Thread.join() interrupted by
+        # Ctrl-C marks a still-running thread as stopped (bpo-45274's fix
+        # releases the lock the running thread holds).
+        done = threading.Event()
+
         def run():
             try:
                 target(*args, **kwargs)
@@ -83,10 +90,18 @@ class WorkerGroup:
                 with self._lock:
                     self._errors.append(error)
                 self.stop_event.set()
+            finally:
+                done.set()
 
         thread = threading.Thread(target=run, name=thread_name, daemon=True)
         self._threads.append(thread)
-        thread.start()
+        self._done.append(done)
+        try:
+            thread.start()
+        except BaseException:
+            if thread.ident is None:  # never started: nothing to wait for
+                done.set()
+            raise
         return thread
 
     def wait(self, deadline=None):
@@ -104,14 +119,14 @@ class WorkerGroup:
             True when the deadline stopped the workers.
         """
         timed_out = False
-        for thread in self._threads:
-            while thread.is_alive():
+        for done in self._done:
+            # Short waits keep the main thread responsive to Ctrl-C (and
+            # never interrupt a Thread.join, see start()).
+            while not done.wait(_POLL_SECONDS):
                 if deadline is not None and time.monotonic() >= deadline:
                     timed_out = True
                     self.stop_event.set()
                     deadline = None
-                # Short joins keep the main thread responsive to Ctrl-C.
-                thread.join(_POLL_SECONDS)
         self.raise_if_failed()
         return timed_out
 
@@ -136,9 +151,13 @@ class WorkerGroup:
             # Finish joining, then let the caller re-raise it.
             try:
                 self.stop_event.set()
+                for done in self._done:
+                    while not done.wait(_POLL_SECONDS):
+                        pass
+                # Every target has returned: these joins only wait for the
+                # threads' own exit, microseconds.
                 for thread in self._threads:
-                    while thread.is_alive():
-                        thread.join(_POLL_SECONDS)
+                    thread.join()
                 return interrupt
             except KeyboardInterrupt as error:
                 interrupt = interrupt or error
@@ -146,7 +165,7 @@ class WorkerGroup:
     @property
     def alive_count(self):
         """Number of worker threads still running."""
-        return sum(thread.is_alive() for thread in self._threads)
+        return sum(not done.is_set() for done in self._done)
 
 
 def queue_put(work_queue, item, stop_event):

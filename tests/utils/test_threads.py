@@ -19,12 +19,9 @@ from skasync.utils._threads import (
 
 
 def _alive_workers():
-    # is_alive: a join interrupted by Ctrl-C can leave a finished thread listed.
-    return [
-        t
-        for t in threading.enumerate()
-        if t.name.startswith("skasync-") and t.is_alive()
-    ]
+    # Listed, not is_alive(): on CPython <= 3.11 a join interrupted by Ctrl-C
+    # makes is_alive() False for a thread that is still running.
+    return [t for t in threading.enumerate() if t.name.startswith("skasync-")]
 
 
 def test_worker_exception_reaches_caller_with_its_traceback():
@@ -109,14 +106,39 @@ def test_keyboard_interrupt_in_caller_joins_workers():
 def test_keyboard_interrupt_while_joining_after_a_normal_exit_is_re_raised():
     # Ctrl-C that lands while __exit__ joins the workers of a block that
     # ended normally used to be swallowed, so fit went on training.
+    finished = []
+
     def interrupt_main_when_stopping(stop_event):
         stop_event.wait()
         _thread.interrupt_main()
         time.sleep(0.3)  # the caller is still joining when it handles it
+        finished.append(True)
 
     with pytest.raises(KeyboardInterrupt):
         with WorkerGroup("test") as group:
             group.start(interrupt_main_when_stopping, group.stop_event)
+    # The worker's code really ended before the block was left (is_alive()
+    # alone cannot tell after an interrupted join on CPython <= 3.11).
+    assert finished == [True]
+    assert not _alive_workers()
+
+
+@pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
+def test_keyboard_interrupt_while_waiting_leaves_no_worker_running():
+    finished = []
+
+    def busy_for_a_while(stop_event):
+        _thread.interrupt_main()
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:  # ignores stop_event on purpose
+            pass
+        finished.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        with WorkerGroup("test") as group:
+            group.start(busy_for_a_while, group.stop_event)
+            group.wait()
+    assert finished == [True]
     assert not _alive_workers()
 
 
