@@ -65,6 +65,7 @@ def _demo_forest(progress, output_dir, n_jobs):
 
     from skasync import ARSieveForestRegressor, LagFeatures, make_lag_matrix
     from skasync.datasets import make_arma
+    from skasync.ensemble._ar_sieve_forest import BOOTSTRAPS
 
     series = make_arma(600, ar=(0.5,), ma=(0.4,), random_state=1)
     X, y = make_lag_matrix(series, 5)
@@ -82,14 +83,7 @@ def _demo_forest(progress, output_dir, n_jobs):
             ("forest", ARSieveForestRegressor(n_estimators=100, random_state=0)),
         ]
     )
-    bootstraps = [
-        "ar-sieve",
-        "iid",
-        "moving",
-        "stationary",
-        "circular",
-        "nonoverlapping",
-    ]
+    bootstraps = list(BOOTSTRAPS)
     grid = GridSearchCV(
         pipeline,
         {"lags__n_lags": [2, 5], "forest__bootstrap": bootstraps},
