@@ -766,14 +766,11 @@ def _check_params(max_features, min_samples_split, max_depth):
         and max_depth >= -1
     ):
         return max_features, min_samples_split, max_depth
-    for name, val, low in (
-        ("max_features", max_features, 1),
-        ("min_samples_split", min_samples_split, 1),
-        ("max_depth", max_depth, -1),
-    ):
-        if not _is_int(val) or val < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {val!r}.")
-    return int(max_features), int(min_samples_split), int(max_depth)
+    return (
+        check_int(max_features, "max_features", 1),
+        check_int(min_samples_split, "min_samples_split", 1),
+        check_int(max_depth, "max_depth", -1),
+    )
 
 
 def _check_seed(seed):
@@ -790,10 +787,8 @@ def _check_seeds(seeds, n_trees):
 
 
 def _as_packed(ints, floats, offsets):
-    # Rows of the kernel's C-ordered result arrays: contiguous views, no copy.
-    return PackedForest(
-        ints[0], floats[0], ints[1], ints[2], floats[1], ints[3], offsets
-    )
+    # PackedForest is Tree's fields plus the node offsets.
+    return PackedForest(*_as_tree(ints, floats), offsets)
 
 
 def grow_tree(
