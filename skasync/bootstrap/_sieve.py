@@ -345,5 +345,5 @@ def simulate_ar_sieve(
     out = np.empty((size, n_start + n_sim))
     out[:, :n_start] = mean
     out[:, n_start:] = mean + dev
-    out = out[:, out.shape[1] - (n_start + int(n_values)) :]
+    out = out[:, out.shape[1] - (n_start + n_values) :]
     return out[0] if n_series is None else out

@@ -169,8 +169,9 @@ def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_o
     L = X[:, :k]
     spread = np.ptp(L[:, 0]) if y is None else np.ptp(y)
     problem = None
-    if y is not None and not same_observations(L[1:, 0], y[:-1], spread).all():
-        row = int(np.argmax(~same_observations(L[1:, 0], y[:-1], spread))) + 1
+    lag_one_ok = None if y is None else same_observations(L[1:, 0], y[:-1], spread)
+    if lag_one_ok is not None and not lag_one_ok.all():
+        row = int(np.argmax(~lag_one_ok)) + 1
         problem = (
             f"X[{row}, 0] (lag 1) != y[{row - 1}]: the lag-1 column is not the "
             "previous row's target"
