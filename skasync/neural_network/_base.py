@@ -52,6 +52,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skasync.utils._threads import torch_threads
+from skasync.utils._validation import check_int
 
 _PREDICT_CHUNK = 8192
 
@@ -659,14 +660,11 @@ def check_layer_sizes(sizes, name):
     sizes : list of int
     """
     values = [sizes] if np.isscalar(sizes) else list(sizes)
-    for size in values:
-        if (
-            not isinstance(size, (Integral, np.integer))
-            or isinstance(size, bool)
-            or size < 1
-        ):
-            raise ValueError(f"{name} must contain positive ints, got {sizes!r}.")
-    return [int(s) for s in values]
+    try:
+        return [check_int(size, name, 1) for size in values]
+    except ValueError:
+        # Name the whole parameter, not the one bad entry.
+        raise ValueError(f"{name} must contain positive ints, got {sizes!r}.") from None
 
 
 def make_linear(n_in, n_out, generator, activation="relu"):
