@@ -548,11 +548,20 @@ class BlockLocalEngine:
             return self.meter.hooks()
         return _NullContext()
 
-    def _noise_generator(self, epoch, block):
+    def _noise_generators(self, epoch):
+        """One denoising noise stream per block for ``epoch`` (None if unused).
+
+        Every back-end draws block ``k``'s noise from the same stream, so they
+        agree, and torch's global RNG is never touched.
+        """
         if not self.workers[0].config["denoise_weight"]:
-            return None
-        seed = (self.noise_seed + 7919 * epoch + 104729 * block) % (2**31 - 1)
-        return torch.Generator().manual_seed(seed)
+            return [None] * len(self.workers)
+        return [
+            torch.Generator().manual_seed(
+                (self.noise_seed + 7919 * epoch + 104729 * block) % (2**31 - 1)
+            )
+            for block in range(len(self.workers))
+        ]
 
     def _call_hook(self, block, batch_number):
         if self.hook is not None:
@@ -602,8 +611,7 @@ class BlockLocalEngine:
 
     # ------------------------------------------------------------ back-ends
     def _run_sequential(self, X, y, batches, context):
-        n_blocks = len(self.workers)
-        gens = [self._noise_generator(context.epoch, k) for k in range(n_blocks)]
+        gens = self._noise_generators(context.epoch)
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -636,11 +644,7 @@ class BlockLocalEngine:
     def _run_joint(self, X, y, batches, context):
         """Backprop, or BLL with one summed backward (authors' ``joint``)."""
         detach = self.mode != "backprop"
-        # The same per-block noise streams as the other back-ends (never
-        # torch's global RNG).
-        gens = [
-            self._noise_generator(context.epoch, k) for k in range(len(self.workers))
-        ]
+        gens = self._noise_generators(context.epoch)
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -687,6 +691,7 @@ class BlockLocalEngine:
         n_blocks = len(self.workers)
         depth = 2 * max(1, self.n_microbatches)
         queues = [queue.Queue(maxsize=depth) for _ in range(n_blocks)]
+        gens = self._noise_generators(context.epoch)
         n_done = [0]
         stop_time = threading.Event()
         batches_seen0 = context.extras.get("batches_seen", 0)
@@ -715,7 +720,7 @@ class BlockLocalEngine:
             if self.threads_per_block is not None:
                 torch.set_num_threads(self.threads_per_block)
             worker = self.workers[k]
-            gen = self._noise_generator(context.epoch, k)
+            gen = gens[k]
             out_queue = queues[k + 1] if k + 1 < n_blocks else None
             while True:
                 item = queue_get(queues[k], stop_event)
@@ -765,7 +770,7 @@ class BlockLocalEngine:
         device = X.device
         streams = [torch.cuda.Stream(device=device) for _ in range(n_blocks)]
         main = torch.cuda.current_stream(device)
-        gens = [self._noise_generator(context.epoch, k) for k in range(n_blocks)]
+        gens = self._noise_generators(context.epoch)
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
