@@ -115,15 +115,12 @@ def _weights(clf):
 )
 def test_accuracy_floor_digits_mlp(digits, params):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(64, 64, 64),
         n_blocks=4,
         max_iter=10,
         batch_size=64,
         learning_rate_init=3e-3,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
         **params,
     )
     clf.fit(X_train, y_train)
@@ -137,7 +134,7 @@ def test_accuracy_floor_digits_cnn(digits, mode):
     X_train, X_test, y_train, y_test = digits
     module = _cnn()
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    clf = BlockLocalClassifier(
+    clf = _bll(
         module=module,
         input_shape=(1, 8, 8),
         n_blocks=4,
@@ -145,9 +142,6 @@ def test_accuracy_floor_digits_cnn(digits, mode):
         batch_size=32,
         learning_rate_init=3e-3,
         mode=mode,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     assert clf.score(X_test, y_test) >= 0.90
     # The parameter is deep-copied, never trained in place.
@@ -244,14 +238,11 @@ def _parameters_in_graph(tensor):
 @pytest.mark.parametrize("mode", ["bll", "local_aux"])
 def test_no_gradient_crosses_a_block_boundary(digits, mode):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32, 32),
         n_blocks=4,
         mode=mode,
         max_iter=1,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     from skasync.neural_network._base import FitContext
 
@@ -290,14 +281,11 @@ def test_no_gradient_crosses_a_block_boundary(digits, mode):
 
 def test_backprop_mode_does_cross_boundaries(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32, 32),
         n_blocks=4,
         mode="backprop",
         max_iter=1,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     X = torch.as_tensor(X_train[:16], dtype=torch.float32)
     logits = clf._forward_logits(X)
@@ -337,13 +325,10 @@ def test_local_loss_signs_and_values():
 
 def test_feedback_tracks_class_means(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32),
         n_blocks=2,
         max_iter=5,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
         tol=0,
     ).fit(X_train, y_train)
     feats = clf.transform_blocks(X_train)[0]
@@ -370,14 +355,11 @@ def _failing_hook(block, batch):
 def test_worker_failure_reaches_caller_and_cleans_up(digits, parallel):
     X_train, _, y_train, _ = digits
     before = torch.get_num_threads()
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(16, 16, 16),
         n_blocks=4,
         max_iter=3,
         parallel=parallel,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     )
     clf._engine_hook = _failing_hook
     with pytest.raises(RuntimeError, match="injected block failure") as info:
@@ -404,14 +386,11 @@ def test_keyboard_interrupt_joins_threads(digits, where):
             _thread.interrupt_main()
             time.sleep(0.2)
 
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(16, 16, 16),
         n_blocks=4,
         max_iter=50,
         parallel="threads",
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     )
     clf._engine_hook = hook
     with pytest.raises(KeyboardInterrupt):
@@ -525,14 +504,11 @@ def test_bad_data(digits):
 
 def test_split_points_define_blocks(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         module=_cnn(),
         input_shape=(1, 8, 8),
         split_points=[2, 3],
         max_iter=1,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     assert clf.n_blocks_ == 3 and clf.block_sizes_ == [2, 1, 1]
     default = BlockLocalClassifier(
@@ -549,14 +525,11 @@ def test_pipeline_grid_search_over_n_blocks(digits):
             ("scale", MinMaxScaler()),
             (
                 "clf",
-                BlockLocalClassifier(
+                _bll(
                     hidden_layer_sizes=(32, 32, 32),
                     max_iter=8,
                     batch_size=64,
                     learning_rate_init=3e-3,
-                    random_state=0,
-                    device="cpu",
-                    torch_num_threads=1,
                 ),
             ),
         ]
@@ -572,13 +545,10 @@ def test_pipeline_grid_search_over_n_blocks(digits):
 def test_clone_pickle_and_warm_start_after_pickle(digits):
     X_train, X_test, y_train, _ = digits
     module = _cnn()
-    clf = BlockLocalClassifier(
+    clf = _bll(
         module=module,
         input_shape=(1, 8, 8),
         max_iter=2,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
         warm_start=True,
         tol=0,
     ).fit(X_train, y_train)
@@ -600,14 +570,11 @@ def test_clone_pickle_and_warm_start_after_pickle(digits):
 
 def test_partial_fit(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32),
         n_blocks=2,
-        random_state=0,
         batch_size=32,
         learning_rate_init=3e-3,
-        device="cpu",
-        torch_num_threads=1,
     )
     for _ in range(5):
         clf.partial_fit(X_train, y_train, classes=np.arange(10))
@@ -616,15 +583,12 @@ def test_partial_fit(digits):
 
 def test_history_timing_and_block_scores(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32, 32),
         n_blocks=4,
         max_iter=4,
         batch_size=32,
         learning_rate_init=3e-3,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
         early_stopping=True,
     ).fit(X_train, y_train)
     record = clf.history_[-1]
@@ -665,15 +629,12 @@ def test_history_timing_and_block_scores(digits):
 
 def test_max_time_stops_threads(digits):
     X_train, _, y_train, _ = digits
-    clf = BlockLocalClassifier(
+    clf = _bll(
         hidden_layer_sizes=(32, 32, 32),
         n_blocks=4,
         max_iter=1000,
         parallel="threads",
         max_time=0.5,
-        random_state=0,
-        device="cpu",
-        torch_num_threads=1,
     ).fit(X_train, y_train)
     assert clf.n_iter_ < 1000
     assert all(np.isfinite(clf.loss_curve_)) and min(clf.loss_curve_) > 0
