@@ -49,6 +49,7 @@ Design points (see the PD-ASGD design note, section 6.1):
 # SPDX-License-Identifier: BSD-3-Clause
 
 import contextlib
+import functools
 import itertools
 import math
 import queue
@@ -164,13 +165,17 @@ def _has_fused_sgd(tensor):
     """Whether torch has a fused SGD kernel for ``tensor``'s device and dtype.
 
     CUDA has one since torch 2.0, the CPU since torch 2.4; the package
-    supports torch 2.3, so probe once on a one-element copy.
+    supports torch 2.3, so probe once per device type and dtype (an epoch
+    builds a new SharedMLP).
     """
+    return _probe_fused_sgd(tensor.device.type, tensor.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_fused_sgd(device_type, dtype):
     if getattr(torch, "_fused_sgd_", None) is None:
         return False
-    p, g, m = (
-        torch.zeros(1, dtype=tensor.dtype, device=tensor.device) for _ in range(3)
-    )
+    p, g, m = (torch.zeros(1, dtype=dtype, device=device_type) for _ in range(3))
     try:
         _fused_sgd_step(p, g, m, decay=0.0, momentum=0.9, lr=0.1, nesterov=True)
     except (NotImplementedError, RuntimeError, TypeError):
