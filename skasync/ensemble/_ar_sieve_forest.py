@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..bootstrap import block_bootstrap_indices, fit_ar_sieve, simulate_ar_sieve
 from ..preprocessing import check_lag_matrix
 from ..preprocessing._lags import same_observations
-from ..utils._validation import check_int, check_series
+from ..utils._validation import check_int, check_no_bool_counts, check_series
 from ._tree_engine import (
     PackedForest,
     Tree,
@@ -55,20 +55,6 @@ from ._tree_engine import (
 )
 
 __all__ = ["ARSieveForestRegressor", "ForecastResult"]
-
-# Integer parameters for which a bool is a mistake, rejected in fit.
-_COUNT_PARAMETERS = (
-    "n_estimators",
-    "block_size",
-    "max_features",
-    "min_node_size",
-    "max_depth",
-    "ar_order",
-    "ar_order_max",
-    "burn_in",
-    "max_bins",
-    "n_jobs",
-)
 
 BOOTSTRAPS = ("ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping")
 
@@ -610,12 +596,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self : ARSieveForestRegressor
             Fitted estimator.
         """
-        # sklearn's Interval(Integral, ...) lets True/False through as 1/0.
-        for name in _COUNT_PARAMETERS:
-            if isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"{name} must be an int, got {getattr(self, name)!r} (a bool)."
-                )
+        check_no_bool_counts(self)
         try:
             X, y = validate_data(
                 self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2

@@ -38,6 +38,31 @@ def check_int(value, name, low, *, allow_none=False, hint=""):
     return int(value)
 
 
+def check_no_bool_counts(estimator):
+    """Reject ``True``/``False`` for the integer parameters of ``estimator``.
+
+    sklearn's ``Interval(Integral, ...)`` constraints accept bools as 1 and
+    0. The integer parameters are read from the estimator's
+    ``_parameter_constraints`` (``Integral`` or an ``Interval`` of it), so the
+    list cannot drift from the constraints.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        An estimator with ``_parameter_constraints``.
+    """
+    from sklearn.utils._param_validation import Interval
+
+    for name, constraints in estimator._parameter_constraints.items():
+        takes_int = any(
+            c is Integral or (isinstance(c, Interval) and c.type is Integral)
+            for c in constraints
+        )
+        value = getattr(estimator, name)
+        if takes_int and isinstance(value, bool):
+            raise ValueError(f"{name} must be an int, got {value!r} (a bool).")
+
+
 def check_series(series, *, name="series", min_samples=1, nonfinite_hint=""):
     """Return ``series`` as a finite 1-D float64 array, or raise ``ValueError``.
 
