@@ -222,7 +222,7 @@ class SharedMLP:
         ]
 
     # -- forward / backward ------------------------------------------------
-    def forward(self, X, y):
+    def forward(self, X, y, coef=None, penalty_n=None):
         """Forward pass of one batch through the live weights.
 
         Parameters
@@ -230,6 +230,12 @@ class SharedMLP:
         X : torch.Tensor of shape (n_samples, n_features)
         y : torch.Tensor of shape (n_samples,)
             Class indices.
+        coef : torch.Tensor of shape (n_samples,) or None
+            Per-row loss coefficients (``sample_weight`` divided by the
+            weight sum of the whole batch); None is the plain mean.
+        penalty_n : float or None
+            What the L2 penalty is divided by: the batch's weight sum
+            (MLPClassifier's ``sw_sum``); None uses ``n_samples``.
 
         Returns
         -------
@@ -257,8 +263,12 @@ class SharedMLP:
             if layer < last:
                 h = self.activation(h)
         log_proba = torch.log_softmax(h, dim=1)
-        loss = F.nll_loss(log_proba, y)
-        return _Batch(inputs, log_proba, y, weights, versions), loss
+        if coef is None:
+            loss = F.nll_loss(log_proba, y)
+        else:
+            loss = -(log_proba.gather(1, y[:, None]).squeeze(1) * coef).sum()
+        batch = _Batch(inputs, log_proba, y, weights, versions, coef, penalty_n)
+        return batch, loss
 
     def gradients(self, batch):
         """Backpropagate ``batch``; yield ``(layer, grad_W, grad_b)``.
@@ -270,10 +280,14 @@ class SharedMLP:
         fresh tensors that the step may modify in place.
         """
         n = batch.y.shape[0]
-        # d(mean cross-entropy) / d(logits) = (softmax - one_hot(y)) / n.
+        # d(mean cross-entropy) / d(logits) = (softmax - one_hot(y)) / n, or
+        # times each row's coefficient for the weighted mean.
         delta = batch.log_proba.exp()
         delta.scatter_add_(1, batch.y.unsqueeze(1), delta.new_full((n, 1), -1.0))
-        delta.div_(n)
+        if batch.coef is None:
+            delta.div_(n)
+        else:
+            delta.mul_(batch.coef[:, None])
         for layer in reversed(range(self.n_layers)):
             h = batch.inputs[layer]
             grad_W = delta.t().mm(h)
@@ -330,7 +344,7 @@ class SharedMLP:
         grads = self.gradients(batch)
         if not layerwise:
             grads = list(grads)
-        self.step_all(grads, batch.versions, batch.n)
+        self.step_all(grads, batch.versions, batch.penalty_n)
 
     def _sgd(self, p, g, m, decay):
         # torch.optim.SGD(dampening=0): g += decay * p, buf = mu * buf + g
@@ -377,10 +391,16 @@ class _Batch:
     y: torch.Tensor
     weights: list  # what the backward multiplies by: live W or snapshots
     versions: list  # per-layer versions read at the forward
+    coef: torch.Tensor | None = None  # per-row loss coefficients (weighted fit)
+    penalty_mass: float | None = None  # the L2 penalty's divisor, if not n
 
     @property
     def n(self):
         return self.y.shape[0]
+
+    @property
+    def penalty_n(self):
+        return self.n if self.penalty_mass is None else self.penalty_mass
 
 
 # ---------------------------------------------------------------- helpers
@@ -417,7 +437,7 @@ class _Streams:
 class _Epoch:
     """What one epoch's workers share: data, batches, counters, results."""
 
-    def __init__(self, shared, X, y, batches, context, config):
+    def __init__(self, shared, X, y, batches, context, config, sample_weight=None):
         self.shared = shared
         # One gather for the whole epoch instead of one per batch: the
         # batches become consecutive slices (views) of the reordered data.
@@ -426,6 +446,17 @@ class _Epoch:
         self.y = y[order]
         ends = list(itertools.accumulate(len(idx) for idx in batches))
         self.batches = [slice(end - len(idx), end) for idx, end in zip(batches, ends)]
+        # Weighted fit: each batch's loss is the weighted mean of its rows
+        # (MLPClassifier's semantics), so row i's coefficient is w_i over
+        # its batch's weight sum; the sums are read back once per epoch.
+        self.coef = self.batch_weight = None
+        if sample_weight is not None:
+            w = sample_weight[order]
+            sums = torch.stack([w[rows].sum() for rows in self.batches])
+            self.batch_weight = sums.double().cpu().tolist()
+            self.coef = w / torch.repeat_interleave(
+                sums, torch.tensor([len(idx) for idx in batches], device=w.device)
+            )
         self.context = context
         self.config = config
         self.next_batch = itertools.count()
@@ -451,19 +482,32 @@ class _Epoch:
         if cfg.straggler_delay > 0 and worker in cfg.straggler_ids:
             time.sleep(cfg.straggler_delay)
 
+    def batch_mass(self, index):
+        """Rows of batch ``index``, or their weight sum in a weighted fit."""
+        if self.batch_weight is None:
+            rows = self.batches[index]
+            return rows.stop - rows.start
+        return self.batch_weight[index]
+
     def forward(self, index):
         """Forward of batch ``index``; records its loss, returns a ``_Batch``."""
         rows = self.batches[index]
-        batch, loss = self.shared.forward(self.X[rows], self.y[rows])
+        coef = None if self.coef is None else self.coef[rows]
+        penalty_n = None if coef is None else self.batch_mass(index)
+        batch, loss = self.shared.forward(self.X[rows], self.y[rows], coef, penalty_n)
         self.losses.append(loss)
-        self.loss_counts.append(batch.n)
+        self.loss_counts.append(self.batch_mass(index))
         return batch
 
 
 # ------------------------------------------------------------------ engines
-def run_epoch(shared, X, y, batches, context, config, device):
-    """Train one epoch in ``config.mode``; return the epoch's statistics."""
-    epoch = _Epoch(shared, X, y, batches, context, config)
+def run_epoch(shared, X, y, batches, context, config, device, sample_weight=None):
+    """Train one epoch in ``config.mode``; return the epoch's statistics.
+
+    ``sample_weight`` is a float tensor aligned with ``X`` (positive
+    entries) or None.
+    """
+    epoch = _Epoch(shared, X, y, batches, context, config, sample_weight)
     start = time.perf_counter()
     if config.mode == "serial":
         _run_serial(epoch)
@@ -585,16 +629,19 @@ def _run_sync(epoch, device):
     results = queue.Queue()
     go = [queue.Queue() for _ in range(k)]
 
-    def shard_gradients(X, y):
-        batch, loss = shared.forward(X, y)
-        return list(shared.gradients(batch)), loss, batch.n
+    def shard_gradients(X, y, coef):
+        batch, loss = shared.forward(X, y, coef)
+        # The share of the batch loss: n_j / n for the plain mean; a weighted
+        # shard's coefficients already carry it.
+        share = batch.n if coef is None else None
+        return list(shared.gradients(batch)), loss, share
 
     with WorkerGroup("sync") as group:
         stop = group.stop_event
 
         def worker_loop(worker):
             stream = streams.get(worker)
-            for rows in epoch.batches:
+            for index, rows in enumerate(epoch.batches):
                 # Worker 0 leads: it decides whether the step happens
                 # (deadline) and releases the others only after the
                 # previous update, so every shard reads the same weights.
@@ -622,8 +669,15 @@ def _run_sync(epoch, device):
                 # Views of the batch's slice, as torch.tensor_split of its rows.
                 X_shard = torch.tensor_split(epoch.X[rows], k)[worker]
                 y_shard = torch.tensor_split(epoch.y[rows], k)[worker]
+                coef = (
+                    None
+                    if epoch.coef is None
+                    else torch.tensor_split(epoch.coef[rows], k)[worker]
+                )
                 with streams.use(stream):
-                    result = shard_gradients(X_shard, y_shard) if len(y_shard) else None
+                    result = (
+                        shard_gradients(X_shard, y_shard, coef) if len(y_shard) else None
+                    )
                     if result is not None and stream is not None:
                         result = (*result, streams.event(stream))
                 if worker != 0:
@@ -635,7 +689,7 @@ def _run_sync(epoch, device):
                     gathered[j] = r
                 # The step runs on the current (default) stream after
                 # waiting for every shard's event.
-                _sync_step(shared, gathered, rows.stop - rows.start, epoch, stream)
+                _sync_step(shared, gathered, index, epoch, stream)
 
         for i in range(k):
             group.start(worker_loop, i, name=f"worker-{i}")
@@ -643,8 +697,10 @@ def _run_sync(epoch, device):
             epoch.context.stopped_by_time = True
 
 
-def _sync_step(shared, gathered, n, epoch, stream):
+def _sync_step(shared, gathered, index, epoch, stream):
     """Average shard gradients (weighted by shard size) and take one step."""
+    rows = epoch.batches[index]
+    n = rows.stop - rows.start
     total = None
     loss_mean = None
     # Fixed summation order (worker 0, 1, ...): sync mode is deterministic.
@@ -653,12 +709,13 @@ def _sync_step(shared, gathered, n, epoch, stream):
         if result is None:
             continue
         grads, shard_loss, n_j = result[:3]
+        # A weighted shard's gradient is already its share of the batch's.
+        weight = 1.0 if n_j is None else n_j / n
         if len(result) == 4 and stream is not None:
             torch.cuda.current_stream().wait_event(result[3])
             for _, grad_W, grad_b in grads:
                 grad_W.record_stream(torch.cuda.current_stream())
                 grad_b.record_stream(torch.cuda.current_stream())
-        weight = n_j / n
         if total is None:
             total = [
                 (layer, grad_W * weight, grad_b * weight)
@@ -671,7 +728,7 @@ def _sync_step(shared, gathered, n, epoch, stream):
                 acc_b.add_(grad_b, alpha=weight)
             loss_mean = loss_mean + shard_loss * weight
     versions = list(shared.log.versions)
-    shared.step_all(total, versions, n)
+    shared.step_all(total, versions, epoch.batch_mass(index))
     epoch.losses.append(loss_mean)
-    epoch.loss_counts.append(n)
+    epoch.loss_counts.append(epoch.batch_mass(index))
     epoch.samples.append(n)

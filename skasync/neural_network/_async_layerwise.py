@@ -4,6 +4,7 @@ updates (PD-ASGD, arXiv:2410.05985)."""
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import functools
 import math
 import os
 import warnings
@@ -27,10 +28,15 @@ from skasync.neural_network._base import (
     check_layer_sizes,
     make_linear,
 )
+from skasync.utils._validation import fit_count_to_data
 
 # Below about this many multiply-adds per layer op, a thread costs more
 # (GIL hand-over) than the op it runs (design note, section 6.1: ~25 us).
 _SMALL_OP_MACS = 5e5
+# What n_forward_workers=None / n_backward_workers=None stand for: backward
+# costs about twice the forward, so two backward threads keep up with one.
+_DEFAULT_FORWARD = 1
+_DEFAULT_BACKWARD = 2
 
 
 def _available_cpus():
@@ -78,8 +84,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
-        Width of each hidden layer.
+    hidden_layer_sizes : int or array-like of int, default=(100,)
+        Width of each hidden layer; an int is one hidden layer.
     activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
         Hidden-layer activation.
     mode : {"pd-asgd", "d-asgd", "hogwild", "sync", "serial"}, default="pd-asgd"
@@ -117,19 +123,26 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         Held-out fraction for ``early_stopping``.
     n_iter_no_change : int, default=10
         Patience in epochs.
-    n_forward_workers : int, default=1
-        Forward threads (``"pd-asgd"``, ``"d-asgd"``).
-    n_backward_workers : int, default=2
-        Backward threads (``"pd-asgd"``, ``"d-asgd"``); backward costs about
-        twice the forward.
+    n_forward_workers : int or None, default=None
+        Forward threads (``"pd-asgd"``, ``"d-asgd"``); None uses 1.
+    n_backward_workers : int or None, default=None
+        Backward threads (``"pd-asgd"``, ``"d-asgd"``); None uses 2, because
+        backward costs about twice the forward.
     n_workers : int or None, default=None
-        Threads of ``"hogwild"`` and ``"sync"``; None uses
-        ``n_forward_workers + n_backward_workers``, the same thread budget as
-        PD-ASGD.
+        Threads of ``"hogwild"`` and ``"sync"``; None uses the thread budget
+        of PD-ASGD (``n_forward_workers + n_backward_workers``, 3 at their
+        defaults).
     queue_size : int or None, default=None
-        Forward results that may wait for a backward thread; None uses
-        ``n_backward_workers``. Together with the backward threads it bounds
-        the staleness.
+        Forward results that may wait for a backward thread; None uses the
+        number of backward threads. Together with the backward threads it
+        bounds the staleness.
+
+        Small data is not bad input: a fit never runs more forward,
+        backward or hogwild threads than there are batches per epoch, nor
+        more sync shards than rows per batch. Counts left at None are capped
+        silently; an explicit count that is too large is capped with a
+        ``UserWarning``. The counts used are ``n_forward_workers_``,
+        ``n_backward_workers_``, ``n_workers_`` and ``queue_size_``.
     backward_weights : {"current", "snapshot"}, default="current"
         ``"current"``: the backward pass uses the live weights (as in the
         paper, so gradients are slightly misaligned with their forward);
@@ -145,8 +158,12 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         ``"pd-asgd"``/``"d-asgd"``, the workers for ``"hogwild"``/``"sync"``,
         the single loop for ``"serial"``; ``"one"`` is worker 0.
     target_score : float or None, default=None
-        With ``early_stopping``: stop once the validation accuracy reaches
-        it; the time is stored in ``time_to_target_``.
+        Accuracy at which training stops; the seconds until then are stored
+        in ``time_to_target_``. With ``early_stopping`` it is the validation
+        accuracy; without a validation split it is the accuracy on the
+        training rows, measured after each epoch (one extra forward pass
+        over them, recorded as ``history_[i]["train_score"]``). Both are
+        weighted by ``sample_weight``.
     max_time : float or None, default=None
         Wall-clock budget in seconds; workers stop between batches. A
         ``ValueError`` is raised when it runs out before the first batch of a
@@ -194,13 +211,24 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         ``updates`` (per layer, cumulative), ``samples_per_second`` and
         ``validation_score`` (with ``early_stopping``).
     time_to_target_ : float or None
-        Seconds until the validation accuracy first reached ``target_score``.
+        Seconds until the validation accuracy (the training accuracy without
+        ``early_stopping``) first reached ``target_score``; None if it did
+        not or ``target_score`` is None.
     staleness_ : list of dict
         Per layer ``{"mean", "p95", "max"}``: how many updates the layer had
         received between a batch's forward read and that batch's update.
     throughput_ : dict
         ``samples_per_second`` (training samples whose update was applied per
         second of training, validation excluded) and ``updates_per_second``.
+    n_forward_workers_, n_backward_workers_ : int
+        Forward and backward threads of the last fit (0 outside
+        ``"pd-asgd"`` and ``"d-asgd"``).
+    n_workers_ : int
+        Worker threads the last fit ran: 1 for ``"serial"``, the forward plus
+        backward threads for ``"pd-asgd"`` and ``"d-asgd"``, the workers (or
+        shards) of ``"hogwild"`` and ``"sync"``.
+    queue_size_ : int
+        Length of the forward-to-backward queue of the last fit.
     n_layers_ : int
         Number of layers, input and output included.
     n_outputs_ : int
@@ -260,8 +288,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "n_forward_workers": [Interval(Integral, 1, None, closed="left")],
-        "n_backward_workers": [Interval(Integral, 1, None, closed="left")],
+        "n_forward_workers": [Interval(Integral, 1, None, closed="left"), None],
+        "n_backward_workers": [Interval(Integral, 1, None, closed="left"), None],
         "n_workers": [Interval(Integral, 1, None, closed="left"), None],
         "queue_size": [Interval(Integral, 1, None, closed="left"), None],
         "backward_weights": [StrOptions({"current", "snapshot"})],
@@ -295,8 +323,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        n_forward_workers=1,
-        n_backward_workers=2,
+        n_forward_workers=None,
+        n_backward_workers=None,
         n_workers=None,
         queue_size=None,
         backward_weights="current",
@@ -349,47 +377,98 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _hidden_sizes(self):
         return check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
 
-    def _resolved_n_workers(self):
-        if self.n_workers is not None:
-            return self.n_workers
-        return self.n_forward_workers + self.n_backward_workers
-
-    def _n_threads(self):
-        """Python worker threads the mode runs at once."""
+    def _requested_threads(self):
+        """Worker threads the parameters ask for, before the data cap them."""
+        n_forward = self.n_forward_workers or _DEFAULT_FORWARD
+        n_backward = self.n_backward_workers or _DEFAULT_BACKWARD
         if self.mode == "serial":
             return 1
         if self.mode in ("hogwild", "sync"):
-            return self._resolved_n_workers()
-        return self.n_forward_workers + self.n_backward_workers
+            return self.n_workers or n_forward + n_backward
+        return n_forward + n_backward
+
+    def _resolve_workers(self, n_train_samples, batch_size):
+        """Set ``n_forward_workers_``, ``n_backward_workers_``, ``n_workers_``.
+
+        Small data is not bad input: with fewer batches (or, for ``"sync"``,
+        fewer rows per batch) than workers, fewer workers take part.  A
+        count left at None is capped silently, an explicit one with a
+        warning.
+        """
+        n_batches = math.ceil(n_train_samples / batch_size)
+        batches_text = (
+            f"the {n_batches} batch{'' if n_batches == 1 else 'es'} per epoch "
+            f"({n_train_samples} training samples, batch_size={batch_size})"
+        )
+        fit = functools.partial(fit_count_to_data, stacklevel=4)
+        self.n_forward_workers_ = self.n_backward_workers_ = 0
+        if self.mode == "serial":
+            self.n_workers_ = 1
+        elif self.mode in ("pd-asgd", "d-asgd"):
+            self.n_forward_workers_ = fit(
+                self.n_forward_workers,
+                _DEFAULT_FORWARD,
+                n_batches,
+                name="n_forward_workers",
+                limit_text=batches_text,
+            )
+            self.n_backward_workers_ = fit(
+                self.n_backward_workers,
+                _DEFAULT_BACKWARD,
+                n_batches,
+                name="n_backward_workers",
+                limit_text=batches_text,
+            )
+            self.n_workers_ = self.n_forward_workers_ + self.n_backward_workers_
+        else:
+            default = self._requested_threads()
+            if self.mode == "hogwild":
+                limit, limit_text = n_batches, batches_text
+            else:  # sync splits each batch into one shard per worker
+                limit = batch_size
+                limit_text = f"the batch_size={batch_size} rows each batch is split into"
+            self.n_workers_ = fit(
+                self.n_workers, default, limit, name="n_workers", limit_text=limit_text
+            )
+        # The backward threads each hold one item; a longer queue only
+        # raises the staleness bound.
+        self.queue_size_ = self.queue_size or max(1, self.n_backward_workers_)
 
     def _n_update_workers(self):
-        if self.mode == "serial":
-            return 1
-        if self.mode in ("hogwild", "sync"):
-            return self._resolved_n_workers()
-        return self.n_backward_workers
+        """Workers that apply updates (the ids ``straggler_workers`` names)."""
+        if self.mode in ("pd-asgd", "d-asgd"):
+            return self.n_backward_workers_
+        return self.n_workers_
 
     def _straggler_ids(self):
-        n = self._n_update_workers()
         workers = self.straggler_workers
+        n = self._n_update_workers()
         if isinstance(workers, str):
             return frozenset({0}) if workers == "one" else frozenset(range(n))
-        ids = [int(w) for w in np.ravel(workers)]
-        bad = [w for w in ids if not 0 <= w < n]
+        ids = np.ravel(workers)
+        requested = self._requested_update_workers()
+        bad = [w for w in ids.tolist() if not (isinstance(w, Integral) and 0 <= w)]
+        bad += [w for w in ids.tolist() if isinstance(w, Integral) and w >= requested]
         if bad:
             raise ValueError(
                 f"straggler_workers={workers!r} names workers {bad}, but "
-                f"mode={self.mode!r} has update workers 0..{n - 1}."
+                f"mode={self.mode!r} has update workers 0..{requested - 1}."
             )
-        return frozenset(ids)
+        # Workers the data left out of this fit do not run, so nothing delays.
+        return frozenset(int(w) for w in ids if w < n)
+
+    def _requested_update_workers(self):
+        if self.mode in ("pd-asgd", "d-asgd"):
+            return self.n_backward_workers or _DEFAULT_BACKWARD
+        return self._requested_threads()
 
     def _engine_config(self):
         return EngineConfig(
             mode=self.mode,
-            n_forward=self.n_forward_workers,
-            n_backward=self.n_backward_workers,
-            n_workers=self._resolved_n_workers(),
-            queue_size=self.queue_size or self.n_backward_workers,
+            n_forward=self.n_forward_workers_,
+            n_backward=self.n_backward_workers_,
+            n_workers=self.n_workers_,
+            queue_size=self.queue_size_,
             solver=self.solver,
             learning_rate=float(self.learning_rate_init),
             momentum=float(self.momentum),
@@ -410,41 +489,14 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _fit_num_threads(self):
         if self.torch_num_threads is not None:
             return self.torch_num_threads
-        return max(1, _available_cpus() // self._n_threads())
+        n_threads = getattr(self, "n_workers_", None) or self._requested_threads()
+        return max(1, _available_cpus() // n_threads)
 
     def _check_params_against_data(self, n_train_samples, batch_size):
-        n_batches = math.ceil(n_train_samples / batch_size)
-        data = (
-            f"the training data ({n_train_samples} sample"
-            f"{'' if n_train_samples == 1 else 's'}, batch_size={batch_size}) give "
-            f"{n_batches} batch{'' if n_batches == 1 else 'es'} per epoch"
-        )
-        if self.mode in ("pd-asgd", "d-asgd"):
-            for name in ("n_forward_workers", "n_backward_workers"):
-                value = getattr(self, name)
-                if value > n_batches:
-                    raise ValueError(
-                        f"{name}={value} is more than the batches per epoch: {data}. "
-                        f"Lower {name} or batch_size."
-                    )
-        elif self.mode == "hogwild":
-            n = self._resolved_n_workers()
-            if n > n_batches:
-                raise ValueError(
-                    f"n_workers={self.n_workers} ({n} threads) is more than the "
-                    f"batches per epoch: {data}. Lower n_workers or batch_size."
-                )
-        elif self.mode == "sync":
-            n = self._resolved_n_workers()
-            if n > batch_size:
-                raise ValueError(
-                    f"n_workers={self.n_workers} ({n} threads) is more than the "
-                    f"batch_size={batch_size}: sync mode splits each batch across "
-                    "the workers. Lower n_workers or raise batch_size."
-                )
+        self._resolve_workers(n_train_samples, batch_size)
         self._straggler_ids()
         self._hidden_sizes()
-        if self.mode in THREADED_MODES:
+        if self.mode in THREADED_MODES and self.n_workers_ > 1:
             sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
             macs = [batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:])]
             if np.mean(macs) < _SMALL_OP_MACS:
@@ -481,13 +533,16 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         shared = SharedMLP(
             linears, self.optim_state_.layer_buffers(len(linears)), self._log, config
         )
-        stats = run_epoch(shared, X, y, batches, context, config, X.device)
+        weights = context.sample_weight
+        stats = run_epoch(shared, X, y, batches, context, config, X.device, weights)
         loss = stats["loss_sum"] / stats["loss_samples"]
         if self.alpha:
-            # MLPClassifier adds 0.5 * alpha * ||W||^2 / batch size per batch;
-            # averaged over the epoch with the end-of-epoch weights.
+            # MLPClassifier adds 0.5 * alpha * ||W||^2 / batch size (weight
+            # sum) per batch; averaged over the epoch with the end-of-epoch
+            # weights.
             squared = sum(float((lin.weight.detach() ** 2).sum()) for lin in linears)
-            loss += 0.5 * self.alpha * squared * len(batches) / X.shape[0]
+            mass = X.shape[0] if weights is None else float(weights.sum())
+            loss += 0.5 * self.alpha * squared * len(batches) / mass
         seconds = max(stats["seconds"], 1e-12)
         record = {
             "loss": loss,
@@ -500,7 +555,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
                 f"{s['mean']:.2f}/{s['max']}" for s in self._log.staleness_summary()
             )
             print(
-                f"  mode={self.mode} threads={self._n_threads()} "
+                f"  mode={self.mode} threads={self.n_workers_} "
                 f"intra-op={torch.get_num_threads()} updates={self._log.versions} "
                 f"samples/s={record['samples_per_second']:.0f} "
                 f"staleness mean/max per layer: {staleness}",
@@ -542,15 +597,21 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         Pass it to ``parametrize_with_checks(..., expected_failed_checks=
         lambda est: est._expected_failed_checks())``.
         """
+        failures = super()._expected_failed_checks()
         if self.mode in ("pd-asgd", "d-asgd", "hogwild"):
             reason = (
                 "lock-free asynchronous updates: thread interleaving, hence the "
                 "fitted weights, differ between two fits with the same seed "
                 "(use mode='serial' or 'sync' for reproducibility)"
             )
-            # Both checks compare the predictions of two separate fits.
-            return {"check_fit_idempotent": reason, "check_supervised_y_2d": reason}
-        return {}
+            # These checks compare the predictions of two separate fits.
+            for check in (
+                "check_fit_idempotent",
+                "check_supervised_y_2d",
+                "check_sample_weights_invariance",
+            ):
+                failures[check] = reason
+        return failures
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

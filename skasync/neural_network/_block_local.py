@@ -5,11 +5,12 @@
 
 import copy
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skasync.neural_network._base import (
@@ -80,7 +81,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of int, default=(256, 256, 256, 256)
+    hidden_layer_sizes : int or array-like of int, default=(256, 256, 256, 256)
         Widths of the hidden layers of the built-in MLP (Linear → activation).
         Ignored when ``module`` is given.
     activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
@@ -90,9 +91,12 @@ class BlockLocalClassifier(BaseTorchClassifier):
     n_blocks : int, default=4
         Number of blocks; the layers are split into contiguous groups, the
         remainder going to the last blocks; the last block holds the output
-        layer.  Must not exceed the number of layers (hidden layers + 1, or
-        the number of children of ``module``).  ``n_blocks=1`` is plain
-        backpropagation.  Ignored when ``split_points`` is given.
+        layer.  A network with fewer layer units (hidden layers + 1, or
+        the children of ``module``) is cut into one block per unit, with a
+        ``UserWarning`` in ``"bll"`` and ``"local_aux"`` and silently in
+        ``"backprop"``, which trains no blocks; ``n_blocks_`` is the count
+        used.  ``n_blocks=1`` is plain backpropagation.  Ignored when
+        ``split_points`` is given.
     module : torch.nn.Sequential, nn.ModuleList or list of nn.Module, default=None
         A user network whose children are the layer units to split.  It is
         deep-copied in ``fit`` (never mutated) and keeps its own
@@ -166,12 +170,13 @@ class BlockLocalClassifier(BaseTorchClassifier):
         ``+1`` is the sign of the authors' code.
     sigma_forward, sigma_feedback : float, default=1.0
         Fixed standard deviations of the Gaussian loss.
-    optimizer : {"sgd", "adam"}, default="adam"
-        Optimiser of the blocks (one per block, same settings).
+    solver : {"sgd", "adam"}, default="adam"
+        Optimiser of the blocks (one per block, same settings), named as in
+        MLPClassifier and :class:`~skasync.AsyncLayerwiseMLPClassifier`.
     learning_rate_init : float, default=1e-3
         Learning rate of the blocks.
     momentum : float, default=0.9
-        SGD momentum (``optimizer="sgd"``).
+        SGD momentum (``solver="sgd"``).
     alpha : float, default=1e-4
         L2 penalty, added to each block's loss as in MLPClassifier
         (``0.5 * alpha * ||W||² / batch_size``).  In ``"bll"`` mode the
@@ -196,8 +201,13 @@ class BlockLocalClassifier(BaseTorchClassifier):
         Held-out fraction for ``early_stopping``.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
-    target_score : float, default=None
-        Stop once the validation score reaches it (with ``early_stopping``).
+    target_score : float or None, default=None
+        Accuracy at which training stops; the seconds until then are stored
+        in ``time_to_target_``. With ``early_stopping`` it is the validation
+        accuracy; without a validation split it is the accuracy on the
+        training rows, measured after each epoch (one extra forward pass
+        over them, recorded as ``history_[i]["train_score"]``). Both are
+        weighted by ``sample_weight``.
     max_time : float, default=None
         Wall-clock budget of one ``fit`` in seconds. A ``ValueError`` is
         raised when it runs out before the first batch of a fit has trained.
@@ -221,8 +231,16 @@ class BlockLocalClassifier(BaseTorchClassifier):
         forward pass, freeing its activations early.  ``"joint"``: one summed
         backward pass (authors' code; same gradients, all activations alive;
         only with ``parallel="none"``).
-    device : {"auto", "cpu", "cuda"} or str, default="auto"
-        Torch device.
+    device : {"cpu", "cuda", "auto"} or str, default="cpu"
+        Torch device. The default is the CPU for both torch classifiers:
+        the small tabular data of a typical Pipeline fits faster there than
+        through a GPU's kernel launches, and a fit gives the same result on
+        every machine; ``"auto"`` picks CUDA when it is available.
+    optimizer : {"sgd", "adam"}, default="deprecated"
+        Former name of ``solver``.
+
+        .. deprecated:: 0.1
+           ``optimizer`` was renamed ``solver`` and will be removed in 0.2.
     torch_num_threads : int, default=None
         Intra-op threads during fit.  With ``parallel="threads"`` and None,
         each block thread gets ``max(1, cpu_count // n_blocks)``.
@@ -234,7 +252,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
     warm_start : bool, default=False
         Continue from the previous fit's weights (blocks, auxiliary heads,
         feedback networks). The optimisers are rebuilt, as in MLPClassifier,
-        so a changed ``learning_rate_init`` or ``optimizer`` applies and
+        so a changed ``learning_rate_init`` or ``solver`` applies and
         their state restarts. Parameters that shape the network
         (``hidden_layer_sizes``, ``activation``, ``batch_norm``,
         ``n_blocks``, ``module``, ``split_points``, ``input_shape``,
@@ -320,7 +338,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
 
     _parameter_constraints = {
         **BaseTorchClassifier._parameter_constraints,
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_norm": ["boolean"],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
@@ -347,7 +365,8 @@ class BlockLocalClassifier(BaseTorchClassifier):
         "agreement_sign": [Interval(Integral, -1, 1, closed="both")],
         "sigma_forward": [Interval(Real, 0, None, closed="neither")],
         "sigma_feedback": [Interval(Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions({"sgd", "adam"})],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "optimizer": [StrOptions({"sgd", "adam"}), Hidden(StrOptions({"deprecated"}))],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "parallel": [StrOptions({"none", "threads", "streams"})],
@@ -382,7 +401,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         agreement_sign=-1,
         sigma_forward=1.0,
         sigma_feedback=1.0,
-        optimizer="adam",
+        solver="adam",
         learning_rate_init=1e-3,
         momentum=0.9,
         alpha=1e-4,
@@ -399,11 +418,12 @@ class BlockLocalClassifier(BaseTorchClassifier):
         parallel="none",
         n_microbatches=1,
         backward_schedule="per_block",
-        device="auto",
+        device="cpu",
         torch_num_threads=None,
         random_state=None,
         verbose=0,
         warm_start=False,
+        optimizer="deprecated",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -429,7 +449,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self.agreement_sign = agreement_sign
         self.sigma_forward = sigma_forward
         self.sigma_feedback = sigma_feedback
-        self.optimizer = optimizer
+        self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.momentum = momentum
         self.alpha = alpha
@@ -451,8 +471,13 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.optimizer = optimizer
 
     # ------------------------------------------------------------ structure
+    def _solver(self):
+        """``solver``, or the deprecated ``optimizer`` when it is set."""
+        return self.solver if self.optimizer == "deprecated" else self.optimizer
+
     def _check_execution(self):
         if self.agreement_sign not in (-1, 1):
             raise ValueError(
@@ -534,19 +559,26 @@ class BlockLocalClassifier(BaseTorchClassifier):
                     f"split_points={self.split_points!r} must be strictly increasing."
                 )
             return [0] + points + [n_units]
-        if self.n_blocks > n_units:
-            raise ValueError(
-                f"n_blocks={self.n_blocks} is larger than the number of layers "
-                f"({n_units}: hidden layers + output layer, or the children of "
-                "module); lower n_blocks or add layers."
-            )
-        base, extra = divmod(n_units, self.n_blocks)
+        n_blocks = self.n_blocks
+        if n_blocks > n_units:
+            # Not bad input: a network of few layers holds fewer blocks.
+            # Backprop has no blocks to train (they only split block_scores),
+            # so it adapts silently.
+            n_blocks = n_units
+            if self.mode != "backprop":
+                warnings.warn(
+                    f"n_blocks={self.n_blocks} is more than the {n_units} layer "
+                    "units of the network (hidden layers + output layer, or the "
+                    f"children of module): it is cut into {n_units} blocks "
+                    "(n_blocks_). Lower n_blocks or add layers to silence this "
+                    "warning.",
+                    UserWarning,
+                    stacklevel=5,
+                )
+        base, extra = divmod(n_units, n_blocks)
         # The remainder goes to the last blocks: early blocks stay small and the
         # output block gets some capacity.
-        sizes = [
-            base + (1 if k >= self.n_blocks - extra else 0)
-            for k in range(self.n_blocks)
-        ]
+        sizes = [base + (1 if k >= n_blocks - extra else 0) for k in range(n_blocks)]
         return [0] + list(np.cumsum(sizes))
 
     def _input_shape_for(self, n_features):
@@ -682,7 +714,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
             self._optimizers.append(
                 make_optimizer(
                     params,
-                    self.optimizer,
+                    self._solver(),
                     self.learning_rate_init,
                     momentum=self.momentum,
                 )
@@ -726,6 +758,13 @@ class BlockLocalClassifier(BaseTorchClassifier):
         return max(1, total // self.n_blocks_)
 
     def _check_params_against_data(self, n_train_samples, batch_size):
+        if self.optimizer != "deprecated":
+            warnings.warn(
+                "The parameter 'optimizer' was renamed 'solver' in 0.1 and will be "
+                f"removed in 0.2; pass solver={self.optimizer!r} instead.",
+                FutureWarning,
+                stacklevel=4,
+            )
         self._check_execution()
 
     def _make_engine(self, n_classes, device, context):
@@ -967,6 +1006,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         expected_failed_checks=lambda est: est._expected_failed_checks())``.
         """
         return {
+            **super()._expected_failed_checks(),
             "check_methods_subset_invariance": (
                 "float32 matrix products depend on the number of rows at the "
                 "1e-7 level (CPU GEMM blocking), above the check's 1e-7 "

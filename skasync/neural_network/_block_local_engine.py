@@ -109,7 +109,7 @@ def transform_target(table, local_loss):
     return table
 
 
-def agreement_loss(r, table, y, local_loss, sign=-1.0, variance=2.0):
+def agreement_loss(r, table, y, local_loss, sign=-1.0, variance=2.0, reduce=None):
     """Per-batch mean agreement loss between representation ``r`` and targets.
 
     Parameters
@@ -127,22 +127,27 @@ def agreement_loss(r, table, y, local_loss, sign=-1.0, variance=2.0):
         class prototype); ``+1`` is the authors' code (moves away).
     variance : float
         Gaussian only: ``sigma_forward**2 + sigma_feedback**2``.
+    reduce : callable or None
+        Maps the per-sample losses, shape (B,), to the batch loss (a
+        weighted mean in a weighted fit); None is the plain mean.
     """
+    if reduce is None:
+        reduce = torch.mean
     if local_loss == "cosine":
         # r @ table.T saves only r and the small table for backward, not a
         # (B, D) gathered target: the local loss stays light in memory.
-        return sign * (r @ table.t()).gather(1, y[:, None]).mean()
+        return sign * reduce((r @ table.t()).gather(1, y[:, None]).squeeze(1))
     if local_loss == "gaussian":
         # ||r - t_y||² expanded, for the same reason.
         d = r.shape[1]
         cross = (r @ table.t()).gather(1, y[:, None]).squeeze(1)
         sq = r.pow(2).sum(dim=1) - 2.0 * cross + table.pow(2).sum(dim=1)[y]
         const = 0.5 * math.log(2 * math.pi * variance)
-        return (sq / (2.0 * variance * d)).mean() + const
+        return reduce(sq / (2.0 * variance * d)) + const
     # -log(a·b + (1-a)(1-b)) per unit: the overlap of two Bernoulli factors.
     b = table[y]
     overlap = r * b + (1.0 - r) * (1.0 - b)
-    return -torch.log(overlap.clamp_min(_EPS)).mean(dim=1).mean()
+    return reduce(-torch.log(overlap.clamp_min(_EPS)).mean(dim=1))
 
 
 def decorrelation_loss(xhat):
@@ -326,6 +331,7 @@ class BlockWorker:
         self.config = config
         self.is_last = is_last
         self.loss_sum = None
+        self.loss_mass = 0.0
         self.correct = None
         self.seen = 0
         self.feedback_loss_sum = 0.0
@@ -348,8 +354,13 @@ class BlockWorker:
                 table = feedback_table(self.feedback, cfg["n_classes"], y.device)
                 self._targets = transform_target(table, cfg["local_loss"]).detach()
 
-    def run_microbatch(self, h, y, weight, batch_size, noise_generator=None):
+    def run_microbatch(self, h, y, weight, batch_size, noise_generator=None, coef=None):
         """Forward, local loss, backward for one micro-batch.
+
+        ``weight`` is the micro-batch's share of the batch's rows,
+        ``batch_size`` the batch's rows (its weight sum in a weighted fit:
+        the divisor of the L2 penalty), ``coef`` the rows' sample weights
+        over the batch's weight sum (None: unweighted).
 
         Returns the detached block output (the hand-off to the next block).
         The back-ends pass it on once this call returns, i.e. after this
@@ -362,7 +373,10 @@ class BlockWorker:
         t0 = time.perf_counter()
         out = self.block(h)
         handoff = out.detach()
-        loss = self._local_loss(h, out, y, batch_size, noise_generator) * weight
+        loss = (
+            self._local_loss(h, out, y, batch_size, noise_generator, coef, weight)
+            * weight
+        )
         if sync:
             torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -392,24 +406,59 @@ class BlockWorker:
         self.update_ms.append(1e3 * (t1 - t0))
 
     # ------------------------------------------------------------ internals
-    def _accumulate(self, value, n, logits=None, y=None):
-        value = value.detach() * n
+    def _accumulate(self, value, n, logits=None, y=None, mass=None):
+        # ``mass``: (weight of these rows in the loss, their weight sum); the
+        # row count for both in an unweighted fit.
+        scale, total = (n, n) if mass is None else mass
+        value = value.detach() * scale
         self.loss_sum = value if self.loss_sum is None else self.loss_sum + value
+        self.loss_mass += total
         self.seen += n
         if logits is not None:
             right = (logits.detach().argmax(dim=1) == y).sum()
             self.correct = right if self.correct is None else self.correct + right
 
-    def _local_loss(self, h, out, y, batch_size, noise_generator):
+    def _local_loss(self, h, out, y, batch_size, noise_generator, coef=None, share=1.0):
+        """The micro-batch's loss as a batch mean (the caller scales by share).
+
+        With ``coef`` (weighted fit), per-sample terms are the weighted sum
+        ``sum(coef * l) / share``, so that times ``share`` they add up to the
+        batch's weighted mean; the decorrelation term is a statistic of the
+        whole micro-batch and stays unweighted.
+        """
         cfg = self.config
         n = out.shape[0]
         modules = [self.block, self.head]
+        mass = None
+        if coef is None:
+            reduce = torch.mean
+
+            def cross_entropy(logits):
+                return F.cross_entropy(
+                    logits, y, label_smoothing=cfg["label_smoothing"]
+                )
+
+        else:
+
+            def reduce(values):
+                return (values * coef).sum() / share
+
+            def cross_entropy(logits):
+                return reduce(
+                    F.cross_entropy(
+                        logits,
+                        y,
+                        label_smoothing=cfg["label_smoothing"],
+                        reduction="none",
+                    )
+                )
+
+            # A tensor: no host synchronisation per micro-batch.
+            mass = (share * batch_size, coef.sum() * batch_size)
         if self.is_last:
             logits = out.flatten(1) if out.dim() > 2 else out
-            loss = cfg["output_weight"] * F.cross_entropy(
-                logits, y, label_smoothing=cfg["label_smoothing"]
-            )
-            self._accumulate(loss, n, logits, y)
+            loss = cfg["output_weight"] * cross_entropy(logits)
+            self._accumulate(loss, n, logits, y, mass)
         else:
             loss = out.new_zeros(())
             logits = None
@@ -424,23 +473,25 @@ class BlockWorker:
                         cfg["local_loss"],
                         cfg["agreement_sign"],
                         cfg["variance"],
+                        reduce=None if coef is None else reduce,
                     )
                 if cfg["decorrelation_weight"]:
                     loss = loss + cfg["decorrelation_weight"] * decorrelation_loss(xhat)
                 if self.feedback_optimizer is not None:
-                    self._collect_class_means(r.detach(), y)
+                    self._collect_class_means(r.detach(), y, coef)
                 if cfg["denoise_weight"]:
                     noise = torch.randn(h.shape, generator=noise_generator)
                     noisy = self.block(h + cfg["denoise_std"] * noise.to(h.device))
-                    loss = loss + cfg["denoise_weight"] * F.mse_loss(
-                        noisy, out.detach()
-                    )
+                    if coef is None:
+                        denoise = F.mse_loss(noisy, out.detach())
+                    else:
+                        squared = (noisy - out.detach()).pow(2).flatten(1)
+                        denoise = reduce(squared.mean(dim=1))
+                    loss = loss + cfg["denoise_weight"] * denoise
             if self.head is not None:
                 logits = self.head(out)
-                loss = loss + cfg["aux_weight"] * F.cross_entropy(
-                    logits, y, label_smoothing=cfg["label_smoothing"]
-                )
-            self._accumulate(loss, n, logits, y)
+                loss = loss + cfg["aux_weight"] * cross_entropy(logits)
+            self._accumulate(loss, n, logits, y, mass)
         if cfg["mode"] == "bll" and not self.is_last:
             # The BLL terms (agreement, decorrelation) are scale-invariant in
             # the block output: a coupled L2 term then only shrinks the
@@ -455,11 +506,18 @@ class BlockWorker:
             loss = loss + penalty
         return loss
 
-    def _collect_class_means(self, r, y):
+    def _collect_class_means(self, r, y, coef=None):
+        # Weighted class means in a weighted fit (coef is proportional to
+        # the rows' weights).
         k = self.config["n_classes"]
         sums = torch.zeros(k, r.shape[1], device=r.device, dtype=r.dtype)
-        sums.index_add_(0, y, r)
-        counts = torch.bincount(y, minlength=k).to(r.dtype)
+        if coef is None:
+            sums.index_add_(0, y, r)
+            counts = torch.bincount(y, minlength=k).to(r.dtype)
+        else:
+            sums.index_add_(0, y, r * coef[:, None])
+            counts = torch.zeros(k, device=r.device, dtype=r.dtype)
+            counts.index_add_(0, y, coef.to(r.dtype))
         if self._class_sum is None:
             self._class_sum, self._class_count = sums, counts
         else:
@@ -530,6 +588,7 @@ class BlockLocalEngine:
         self.meter = meter
         self.noise_seed = noise_seed
         self.batch_done_times = []
+        self.sample_weight = None
         self._min_rows = min_training_rows(w.block for w in workers)
 
     # ------------------------------------------------------------- helpers
@@ -542,6 +601,26 @@ class BlockLocalEngine:
     def _microbatches(self, idx):
         n_mb = max(1, min(self.n_microbatches, idx.shape[0] // self._min_rows))
         return torch.tensor_split(idx, n_mb)
+
+    def _batch_weights(self, batches):
+        """Each batch's weight sum (one read-back per epoch), or None."""
+        if self.sample_weight is None:
+            return [None] * len(batches)
+        w = self.sample_weight
+        return torch.stack([w[idx].sum() for idx in batches]).double().cpu().tolist()
+
+    def _loss_terms(self, idx, mb, batch_weight):
+        """``(share, penalty_n, coef)`` of micro-batch ``mb`` of batch ``idx``.
+
+        The arguments :meth:`BlockWorker.run_microbatch` takes after the
+        labels: the micro-batch's share of the batch's rows, the divisor of
+        the L2 penalty (rows, or weight sum) and the rows' coefficients in
+        a weighted fit.
+        """
+        share = mb.shape[0] / idx.shape[0]
+        if batch_weight is None:
+            return share, idx.shape[0], None
+        return share, batch_weight, self.sample_weight[mb] / batch_weight
 
     def _meter_ctx(self, batch_number):
         if self.meter is not None and batch_number < _METER_BATCHES:
@@ -569,10 +648,16 @@ class BlockLocalEngine:
 
     # ---------------------------------------------------------------- epoch
     def run_epoch(self, X, y, batches, context):
-        """Train one epoch; returns the stats dict of ``_fit_epoch``."""
+        """Train one epoch; returns the stats dict of ``_fit_epoch``.
+
+        ``context.sample_weight`` (a tensor aligned with ``X``, or None)
+        weights the rows.
+        """
         start = time.perf_counter()
+        self.sample_weight = context.sample_weight
         for worker in self.workers:
             worker.loss_sum = worker.correct = None
+            worker.loss_mass = 0.0
             worker.seen = 0
             worker.feedback_loss_sum = 0.0
         if self.mode == "backprop" or self.backward_schedule == "joint":
@@ -592,7 +677,9 @@ class BlockLocalEngine:
         for worker in self.workers:
             seen = max(1, worker.seen)
             block_losses.append(
-                0.0 if worker.loss_sum is None else float(worker.loss_sum) / seen
+                0.0
+                if worker.loss_sum is None
+                else float(worker.loss_sum) / max(float(worker.loss_mass), 1e-300)
             )
             block_acc.append(
                 None if worker.correct is None else float(worker.correct) / seen
@@ -612,6 +699,7 @@ class BlockLocalEngine:
     # ------------------------------------------------------------ back-ends
     def _run_sequential(self, X, y, batches, context):
         gens = self._noise_generators(context.epoch)
+        batch_weights = self._batch_weights(batches)
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -619,6 +707,7 @@ class BlockLocalEngine:
                 break
             yb = y[idx]
             mbs = self._microbatches(idx)
+            terms = [self._loss_terms(idx, mb, batch_weights[number]) for mb in mbs]
             for worker in self.workers:
                 worker.start_batch(yb)
             with self._meter_ctx(context.extras.get("batches_seen", 0)):
@@ -627,12 +716,9 @@ class BlockLocalEngine:
                 hs = [self._inputs(X, mb) for mb in mbs]
                 for k, worker in enumerate(self.workers):
                     for m, mb in enumerate(mbs):
+                        share, penalty_n, coef = terms[m]
                         hs[m] = worker.run_microbatch(
-                            hs[m],
-                            y[mb],
-                            mb.shape[0] / idx.shape[0],
-                            idx.shape[0],
-                            gens[k],
+                            hs[m], y[mb], share, penalty_n, gens[k], coef
                         )
                     self._call_hook(k, number)
                     worker.finish_batch()
@@ -645,6 +731,7 @@ class BlockLocalEngine:
         """Backprop, or BLL with one summed backward (authors' ``joint``)."""
         detach = self.mode != "backprop"
         gens = self._noise_generators(context.epoch)
+        batch_weights = self._batch_weights(batches)
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -657,17 +744,22 @@ class BlockLocalEngine:
                 for mb in self._microbatches(idx):
                     h = self._inputs(X, mb)
                     ym = y[mb]
+                    share, penalty_n, coef = self._loss_terms(
+                        idx, mb, batch_weights[number]
+                    )
                     total = None
                     for worker, gen in zip(self.workers, gens):
                         tb = time.perf_counter()
                         out = worker.block(h)
-                        loss = worker._local_loss(h, out, ym, idx.shape[0], gen)
+                        loss = worker._local_loss(
+                            h, out, ym, penalty_n, gen, coef, share
+                        )
                         total = loss if total is None else total + loss
                         h = out.detach() if detach else out
                         worker._batch_forward += time.perf_counter() - tb
                     t1 = time.perf_counter()
                     if total.requires_grad:
-                        (total * (mb.shape[0] / idx.shape[0])).backward()
+                        (total * share).backward()
                     # One backward for all blocks: its time is the last block's.
                     self.workers[-1]._batch_backward += time.perf_counter() - t1
             for k, worker in enumerate(self.workers):
@@ -684,14 +776,15 @@ class BlockLocalEngine:
         Block ``k`` hands its detached output to block ``k+1`` after its
         forward and local backward pass on that micro-batch, then takes the
         next one: no block waits for the backward pass of a later block.
-        Items are
-        ``(batch_number, microbatch, n_microbatches, h, y, weight, batch_size)``;
-        ``None`` ends the epoch.
+        Items are ``(batch_number, microbatch, n_microbatches, h, y,
+        loss_terms, batch_labels)``, ``loss_terms`` as
+        :meth:`_loss_terms` returns them; ``None`` ends the epoch.
         """
         n_blocks = len(self.workers)
         depth = 2 * max(1, self.n_microbatches)
         queues = [queue.Queue(maxsize=depth) for _ in range(n_blocks)]
         gens = self._noise_generators(context.epoch)
+        batch_weights = self._batch_weights(batches)
         n_done = [0]
         stop_time = threading.Event()
         batches_seen0 = context.extras.get("batches_seen", 0)
@@ -709,8 +802,7 @@ class BlockLocalEngine:
                         len(mbs),
                         self._inputs(X, mb),
                         y[mb],
-                        mb.shape[0] / idx.shape[0],
-                        idx.shape[0],
+                        self._loss_terms(idx, mb, batch_weights[number]),
                         y[idx],
                     )
                     queue_put(queues[0], item, stop_event)
@@ -728,15 +820,18 @@ class BlockLocalEngine:
                     if out_queue is not None:
                         queue_put(out_queue, None, stop_event)
                     return
-                number, m, n_mb, h, ym, weight, bsize, yb = item
+                number, m, n_mb, h, ym, terms, yb = item
                 if m == 0:
                     worker.start_batch(yb)
+                share, penalty_n, coef = terms
                 with self._meter_ctx(batches_seen0 + number):
-                    handoff = worker.run_microbatch(h, ym, weight, bsize, gen)
+                    handoff = worker.run_microbatch(
+                        h, ym, share, penalty_n, gen, coef
+                    )
                 if out_queue is not None:
                     queue_put(
                         out_queue,
-                        (number, m, n_mb, handoff, ym, weight, bsize, yb),
+                        (number, m, n_mb, handoff, ym, terms, yb),
                         stop_event,
                     )
                 del h, handoff
@@ -771,6 +866,7 @@ class BlockLocalEngine:
         streams = [torch.cuda.Stream(device=device) for _ in range(n_blocks)]
         main = torch.cuda.current_stream(device)
         gens = self._noise_generators(context.epoch)
+        batch_weights = self._batch_weights(batches)
         done = 0
         for number, idx in enumerate(batches):
             if context.time_is_up():
@@ -778,6 +874,7 @@ class BlockLocalEngine:
                 break
             yb = y[idx]
             mbs = self._microbatches(idx)
+            terms = [self._loss_terms(idx, mb, batch_weights[number]) for mb in mbs]
             inputs = [self._inputs(X, mb) for mb in mbs]
             labels = [y[mb] for mb in mbs]
             ready = main.record_event()
@@ -800,12 +897,9 @@ class BlockLocalEngine:
                             h = hand[k][m]
                             h.record_stream(stream)
                             labels[m].record_stream(stream)
+                            share, penalty_n, coef = terms[m]
                             out = worker.run_microbatch(
-                                h,
-                                labels[m],
-                                mbs[m].shape[0] / idx.shape[0],
-                                idx.shape[0],
-                                gens[k],
+                                h, labels[m], share, penalty_n, gens[k], coef
                             )
                             events[k][m] = stream.record_event()
                             hand[k + 1][m] = out

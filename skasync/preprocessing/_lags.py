@@ -7,7 +7,7 @@ from numbers import Integral
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import (
     _check_feature_names_in,
@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils._validation import check_int, check_series
+from ..utils._validation import check_int, check_no_bool_counts, check_series
 
 __all__ = [
     "make_lag_matrix",
@@ -271,6 +271,7 @@ class LagFeatures(TransformerMixin, BaseEstimator):
     def __init__(self, n_lags=5):
         self.n_lags = n_lags
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate ``X`` and check it has at least ``n_lags`` columns.
 
@@ -283,7 +284,7 @@ class LagFeatures(TransformerMixin, BaseEstimator):
         -------
         self : LagFeatures
         """
-        self._validate_params()
+        check_no_bool_counts(self)
         X = validate_data(self, X, dtype=np.float64)
         self._check_width(X.shape[1])
         return self

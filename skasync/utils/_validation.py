@@ -107,3 +107,48 @@ def check_series(series, *, name="series", min_samples=1, nonfinite_hint=""):
             f"{min_samples} are needed."
         )
     return x
+
+
+def fit_count_to_data(value, default, limit, *, name, limit_text, stacklevel=2):
+    """The worker (or block) count a fit uses when the data allow only ``limit``.
+
+    Small data is not bad input: with fewer batches than workers, fewer
+    workers take part.  ``value=None`` means the parameter was left at its
+    default, which is then capped silently; an explicit count above the
+    limit is capped with a ``UserWarning`` that says what was used.
+
+    Parameters
+    ----------
+    value : int or None
+        The parameter as the user set it (already validated as an int >= 1).
+    default : int
+        The count ``None`` stands for.
+    limit : int
+        The most the data allow (>= 1).
+    name : str
+        Parameter name, for the warning.
+    limit_text : str
+        Why the limit is what it is, e.g. "the 2 batches per epoch".
+    stacklevel : int, default=2
+        Passed to :func:`warnings.warn`.
+
+    Returns
+    -------
+    count : int
+        ``min(value or default, limit)``, at least 1.
+    """
+    import warnings
+
+    limit = max(1, int(limit))
+    if value is None:
+        return max(1, min(int(default), limit))
+    if value > limit:
+        warnings.warn(
+            f"{name}={value} is more than {limit_text}: {limit} take part in this "
+            "fit (see the fitted attribute "
+            f"{name}_). Lower {name} or pass more data to silence this warning.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+        return limit
+    return int(value)

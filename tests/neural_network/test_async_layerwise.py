@@ -8,6 +8,7 @@ import pickle
 import threading
 import time
 import traceback
+import warnings
 
 import numpy as np
 import pytest
@@ -475,18 +476,59 @@ def test_invalid_parameters_name_the_parameter(digits, params, name):
 
 
 @pytest.mark.parametrize(
-    "params, name",
+    "params, name, used",
     [
-        ({"mode": "pd-asgd", "n_backward_workers": 8}, "n_backward_workers=8"),
-        ({"mode": "d-asgd", "n_forward_workers": 8}, "n_forward_workers=8"),
-        ({"mode": "hogwild", "n_workers": 8}, "n_workers=8"),
-        ({"mode": "sync", "n_workers": 8, "batch_size": 4}, "n_workers=8"),
+        ({"mode": "pd-asgd", "n_backward_workers": 8}, "n_backward_workers", 5),
+        ({"mode": "d-asgd", "n_forward_workers": 8}, "n_forward_workers", 5),
+        ({"mode": "hogwild", "n_workers": 8}, "n_workers", 5),
+        ({"mode": "sync", "n_workers": 8, "batch_size": 4}, "n_workers", 4),
     ],
 )
-def test_more_workers_than_batches(digits, params, name):
-    X_train, _, y_train, _ = digits
-    with pytest.raises(ValueError, match=name):
-        small(**{"batch_size": 100, **params}).fit(X_train[:500], y_train[:500])
+def test_more_workers_than_batches_take_part_as_the_data_allow(
+    digits, params, name, used
+):
+    # 500 rows in batches of 100 are 5 batches: small data is not bad input,
+    # the fit runs as many workers as there are batches (shard rows for
+    # sync), says so because the count was explicit, and records it.
+    X_train, X_test, y_train, y_test = digits
+    clf = small(**{"batch_size": 100, "max_iter": 30, **params})
+    with pytest.warns(UserWarning, match=f"{name}=8 is more than"):
+        clf.fit(X_train[:500], y_train[:500])
+    assert getattr(clf, f"{name}_") == used
+    assert clf.get_params()[name] == 8
+    assert clf.score(X_test, y_test) > 0.8
+    assert not skasync_threads()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_default_worker_counts_fit_small_data_silently(mode):
+    # The cases: iris (150 rows, one batch of "auto" size) and
+    # partial_fit on chunks of 57 rows, at the default counts.
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = AsyncLayerwiseMLPClassifier(mode=mode, random_state=0, torch_num_threads=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*more than")
+        clf.fit(X, y)
+        order = check_random_state(0).permutation(len(y))
+        inc = clone(clf)
+        for start in range(0, len(y), 57):
+            rows = order[start : start + 57]
+            inc.partial_fit(X[rows], y[rows], classes=np.unique(y))
+    expected = {
+        "serial": (0, 0, 1),
+        "sync": (0, 0, 3),
+        "hogwild": (0, 0, 1),
+        "d-asgd": (1, 1, 2),
+        "pd-asgd": (1, 1, 2),
+    }[mode]
+    got = (clf.n_forward_workers_, clf.n_backward_workers_, clf.n_workers_)
+    assert got == expected
+    assert clf.queue_size_ == max(1, expected[1])
+    assert clf.score(X, y) > 0.8
+    assert inc.n_iter_ == 3
     assert not skasync_threads()
 
 
@@ -495,16 +537,16 @@ def test_warm_start_and_partial_fit_after_a_failed_first_fit(digits):
     # afresh instead of "continuing" a model that does not exist.
     X_train, _, y_train, _ = digits
     X, y = X_train[:500], y_train[:500]
-    clf = small(mode="pd-asgd", n_backward_workers=8, batch_size=100)
-    with pytest.raises(ValueError, match="n_backward_workers=8"):
+    clf = small(mode="pd-asgd", straggler_workers=[5], batch_size=100)
+    with pytest.raises(ValueError, match="straggler_workers"):
         clf.fit(X, y)
-    clf.set_params(n_backward_workers=1, warm_start=True).fit(X, y)
+    clf.set_params(straggler_workers="one", warm_start=True).fit(X, y)
     assert clf.n_iter_ == 3
     inc = small(mode="serial", batch_size=100, n_workers=None)
-    inc.set_params(mode="pd-asgd", n_backward_workers=8)
-    with pytest.raises(ValueError, match="n_backward_workers=8"):
+    inc.set_params(mode="pd-asgd", straggler_workers=[5])
+    with pytest.raises(ValueError, match="straggler_workers"):
         inc.partial_fit(X, y, classes=np.arange(10))
-    inc.set_params(n_backward_workers=1)
+    inc.set_params(straggler_workers="one")
     # the same unsorted classes on every call
     inc.partial_fit(X, y, classes=np.arange(10)[::-1])
     inc.partial_fit(X, y, classes=np.arange(10)[::-1])

@@ -6,6 +6,7 @@
 import _thread
 import pickle
 import threading
+import warnings
 import time
 import traceback
 
@@ -462,7 +463,6 @@ def test_cuda_back_ends_agree(digits, parallel):
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(hidden_layer_sizes=(8, 8), n_blocks=4), "n_blocks=4 is larger"),
         (
             dict(hidden_layer_sizes=(8, 8), split_points=[0, 2]),
             "split_points=.* out of range",
@@ -487,6 +487,31 @@ def test_bad_structure_names_the_parameter(digits, params, match):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=match):
         BlockLocalClassifier(max_iter=1, device="cpu", **params).fit(X_train, y_train)
+
+
+@pytest.mark.parametrize("mode", ["bll", "local_aux", "backprop"])
+def test_more_blocks_than_layers_adapts(digits, mode):
+    # Small networks are not bad input: n_blocks=4 on three layer units cuts
+    # three blocks, with a warning except for backprop (which trains none).
+    X_train, X_test, y_train, y_test = digits
+    clf = _bll(
+        hidden_layer_sizes=(16, 16),
+        n_blocks=4,
+        mode=mode,
+        max_iter=30,
+        learning_rate_init=0.01,
+    )
+    if mode == "backprop":
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            clf.fit(X_train, y_train)
+    else:
+        with pytest.warns(UserWarning, match="n_blocks=4 is more than the 3 layer"):
+            clf.fit(X_train, y_train)
+    assert clf.n_blocks_ == 3
+    assert clf.block_sizes_ == [1, 1, 1]
+    assert clf.score(X_test, y_test) > 0.8
+    assert clf.get_params()["n_blocks"] == 4
 
 
 def test_bad_data(digits):
@@ -797,7 +822,7 @@ def test_warm_start_applies_new_optimiser_settings_and_rejects_new_structure(dig
         max_iter=1,
         warm_start=True,
     ).fit(X_train, y_train)
-    clf.set_params(learning_rate_init=0.05, optimizer="sgd").fit(X_train, y_train)
+    clf.set_params(learning_rate_init=0.05, solver="sgd").fit(X_train, y_train)
     assert all(isinstance(opt, torch.optim.SGD) for opt in clf._optimizers)
     assert clf._optimizers[0].param_groups[0]["lr"] == 0.05
     assert clf.n_iter_ == 2
