@@ -709,6 +709,16 @@ def _checked_sample_weight(sample_weight, X):
     """
     if sample_weight is None:
         return None
+    try:
+        raw = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raw = None  # _check_sample_weight names the problem
+    if raw is not None and raw.size and not np.any(raw):
+        raise ValueError(
+            "sample_weight is 0 everywhere, so it sums to 0: no row would take "
+            "part in training; give some rows a positive weight or pass "
+            "sample_weight=None."
+        )
     sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
