@@ -236,6 +236,37 @@ def _unpack(packed):
     ]
 
 
+# scikit-learn's common checks that fit random (non-lag) X.
+_CHECKS_THAT_FIT_RANDOM_X = (
+    "check_dict_unchanged",
+    "check_dont_overwrite_parameters",
+    "check_dtype_object",
+    "check_estimators_dtypes",
+    "check_estimators_fit_returns_self",
+    "check_estimators_nan_inf",
+    "check_estimators_overwrite_params",
+    "check_estimators_pickle",
+    "check_f_contiguous_array_estimator",
+    "check_fit2d_1feature",
+    "check_fit2d_predict1d",
+    "check_fit_check_is_fitted",
+    "check_fit_idempotent",
+    "check_fit_score_takes_y",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+    "check_n_features_in",
+    "check_n_features_in_after_fitting",
+    "check_pipeline_consistency",
+    "check_positive_only_tag_during_fit",
+    "check_readonly_memmap_input",
+    "check_regressor_data_not_an_array",
+    "check_regressors_int",
+    "check_regressors_no_decision_function",
+    "check_regressors_train",
+    "check_supervised_y_2d",
+)
+
+
 class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
     """Random forest on lagged values with an AR-sieve or block bootstrap.
 
@@ -840,6 +871,24 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         return ForecastResult(mean, q, levels)
 
     # ------------------------------------------------------------------ misc
+    def _expected_failed_checks(self):
+        """Common checks expected to fail, with the reason.
+
+        With ``check_input_order=True`` (the default) ``fit`` accepts only a
+        time-ordered lag matrix of ``y``: these checks fit random ``X``,
+        which it rejects with a ``ValueError`` naming the fix. With
+        ``check_input_order=False`` every check passes (tested beside the
+        estimator's own tests).
+        """
+        if not self.check_input_order:
+            return {}
+        reason = (
+            "fit needs X to be a time-ordered lag matrix of y (check_input_order="
+            "True, the default) and rejects the check's random X with a ValueError "
+            "that names the fix; with check_input_order=False the check passes"
+        )
+        return dict.fromkeys(_CHECKS_THAT_FIT_RANDOM_X, reason)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # AR-sieve trees only see data simulated from the linear AR fit of y, so

@@ -198,6 +198,14 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     def _fit_finished(self):
         """Subclass hook called once after the epoch loop (set attributes)."""
 
+    def _stopping_loss(self, record):
+        """The training loss that ``tol`` / ``n_iter_no_change`` watch.
+
+        MLPClassifier's rule: stop after ``n_iter_no_change`` epochs without
+        an improvement of more than ``tol`` of this loss (``best_loss_``).
+        """
+        return record["loss"]
+
     # ------------------------------------------------------------ public API
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -592,10 +600,11 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     if val_score > self.best_validation_score_:
                         self.best_validation_score_ = val_score
                         best_state = self._state_copy()
-                else:
-                    improved = loss < self.best_loss_ - self.tol
-                if loss < self.best_loss_:
-                    self.best_loss_ = loss
+                stopping_loss = self._stopping_loss(record)
+                if X_val is None:
+                    improved = stopping_loss < self.best_loss_ - self.tol
+                if stopping_loss < self.best_loss_:
+                    self.best_loss_ = stopping_loss
                 no_improvement = 0 if improved else no_improvement + 1
                 if incremental:
                     break
@@ -715,8 +724,8 @@ def _checked_sample_weight(sample_weight, X):
         raw = None  # _check_sample_weight names the problem
     if raw is not None and raw.size and not np.any(raw):
         raise ValueError(
-            "sample_weight is 0 everywhere, so it sums to 0: no row would take "
-            "part in training; give some rows a positive weight or pass "
+            "sample_weight is zero everywhere: no row would take part in "
+            "training; give some rows a positive weight or pass "
             "sample_weight=None."
         )
     sample_weight = _check_sample_weight(

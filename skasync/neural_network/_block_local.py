@@ -295,7 +295,16 @@ class BlockLocalClassifier(BaseTorchClassifier):
         on the first steps with saved-tensor hooks, parameters excluded),
         ``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` on CUDA,
         else None).
-    validation_scores_, best_validation_score_, best_loss_, t_ :
+    best_loss_ : float
+        Lowest loss of the output block (the last one) over the epochs:
+        without ``early_stopping`` training stops once it has not improved
+        by more than ``tol`` for ``n_iter_no_change`` epochs, in every mode.
+        The hidden blocks' local losses are left out of the rule: they keep
+        creeping down after the classifier has stopped improving.
+    time_to_target_ : float or None
+        Seconds until ``target_score`` was first reached; None if it was not
+        or ``target_score`` is None.
+    validation_scores_, best_validation_score_, t_ :
         As in :class:`~sklearn.neural_network.MLPClassifier`.
 
     See Also
@@ -846,6 +855,13 @@ class BlockLocalClassifier(BaseTorchClassifier):
         if engine.meter is not None:
             acc["peak_activation_bytes"] = engine.meter.peak
         return stats
+
+    def _stopping_loss(self, record):
+        # The output block's loss, as for backprop: the local losses of the
+        # hidden blocks (decorrelation above all) keep creeping down long
+        # after the classifier has stopped improving, so their sum never
+        # meets tol and bll ran all max_iter epochs.
+        return record["block_losses"][-1]
 
     def _fit_finished(self):
         acc = getattr(self, "_timing_acc", None)

@@ -246,11 +246,16 @@ class LagFeatures(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_lags : int, default=5
-        Number of leading columns (lags ``1..n_lags``) to keep.
+    n_lags : int or None, default=None
+        Number of leading columns (lags ``1..n_lags``) to keep; None keeps
+        every column, so the default passes any matrix through unchanged
+        and a grid search sets the count. An int larger than the number of
+        columns of ``X`` is a ``ValueError``.
 
     Attributes
     ----------
+    n_lags_ : int
+        Number of columns kept.
     n_features_in_ : int
         Number of columns seen in ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -266,9 +271,11 @@ class LagFeatures(TransformerMixin, BaseEstimator):
     (12, 3)
     """
 
-    _parameter_constraints = {"n_lags": [Interval(Integral, 1, None, closed="left")]}
+    _parameter_constraints = {
+        "n_lags": [Interval(Integral, 1, None, closed="left"), None]
+    }
 
-    def __init__(self, n_lags=5):
+    def __init__(self, n_lags=None):
         self.n_lags = n_lags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -287,10 +294,11 @@ class LagFeatures(TransformerMixin, BaseEstimator):
         check_no_bool_counts(self)
         X = validate_data(self, X, dtype=np.float64)
         self._check_width(X.shape[1])
+        self.n_lags_ = X.shape[1] if self.n_lags is None else self.n_lags
         return self
 
     def _check_width(self, n_features):
-        if n_features < self.n_lags:
+        if self.n_lags is not None and n_features < self.n_lags:
             raise ValueError(
                 f"LagFeatures(n_lags={self.n_lags}) needs at least {self.n_lags} "
                 f"lag columns but X has n_features = {n_features}. Build X with "
@@ -310,7 +318,7 @@ class LagFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return X[:, : self.n_lags].copy()
+        return X[:, : self.n_lags_].copy()
 
     def get_feature_names_out(self, input_features=None):
         """Names ``lag_1..lag_{n_lags}`` of the output columns.
@@ -326,4 +334,4 @@ class LagFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         _check_feature_names_in(self, input_features)
-        return np.asarray([f"lag_{j + 1}" for j in range(self.n_lags)], dtype=object)
+        return np.asarray([f"lag_{j + 1}" for j in range(self.n_lags_)], dtype=object)

@@ -169,7 +169,7 @@ def test_partial_fit_takes_sample_weight(iris):
         (lambda n: np.r_[np.inf, np.ones(n - 1)], "sample_weight"),
         (lambda n: np.r_[-1.0, np.ones(n - 1)], "sample_weight"),
         (lambda n: np.ones(n - 1), "sample_weight"),
-        (lambda n: np.zeros(n), "sample_weight is 0 everywhere"),
+        (lambda n: np.zeros(n), "sample_weight is zero everywhere"),
     ],
     ids=["nan", "inf", "negative", "wrong-length", "all-zero"],
 )

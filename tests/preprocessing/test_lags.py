@@ -187,3 +187,19 @@ def test_lag_features_grid_search():
 @parametrize_with_checks([LagFeatures(n_lags=1)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_lag_features_default_keeps_every_column():
+    X, _ = make_lag_matrix(np.arange(30.0), 4)
+    lf = LagFeatures().fit(X)
+    assert lf.n_lags_ == 4
+    np.testing.assert_array_equal(lf.transform(X), X)
+    assert list(lf.get_feature_names_out()) == ["lag_1", "lag_2", "lag_3", "lag_4"]
+    assert LagFeatures(n_lags=2).fit(X).n_lags_ == 2
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_lag_features_rejects_bool_counts(value):
+    X, _ = make_lag_matrix(np.arange(30.0), 4)
+    with pytest.raises(ValueError, match="n_lags must be an int"):
+        LagFeatures(n_lags=value).fit(X)
