@@ -510,7 +510,7 @@ def test_default_worker_counts_fit_small_data_silently(mode):
     X = StandardScaler().fit_transform(X)
     clf = AsyncLayerwiseMLPClassifier(mode=mode, random_state=0, torch_num_threads=1)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*more than")
+        warnings.filterwarnings("error", message=r"n_\w+=\d+ is more than")
         clf.fit(X, y)
         order = check_random_state(0).permutation(len(y))
         inc = clone(clf)
