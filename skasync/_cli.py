@@ -156,7 +156,9 @@ def _demo_classifiers(progress, output_dir, n_jobs, section):
             learning_rate_init=0.05,
             random_state=0,
         )
-        modes = ["pd-asgd", "d-asgd", "hogwild", "sync", "serial"]
+        from skasync.neural_network._modes import ASYNC_MODES, mode_names
+
+        modes = list(mode_names(ASYNC_MODES))
         title = "AsyncLayerwiseMLPClassifier on digits"
     else:
         from skasync import BlockLocalClassifier
@@ -164,7 +166,9 @@ def _demo_classifiers(progress, output_dir, n_jobs, section):
         estimator = BlockLocalClassifier(
             hidden_layer_sizes=(128, 128, 128, 128), max_iter=30, random_state=0
         )
-        modes = ["bll", "backprop", "local_aux"]
+        from skasync.neural_network._modes import BLOCK_LOCAL_MODES, mode_names
+
+        modes = list(mode_names(BLOCK_LOCAL_MODES))
         title = "BlockLocalClassifier on digits"
     pipeline = Pipeline([("scale", StandardScaler()), ("clf", estimator)])
     # GridSearchCV chooses the learning rate for every mode; the table then

@@ -60,10 +60,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from skasync.neural_network._modes import ASYNC_MODES, mode_names, modes_where
 from skasync.utils._threads import WorkerGroup, queue_get, queue_put
 
-MODES = ("pd-asgd", "d-asgd", "hogwild", "sync", "serial")
-THREADED_MODES = ("pd-asgd", "d-asgd", "hogwild", "sync")
+MODES = mode_names(ASYNC_MODES)
+THREADED_MODES = modes_where(ASYNC_MODES, parallel=True)
+DECOUPLED_MODES = modes_where(ASYNC_MODES, decoupled=True)
 
 # In place: the pre-activation is a fresh tensor of this forward.
 _ACTIVATION_FUNCTIONS = {
@@ -511,7 +513,7 @@ def run_epoch(shared, X, y, batches, context, config, device, sample_weight=None
     start = time.perf_counter()
     if config.mode == "serial":
         _run_serial(epoch)
-    elif config.mode in ("pd-asgd", "d-asgd"):
+    elif config.mode in DECOUPLED_MODES:
         _run_decoupled(epoch, device, layerwise=config.mode == "pd-asgd")
     elif config.mode == "hogwild":
         _run_hogwild(epoch, device)

@@ -15,6 +15,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from skasync.neural_network._async_engines import (
+    DECOUPLED_MODES,
     MODES,
     THREADED_MODES,
     EngineConfig,
@@ -28,7 +29,11 @@ from skasync.neural_network._base import (
     check_layer_sizes,
     make_linear,
 )
+from skasync.neural_network._modes import ASYNC_MODES, modes_where
 from skasync.utils._validation import fit_count_to_data
+
+# Two fits with the same seed differ: thread interleaving changes the updates.
+_LOCK_FREE_MODES = modes_where(ASYNC_MODES, deterministic=False)
 
 # Below about this many multiply-adds per layer op, a thread costs more
 # (GIL hand-over) than the op it runs (design note, section 6.1: ~25 us).
@@ -404,7 +409,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         self.n_forward_workers_ = self.n_backward_workers_ = 0
         if self.mode == "serial":
             self.n_workers_ = 1
-        elif self.mode in ("pd-asgd", "d-asgd"):
+        elif self.mode in DECOUPLED_MODES:
             self.n_forward_workers_ = fit(
                 self.n_forward_workers,
                 _DEFAULT_FORWARD,
@@ -436,7 +441,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     def _n_update_workers(self):
         """Workers that apply updates (the ids ``straggler_workers`` names)."""
-        if self.mode in ("pd-asgd", "d-asgd"):
+        if self.mode in DECOUPLED_MODES:
             return self.n_backward_workers_
         return self.n_workers_
 
@@ -458,7 +463,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         return frozenset(int(w) for w in ids if w < n)
 
     def _requested_update_workers(self):
-        if self.mode in ("pd-asgd", "d-asgd"):
+        if self.mode in DECOUPLED_MODES:
             return self.n_backward_workers or _DEFAULT_BACKWARD
         return self._requested_threads()
 
@@ -598,7 +603,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         lambda est: est._expected_failed_checks())``.
         """
         failures = super()._expected_failed_checks()
-        if self.mode in ("pd-asgd", "d-asgd", "hogwild"):
+        if self.mode in _LOCK_FREE_MODES:
             reason = (
                 "lock-free asynchronous updates: thread interleaving, hence the "
                 "fitted weights, differ between two fits with the same seed "
@@ -615,5 +620,5 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.mode in ("pd-asgd", "d-asgd", "hogwild")
+        tags.non_deterministic = self.mode in _LOCK_FREE_MODES
         return tags

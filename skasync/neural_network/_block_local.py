@@ -30,6 +30,7 @@ from skasync.neural_network._block_local_engine import (
     min_training_rows,
     normalise_features,
 )
+from skasync.neural_network._modes import BLOCK_LOCAL_MODES, mode_names
 
 
 class _AuxHead(torch.nn.Module):
@@ -354,7 +355,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
         "module": [torch.nn.Module, list, tuple, None],
         "split_points": ["array-like", None],
         "input_shape": ["array-like", None],
-        "mode": [StrOptions({"bll", "backprop", "local_aux"})],
+        "mode": [StrOptions(set(mode_names(BLOCK_LOCAL_MODES)))],
         "local_loss": [StrOptions({"cosine", "gaussian", "bernoulli"})],
         "feedback": [StrOptions({"direct", "mlp", "fixed_random"})],
         "feedback_hidden": ["array-like"],
