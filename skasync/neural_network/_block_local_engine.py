@@ -150,11 +150,30 @@ def agreement_loss(r, table, y, local_loss, sign=-1.0, variance=2.0, reduce=None
     return reduce(-torch.log(overlap.clamp_min(_EPS)).mean(dim=1))
 
 
+class _Decorrelation(torch.autograd.Function):
+    """Mean over all B² entries of the squared off-diagonal Gram matrix.
+
+    Autograd's graph of ``(x x^T)`` differentiates both operands of the
+    product (two (B, B, D) products in backward); the Gram matrix is
+    symmetric, so one product gives the gradient ``4/B² · G_off · x``.
+    """
+
+    @staticmethod
+    def forward(ctx, xhat):
+        gram = xhat @ xhat.t()
+        gram.diagonal().zero_()
+        ctx.save_for_backward(xhat, gram)
+        return gram.pow(2).sum() / gram.shape[0] ** 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, gram = ctx.saved_tensors
+        return (gram @ xhat) * (4.0 * grad / gram.shape[0] ** 2)
+
+
 def decorrelation_loss(xhat):
     """Mean over all B² entries of the squared off-diagonal Gram matrix."""
-    gram = xhat @ xhat.t()
-    gram = gram - torch.diag_embed(torch.diagonal(gram))
-    return gram.pow(2).mean()
+    return _Decorrelation.apply(xhat)
 
 
 def l2_penalty(modules, alpha, batch_size):
@@ -534,9 +553,21 @@ class BlockWorker:
         present = self._class_count > 0
         target = self._class_sum[present] / self._class_count[present, None]
         self.feedback_optimizer.zero_grad(set_to_none=True)
-        table = feedback_table(self.feedback, self.config["n_classes"], target.device)
-        loss = 0.5 * (table[present] - target).pow(2).sum()
-        loss.backward()
+        if isinstance(self.feedback, torch.nn.Linear) and self.feedback.bias is None:
+            # The table is the weight's transpose, so the loss's gradient is
+            # the masked residual itself: no autograd graph per batch.
+            with torch.no_grad():
+                weight = self.feedback.weight
+                residual = torch.zeros_like(weight)
+                residual[:, present] = weight[:, present] - target.t()
+                weight.grad = residual
+                loss = 0.5 * residual.pow(2).sum()
+        else:
+            table = feedback_table(
+                self.feedback, self.config["n_classes"], target.device
+            )
+            loss = 0.5 * (table[present] - target).pow(2).sum()
+            loss.backward()
         self.feedback_optimizer.step()
         # Kept as a tensor: no device synchronisation inside the step.
         self.feedback_loss_sum = self.feedback_loss_sum + loss.detach()

@@ -4,6 +4,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 import _thread
+import copy
 import pickle
 import threading
 import warnings
@@ -22,8 +23,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skasync import BlockLocalClassifier
 from skasync.neural_network._block_local_engine import (
+    BlockWorker,
     agreement_loss,
     decorrelation_loss,
+    make_feedback,
     normalise_features,
 )
 
@@ -322,6 +325,64 @@ def test_local_loss_signs_and_values():
     eye = torch.eye(4)
     assert float(decorrelation_loss(eye)) == 0.0
     assert float(decorrelation_loss(torch.ones(4, 4) / 2)) > 0
+
+
+def test_decorrelation_gradient_matches_autograd_of_the_formula():
+    # The hand-written backward (one Gram product) against autograd through
+    # the plain formula, and a float64 gradcheck.
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 6, generator=generator, dtype=torch.float64)
+    a = x.clone().requires_grad_(True)
+    gram = a @ a.t()
+    (gram - torch.diag_embed(torch.diagonal(gram))).pow(2).mean().backward()
+    b = x.clone().requires_grad_(True)
+    loss = decorrelation_loss(b)
+    loss.backward()
+    torch.testing.assert_close(b.grad, a.grad)
+    expected = np.mean(
+        (x.numpy() @ x.numpy().T - np.diag((x.numpy() ** 2).sum(1))) ** 2
+    )
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-12)
+    assert torch.autograd.gradcheck(
+        decorrelation_loss, (x.clone().requires_grad_(True),)
+    )
+
+
+@pytest.mark.parametrize("absent_class", [False, True])
+def test_feedback_fit_step_equals_sgd_on_the_summed_loss(absent_class):
+    # The direct feedback's gradient is written by hand; one step must equal
+    # torch's SGD (momentum, weight decay) on the autograd loss
+    # ½ Σ_{present c} ||W^T e_c - mean_c||², absent classes masked out.
+    generator = torch.Generator().manual_seed(0)
+    n_classes, width = 4, 6
+    feedback = make_feedback("direct", n_classes, width, "cosine", generator)
+    reference = copy.deepcopy(feedback)
+    optimizer = torch.optim.SGD(
+        feedback.parameters(), lr=0.9, momentum=0.01, weight_decay=0.01
+    )
+    ref_optimizer = torch.optim.SGD(
+        reference.parameters(), lr=0.9, momentum=0.01, weight_decay=0.01
+    )
+    worker = BlockWorker(
+        0, None, None, feedback, None, optimizer, {"n_classes": n_classes}, False
+    )
+    ref_loss_sum = 0.0
+    for _ in range(2):
+        r = torch.randn(10, width, generator=generator)
+        y = torch.arange(10) % (n_classes - 1 if absent_class else n_classes)
+        worker._class_sum = None
+        worker._collect_class_means(r, y)
+        worker._fit_feedback()
+        present = torch.bincount(y, minlength=n_classes) > 0
+        means = torch.stack([r[y == c].mean(0) for c in range(n_classes) if present[c]])
+        ref_optimizer.zero_grad()
+        table = reference(torch.eye(n_classes))
+        loss = 0.5 * (table[present] - means).pow(2).sum()
+        loss.backward()
+        ref_optimizer.step()
+        ref_loss_sum += loss.detach()
+        torch.testing.assert_close(feedback.weight, reference.weight)
+    torch.testing.assert_close(worker.feedback_loss_sum, ref_loss_sum)
 
 
 def test_feedback_tracks_class_means(digits):
