@@ -227,8 +227,17 @@ def make_feedback(kind, n_classes, width, local_loss, generator, hidden=(128,)):
 
 def feedback_table(module, n_classes, device):
     """Outputs of a feedback network for every class: shape (K, D)."""
+    if _is_prototype_table(module):
+        # The one-hot rows select the weight's columns: the same values
+        # without an identity matrix and a product per batch.
+        return module.weight.t()
     eye = torch.eye(n_classes, device=device)
     return module(eye)
+
+
+def _is_prototype_table(module):
+    """Whether ``module`` is a bias-free linear map: a table of prototypes."""
+    return isinstance(module, torch.nn.Linear) and module.bias is None
 
 
 def min_training_rows(blocks):
@@ -551,18 +560,21 @@ class BlockWorker:
         # weight decay (feedback_weight_decay) still shrinks them a little,
         # as torch's SGD in the authors' code does.
         present = self._class_count > 0
-        target = self._class_sum[present] / self._class_count[present, None]
         self.feedback_optimizer.zero_grad(set_to_none=True)
-        if isinstance(self.feedback, torch.nn.Linear) and self.feedback.bias is None:
+        if _is_prototype_table(self.feedback):
             # The table is the weight's transpose, so the loss's gradient is
-            # the masked residual itself: no autograd graph per batch.
+            # the residual of the present classes itself: no autograd graph
+            # and no boolean indexing per batch.
             with torch.no_grad():
                 weight = self.feedback.weight
-                residual = torch.zeros_like(weight)
-                residual[:, present] = weight[:, present] - target.t()
+                # Weight sums in a weighted fit: only absent classes are 0.
+                counts = torch.where(present, self._class_count, 1.0)
+                means = self._class_sum / counts[:, None]
+                residual = (weight - means.t()) * present
                 weight.grad = residual
                 loss = 0.5 * residual.pow(2).sum()
         else:
+            target = self._class_sum[present] / self._class_count[present, None]
             table = feedback_table(
                 self.feedback, self.config["n_classes"], target.device
             )

@@ -348,8 +348,9 @@ def test_decorrelation_gradient_matches_autograd_of_the_formula():
     )
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("absent_class", [False, True])
-def test_feedback_fit_step_equals_sgd_on_the_summed_loss(absent_class):
+def test_feedback_fit_step_equals_sgd_on_the_summed_loss(absent_class, weighted):
     # The direct feedback's gradient is written by hand; one step must equal
     # torch's SGD (momentum, weight decay) on the autograd loss
     # ½ Σ_{present c} ||W^T e_c - mean_c||², absent classes masked out.
@@ -371,10 +372,20 @@ def test_feedback_fit_step_equals_sgd_on_the_summed_loss(absent_class):
         r = torch.randn(10, width, generator=generator)
         y = torch.arange(10) % (n_classes - 1 if absent_class else n_classes)
         worker._class_sum = None
-        worker._collect_class_means(r, y)
+        # Weighted fits pass each row's weight over the batch's weight sum:
+        # class weight sums below 1.
+        coef = torch.rand(10, generator=generator) if weighted else torch.ones(10)
+        coef = coef / coef.sum()
+        worker._collect_class_means(r, y, coef if weighted else None)
         worker._fit_feedback()
         present = torch.bincount(y, minlength=n_classes) > 0
-        means = torch.stack([r[y == c].mean(0) for c in range(n_classes) if present[c]])
+        means = torch.stack(
+            [
+                (r[y == c] * coef[y == c, None]).sum(0) / coef[y == c].sum()
+                for c in range(n_classes)
+                if present[c]
+            ]
+        )
         ref_optimizer.zero_grad()
         table = reference(torch.eye(n_classes))
         loss = 0.5 * (table[present] - means).pow(2).sum()
