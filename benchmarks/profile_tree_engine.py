@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from skasync.ensemble._tree_engine import (
+from skasync.ensemble._tree import (
     bin_features,
     grow_tree,
     grow_tree_dense,

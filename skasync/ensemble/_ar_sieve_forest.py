@@ -1,239 +1,46 @@
 """AR-sieve bootstrap random forest (ARSB-RF) and rangerts block-bootstrap forests.
 
-Where the fit time goes (py-spy at 1 kHz over 40-60 fits of the speed benchmark:
-500 trees, 395 rows, 5 lags, mtry 2, min_node_size 5, one core). Before, with one
-Python call per tree (0.100 s ar-sieve, 0.062 s moving on a quiet core; R 0.217 s
-and 0.109 s): the numba tree kernel was 58 % of an ar-sieve fit, the per-tree AR
-simulation (``simulate_ar_sieve``, lfilter) 18 % and the lag matrix 10 %; for
-moving the kernel was 63 %, the per-tree ``block_bootstrap_indices`` 17 %; per-tree
-packing and ``estimators_`` views 3-4 %, the rest per-tree wrapper calls. joblib's
-thread pool added ~11 ms to any fit with n_jobs > 1 (its result polling), which
-made n_jobs=2 slower than n_jobs=1 on small series. Now each chunk of up to 50
-trees is one batch of draws (``n_series``/``n_draws``) and one kernel call
-(:func:`~skasync.ensemble._tree_engine.grow_trees`), threads come from a
-``concurrent.futures`` pool and ``estimators_`` is built on first access: the
-kernel is 89-90 % of a fit, the rest the batched draws (ar-sieve 4 %, moving 2 %),
-packing 2 %, the AR fit (1 %) and input checks. Fits: ar-sieve 0.052 s, moving 0.036 s
-(kernel speed-ups included: radix ranking of the series, weighted distinct rows).
-With a second core free (load 1.2 from other jobs, not pinned), n_jobs=2 now
-runs 1.8x faster than n_jobs=1: n = 500 ar-sieve 0.055 -> 0.031 s, moving 0.037
--> 0.021 s; n = 1000 ar-sieve 0.128 -> 0.071 s, moving 0.086 -> 0.047 s.
+Structure:
+
+- :class:`ARSieveForestRegressor`: checks the lag matrix, fits the AR sieve
+  (:func:`skasync.bootstrap.fit_ar_sieve`), draws the seeds of the trees and
+  of each chunk's bootstrap draws, and has the chunks grown by
+  :mod:`._forest_builder`; it predicts with the packed trees of :mod:`._tree`
+  and forecasts through :mod:`._forecast`.
+- ``BOOTSTRAPS``: the names of the bootstraps (also used by the command line).
+- ``_CHECKS_THAT_FIT_RANDOM_X``: scikit-learn's common checks that its
+  lag-matrix contract fails.
+
+Where the fit time goes: ``docs/benchmarks.rst``.
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from numbers import Integral, Real
-from types import SimpleNamespace
 
 import numpy as np
-from joblib.parallel import ThreadingBackend, effective_n_jobs, get_active_backend
-from numba import njit
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..bootstrap import block_bootstrap_indices, fit_ar_sieve, simulate_ar_sieve
-from ..preprocessing import check_lag_matrix
-from ..preprocessing._lags import same_observations
 from ..utils._validation import check_int, check_no_bool_counts, check_series
-from ._tree_engine import (
-    PackedForest,
-    Tree,
-    bin_features,
-    descend,
-    grow_trees,
-    grow_trees_on_series,
-    predict_mean,
-    walk_arrays,
+from ._forecast import ForecastResult, check_levels, recursive_forecast
+from ._forest_builder import (
+    grow_block_chunk,
+    grow_forest,
+    grow_sieve_chunk,
+    tree_chunks,
 )
+from ._input_checks import count_lag_columns, fit_sieve, resolve_max_features
+from ._tree import bin_features, predict_mean, unpack_trees
 
 __all__ = ["ARSieveForestRegressor", "ForecastResult"]
 
 BOOTSTRAPS = ("ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping")
-
-ForecastResult = namedtuple("ForecastResult", ["mean", "quantiles", "levels"])
-ForecastResult.__doc__ = """Result of :meth:`ARSieveForestRegressor.forecast`.
-
-Attributes
-----------
-mean : ndarray of shape (horizon,)
-    Recursive point forecasts: the forest mean at each step, fed back as lag 1.
-quantiles : ndarray of shape (horizon, n_levels) or None
-    Pointwise quantiles of the simulated future paths at ``levels`` (None when
-    no quantiles were requested). With ``quantiles=(0.05, 0.95)``,
-    ``quantiles[:, 0]`` and ``quantiles[:, 1]`` are the lower and upper bounds of
-    a 90 % prediction interval.
-levels : tuple of float or None
-    The requested quantile levels, in the order of the columns of ``quantiles``.
-"""
-
-
-# --------------------------------------------------------------------------- kernels
-@njit(nogil=True, cache=True)
-def _oob_accumulate(
-    feature, threshold, left, right, value, offsets, X, sample_indices, out_sum, out_cnt
-):
-    # Predict each tree t of a chunk on the rows absent from sample_indices[t]
-    # (its out-of-bag rows) and accumulate.
-    inbag = np.zeros(X.shape[0], dtype=np.bool_)
-    for t in range(sample_indices.shape[0]):
-        inbag[:] = False
-        for s in range(sample_indices.shape[1]):
-            inbag[sample_indices[t, s]] = True
-        for r in range(X.shape[0]):
-            if inbag[r]:
-                continue
-            node = descend(feature, threshold, left, right, offsets[t], X, r)
-            out_sum[r] += value[node]
-            out_cnt[r] += 1
-
-
-@njit(nogil=True, cache=True)
-def _predict_own_tree(
-    feature, threshold, left, right, value, offsets, tree_ids, Z, out
-):
-    # Row k of Z is predicted by tree tree_ids[k] only (one tree per path).
-    for k in range(Z.shape[0]):
-        node = descend(feature, threshold, left, right, offsets[tree_ids[k]], Z, k)
-        out[k] = value[node]
-
-
-# --------------------------------------------------------------------------- workers
-# Each worker call grows a chunk of trees: one batch of bootstrap draws (from the
-# chunk's own seed) and one numba call for all its trees, so the Python cost is
-# per chunk, not per tree. Chunks are fixed by the data size alone (never by
-# n_jobs), hence the forest does not depend on n_jobs or the backend.
-def _grow_sieve_chunk(mean, coef, resid, n_rows, burn_in, draw_seed, seeds, tree_kw):
-    """Grow one tree per seed, each on its own synthetic AR-sieve series.
-
-    Only the sieve (mean, coefficients, residuals) is shipped, never the data.
-    """
-    spec = SimpleNamespace(order=coef.shape[0], coef=coef, mean=mean, resid=resid)
-    series = simulate_ar_sieve(
-        spec,
-        n_rows,
-        n_start_values=coef.shape[0],
-        burn_in=burn_in,
-        random_state=np.random.default_rng(draw_seed),
-        n_series=seeds.shape[0],
-    )
-    return grow_trees_on_series(series, coef.shape[0], seeds=seeds, **tree_kw), None
-
-
-def _grow_block_chunk(binned, y, X_oob, boot_kw, draw_seed, seeds, tree_kw):
-    """Grow one tree per seed on a rangerts-style in-bag multiset of rows."""
-    n = y.shape[0]
-    idx = block_bootstrap_indices(
-        n,
-        random_state=np.random.default_rng(draw_seed),
-        n_draws=seeds.shape[0],
-        **boot_kw,
-    )
-    packed = grow_trees(binned, y, idx, seeds=seeds, **tree_kw)
-    if X_oob is None:
-        return packed, None
-    oob_sum = np.zeros(n)
-    oob_cnt = np.zeros(n, dtype=np.int64)
-    _oob_accumulate(
-        *walk_arrays(packed),
-        X_oob,
-        idx,
-        oob_sum,
-        oob_cnt,
-    )
-    return packed, (oob_sum, oob_cnt)
-
-
-def _chunks(n_trees, n_rows):
-    """Split ``range(n_trees)`` into the chunks of trees grown per worker call.
-
-    Large chunks amortise the Python cost of a call (~0.1 ms); the cap of about
-    2.5 M in-bag rows per chunk bounds the memory of its draws and trees in
-    flight (~2 MB per tree at n = 100 000), and a few chunks per job balance
-    the load. The split depends only on the data size, never on ``n_jobs``.
-    """
-    size = max(1, min(50, 2_500_000 // max(n_rows, 1)))
-    return [slice(i, min(i + size, n_trees)) for i in range(0, n_trees, size)]
-
-
-def _run_chunks(func, args_list, n_jobs, verbose):
-    """Yield ``func(*args)`` for each ``args``, in order, on the joblib backend.
-
-    The default threads backend runs on a ``concurrent.futures`` pool: joblib's
-    own thread pool costs ~11 ms per call (its result polling), a fifth of a
-    500-tree fit at n = 395. Other backends (``joblib.parallel_config``, e.g.
-    dask or loky) and ``verbose > 0`` (joblib's progress messages) go through
-    :class:`~sklearn.utils.parallel.Parallel`.
-    """
-    backend, _ = get_active_backend(prefer="threads")
-    n_jobs = min(effective_n_jobs(n_jobs), len(args_list))
-    if type(backend) is ThreadingBackend and not verbose:
-        if n_jobs == 1:
-            yield from (func(*args) for args in args_list)
-            return
-        with ThreadPoolExecutor(n_jobs) as pool:
-            yield from pool.map(lambda args: func(*args), args_list)
-        return
-    yield from Parallel(
-        n_jobs=n_jobs, verbose=verbose, prefer="threads", return_as="generator"
-    )(delayed(func)(*args) for args in args_list)
-
-
-class _ForestBuilder:
-    """Append chunks of packed trees to flat node arrays as they arrive.
-
-    Copying each chunk into preallocated arrays and dropping it keeps the peak
-    memory near one forest. Packing all trees at the end would need two (and
-    the freed chunk arrays stay in the heap), e.g. ~2.3 GB instead of ~1.2 GB
-    for n = 100 000 rows.
-    """
-
-    def __init__(self, n_trees):
-        self.n_trees = n_trees
-        self.arrays = None
-        self.n_nodes = 0
-        self.offsets = [np.zeros(1, dtype=np.int64)]
-
-    def add(self, chunk):
-        k = chunk.feature.shape[0]
-        if self.arrays is None:
-            # Trees of one forest have similar sizes; growth is rare.
-            n_chunk = chunk.node_offsets.shape[0] - 1
-            cap = int(1.1 * k * self.n_trees / n_chunk) + 64
-            self.arrays = {
-                name: np.empty(cap, dtype=getattr(chunk, name).dtype)
-                for name in Tree._fields
-            }
-        cap = self.arrays["feature"].shape[0]
-        if self.n_nodes + k > cap:
-            new_cap = max(int(1.25 * cap), self.n_nodes + k)
-            for arr in self.arrays.values():
-                arr.resize(new_cap, refcheck=False)  # realloc, no second copy
-        for name, arr in self.arrays.items():
-            arr[self.n_nodes : self.n_nodes + k] = getattr(chunk, name)
-        self.offsets.append(chunk.node_offsets[1:] + self.n_nodes)
-        self.n_nodes += k
-
-    def finish(self):
-        for arr in self.arrays.values():
-            arr.resize(self.n_nodes, refcheck=False)
-        return PackedForest(**self.arrays, node_offsets=np.concatenate(self.offsets))
-
-
-def _unpack(packed):
-    """Per-tree :class:`Tree` views into the packed forest (no copies)."""
-    off = packed.node_offsets
-    return [
-        Tree(*(getattr(packed, name)[off[t] : off[t + 1]] for name in Tree._fields))
-        for t in range(off.shape[0] - 1)
-    ]
 
 
 # scikit-learn's common checks that fit random (non-lag) X.
@@ -524,91 +331,6 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ helpers
-    def _resolve_max_features(self, n_features):
-        mf = self.max_features
-        if mf is None:
-            return n_features
-        if mf == "sqrt":
-            return max(1, int(np.sqrt(n_features)))
-        if mf == "log2":
-            return max(1, int(np.log2(n_features)))
-        if isinstance(mf, Integral):
-            if mf > n_features:
-                raise ValueError(
-                    f"max_features={mf} exceeds the number of features of X "
-                    f"({n_features}); pass an int <= {n_features}, a float in "
-                    "(0, 1], 'sqrt' or None."
-                )
-            return int(mf)
-        return max(1, int(mf * n_features))
-
-    def _check_order(self, X, y):
-        """Number of leading lag columns; raise if the rows are not time-ordered."""
-        n_features = X.shape[1]
-        spread = np.ptp(y)
-        if not same_observations(X[1:, 0], y[:-1], spread).all():
-            # check_lag_matrix raises its detailed, actionable message.
-            check_lag_matrix(X, y, n_lag_columns=1)
-        k = 1
-        while (
-            k < n_features and same_observations(X[1:, k], X[:-1, k - 1], spread).all()
-        ):
-            k += 1
-        if k < n_features and self.bootstrap == "ar-sieve":
-            raise ValueError(
-                "bootstrap='ar-sieve' takes lag-only X: columns 0..{0} are lags "
-                "1..{1} of y, but column {1} is not lag {2} (X[t, {1}] != "
-                "X[t-1, {0}]). Its trees see only synthetic lags, so extra "
-                "(exogenous) or transformed (e.g. scaled) columns are not "
-                "supported. Drop the extra columns (build X with "
-                "make_lag_matrix(series, n_lags)), do not scale the lags, use a "
-                "block bootstrap (e.g. bootstrap='moving') that accepts extra "
-                "columns after the lags, or pass check_input_order=False to "
-                "treat every column as a lag.".format(k - 1, k, k + 1)
-            )
-        return k
-
-    def _fit_sieve(self, series):
-        n = series.shape[0]
-        for name in ("ar_order", "ar_order_max"):
-            val = getattr(self, name)
-            if val is not None and val >= n:
-                raise ValueError(
-                    f"{name}={val} needs a training series longer than {val} "
-                    f"values, but X and y give a series of {n} values (rows + "
-                    f"lags). Lower {name} or pass more rows."
-                )
-        if (
-            self.ar_order is not None
-            and self.ar_order_max is not None
-            and self.ar_order > self.ar_order_max
-        ):
-            raise ValueError(
-                f"ar_order={self.ar_order} exceeds ar_order_max="
-                f"{self.ar_order_max}; raise ar_order_max or leave it at None."
-            )
-        if np.ptp(series) == 0.0:
-            raise ValueError(
-                "The training series rebuilt from X and y is constant (zero "
-                "variance), so the AR sieve, fitted for every bootstrap, cannot "
-                "be estimated. Pass a non-constant series (y and its lags)."
-            )
-        try:
-            return fit_ar_sieve(
-                series,
-                order=self.ar_order,
-                order_max=self.ar_order_max,
-                method=self.ar_method,
-            )
-        except ValueError as exc:
-            raise ValueError(
-                f"Cannot fit the AR sieve (ar_order={self.ar_order}, "
-                f"ar_order_max={self.ar_order_max}, ar_method="
-                f"{self.ar_method!r}) on the training series of {n} values "
-                f"rebuilt from X and y: {exc}"
-            ) from exc
-
     # ------------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -644,8 +366,12 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y, dtype=np.float64)
         n_rows, n_features = X.shape
-        n_lags = self._check_order(X, y) if self.check_input_order else n_features
-        max_features = self._resolve_max_features(n_features)
+        n_lags = (
+            count_lag_columns(X, y, self.bootstrap)
+            if self.check_input_order
+            else n_features
+        )
+        max_features = resolve_max_features(self.max_features, n_features)
         block = self.bootstrap != "ar-sieve"
         if self.oob_score and not block:
             raise ValueError(
@@ -663,7 +389,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
 
         # The sieve is fitted for every bootstrap, so its attributes always exist.
         series = np.concatenate([X[0, :n_lags][::-1], y])
-        sieve = self._fit_sieve(series)
+        sieve = fit_sieve(series, self.ar_order, self.ar_order_max, self.ar_method)
         self.ar_order_ = int(sieve.order)
         self.ar_coef_ = np.asarray(sieve.coef, dtype=np.float64)
         self.ar_mean_ = float(sieve.mean)
@@ -680,31 +406,31 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
-        tree_kw = dict(
-            max_features=max_features,
-            min_samples_split=self.min_node_size + 1,
-            max_depth=-1 if self.max_depth is None else self.max_depth,
-        )
-        chunks = _chunks(self.n_estimators, n_rows)
+        tree_kw = {
+            "max_features": max_features,
+            "min_samples_split": self.min_node_size + 1,
+            "max_depth": -1 if self.max_depth is None else self.max_depth,
+        }
+        chunks = tree_chunks(self.n_estimators, n_rows)
         # The bootstrap draws of chunk c come from their own seed draw_seeds[c].
         draw_seeds = rng.randint(np.iinfo(np.int32).max, size=len(chunks))
         if block:
             binned = bin_features(X, self.max_bins)
-            boot_kw = dict(
-                method=self.bootstrap,
-                block_size=self.block_size,
-                by_end=self.by_end,
-                replace=self.replace,
-                sample_fraction=self.sample_fraction,
-            )
+            boot_kw = {
+                "method": self.bootstrap,
+                "block_size": self.block_size,
+                "by_end": self.by_end,
+                "replace": self.replace,
+                "sample_fraction": self.sample_fraction,
+            }
             X_oob = X if self.oob_score else None
-            func = _grow_block_chunk
+            func = grow_block_chunk
             args_list = [
                 (binned, y, X_oob, boot_kw, draw_seed, seeds[chunk], tree_kw)
                 for chunk, draw_seed in zip(chunks, draw_seeds)
             ]
         else:
-            func = _grow_sieve_chunk
+            func = grow_sieve_chunk
             args_list = [
                 (
                     self.ar_mean_,
@@ -718,20 +444,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 )
                 for chunk, draw_seed in zip(chunks, draw_seeds)
             ]
-        # Results arrive in submission order, so the forest does not depend on
-        # the backend or n_jobs; the generator lets us pack chunk by chunk.
-        # Threads by default: the kernels release the GIL, and a chunk's
-        # arguments are shared, not pickled.
-        results = _run_chunks(func, args_list, self.n_jobs, self.verbose)
-        builder = _ForestBuilder(self.n_estimators)
-        oob_sum = oob_cnt = 0
-        for chunk_trees, chunk_oob in results:
-            builder.add(chunk_trees)
-            del chunk_trees
-            if chunk_oob is not None:
-                oob_sum = oob_sum + chunk_oob[0]
-                oob_cnt = oob_cnt + chunk_oob[1]
-        self._forest = builder.finish()
+        self._forest, oob_sum, oob_cnt = grow_forest(
+            func, args_list, self.n_estimators, self.n_jobs, self.verbose
+        )
         # estimators_ (per-tree views) is built on first access.
         self.__dict__.pop("estimators_", None)
 
@@ -827,48 +542,15 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 f"pass at least the last {L} observations."
             )
         horizon = check_int(horizon, "horizon", 1)
-        levels = None
-        if quantiles is not None:
-            try:
-                requested = np.atleast_1d(np.asarray(quantiles, dtype=np.float64))
-            except (TypeError, ValueError):
-                requested = np.empty((0, 0))  # not numbers: the error below
-            levels = tuple(requested.tolist()) if requested.ndim == 1 else ()
-            if not levels or not all(0.0 < q < 1.0 for q in levels):
-                raise ValueError(
-                    f"quantiles must be levels in (0, 1), e.g. (0.05, 0.95); got "
-                    f"{quantiles!r}."
-                )
-        forest = self._forest
-        n_trees = forest.node_offsets.shape[0] - 1
-
-        # Point forecast: forest mean, fed back as lag 1.
-        lags = h[::-1][:L].copy()  # lags[j] = lag j + 1
-        mean = np.empty(horizon)
-        for step in range(horizon):
-            mean[step] = predict_mean(forest, lags[None, :])[0]
-            lags[1:] = lags[:-1]
-            lags[0] = mean[step]
-        if levels is None:
-            return ForecastResult(mean, None, None)
-
-        n_paths = check_int(n_paths, "n_paths", 1, allow_none=True)
-        if n_paths is None:
-            n_paths = n_trees
-        rng = check_random_state(random_state)
-        tree_ids = np.arange(n_paths, dtype=np.int64) % n_trees
-        Z = np.tile(h[::-1][:L], (n_paths, 1))
-        paths = np.empty((n_paths, horizon))
-        pred = np.empty(n_paths)
-        resid = self.ar_resid_
-        for step in range(horizon):
-            _predict_own_tree(*walk_arrays(forest), tree_ids, Z, pred)
-            value = pred + resid[rng.randint(0, resid.shape[0], size=n_paths)]
-            paths[:, step] = value
-            Z[:, 1:] = Z[:, :-1]
-            Z[:, 0] = value
-        q = np.quantile(paths, levels, axis=0).T
-        return ForecastResult(mean, q, levels)
+        return recursive_forecast(
+            self._forest,
+            self.ar_resid_,
+            h[::-1][:L],
+            horizon,
+            check_levels(quantiles),
+            n_paths,
+            random_state,
+        )
 
     # ------------------------------------------------------------------ misc
     def _expected_failed_checks(self):
@@ -901,7 +583,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         """list of Tree: the fitted trees, as views into the packed forest."""
         # Made on first access: building 500 namedtuples of views costs ~1.5 ms,
         # 2-3 % of a small fit.
-        return _unpack(self._forest)
+        return unpack_trees(self._forest)
 
     def __getstate__(self):
         state = dict(super().__getstate__())

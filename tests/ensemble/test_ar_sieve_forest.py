@@ -24,7 +24,7 @@ from skasync import ARSieveForestRegressor
 from skasync.bootstrap import fit_ar_sieve
 from skasync.datasets import make_ar
 from skasync.ensemble import ForecastResult
-from skasync.ensemble._tree_engine import Tree, predict_trees
+from skasync.ensemble._tree import Tree, predict_trees
 from skasync.preprocessing import LagFeatures, make_lag_matrix
 
 REFERENCE = (
@@ -304,19 +304,19 @@ def _descend_by_hand(tree, x):
 def test_oob_prediction_is_mean_of_trees_that_did_not_see_the_row(
     ar1, bootstrap, monkeypatch
 ):
-    from skasync.ensemble import _ar_sieve_forest
+    from skasync.ensemble import _forest_builder
 
     _, X, target = ar1
     X, target = X[:150], target[:150]
     drawn = []
-    original = _ar_sieve_forest.block_bootstrap_indices
+    original = _forest_builder.block_bootstrap_indices
 
     def recording(*args, **kwargs):
         indices = original(*args, **kwargs)
         drawn.append(np.atleast_2d(indices))
         return indices
 
-    monkeypatch.setattr(_ar_sieve_forest, "block_bootstrap_indices", recording)
+    monkeypatch.setattr(_forest_builder, "block_bootstrap_indices", recording)
     forest = ARSieveForestRegressor(
         n_estimators=40, bootstrap=bootstrap, oob_score=True, n_jobs=1, random_state=3
     ).fit(X, target)

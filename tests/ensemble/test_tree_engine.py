@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeRegressor
 
-from skasync.ensemble._tree_engine import (
+from skasync.ensemble._tree import (
     BinnedFeatures,
     PackedForest,
     Tree,
-    _radix_argsort,
     bin_features,
     grow_tree,
     grow_tree_dense,
@@ -21,6 +20,7 @@ from skasync.ensemble._tree_engine import (
     predict_mean,
     predict_trees,
 )
+from skasync.ensemble._tree._ranking import _radix_argsort
 
 
 def _f32(a):
