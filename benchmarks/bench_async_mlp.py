@@ -8,7 +8,7 @@ driven one epoch at a time with ``partial_fit``; the clock runs only during
 ``partial_fit``, and validation / test accuracy are measured between epochs
 with the clock stopped.
 
-Reported (design note section 8): time to a target validation accuracy
+Reported: time to a target validation accuracy
 (TARGET_FRACTION x the serial run's best), ratios hogwild/pd-asgd,
 sync/pd-asgd, d-asgd/pd-asgd, the same with one straggler delayed 1x, 2x, 4x
 the serial step time, final test accuracy, throughput, an MFU proxy and
@@ -17,25 +17,31 @@ per-layer staleness.
 Run (the 2 cores are shared, so take the lock):
     flock /tmp/skasync-bench.lock python benchmarks/bench_async_mlp.py
     python benchmarks/bench_async_mlp.py --quick     # 1 seed, 10k MNIST-1D, few epochs
-Writes benchmarks/results/async_mlp.md and async_mlp.png (async_mlp.quick.* with --quick).
+Writes async_mlp.json, then async_mlp.md and async_mlp.png rendered from it, to
+--out (default benchmarks/results; async_mlp.quick.* with --quick).
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-import argparse
-from contextlib import nullcontext
-import json
-import os
-import platform
-import sys
+import itertools
 import time
 import warnings
-from pathlib import Path
+from contextlib import nullcontext
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from _common import (
+    digits_split,
+    environment,
+    load_average,
+    load_mnist1d,
+    make_parser,
+    markdown_table,
+    parse_args,
+    usable_cores,
+    write_results,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
@@ -43,10 +49,14 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from skasync import AsyncLayerwiseMLPClassifier
+from skasync.neural_network._modes import ASYNC_MODES, mode_names, modes_where
 
-RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ["serial", "sync", "hogwild", "d-asgd", "pd-asgd"]
-DELAY_MODES = ["sync", "hogwild", "d-asgd", "pd-asgd"]
+# The tables list the one-thread reference first and PD-ASGD last: the mode
+# table's order reversed. Only the parallel modes get a straggler.
+MODES = list(mode_names(ASYNC_MODES))[::-1]
+DELAY_MODES = list(modes_where(ASYNC_MODES, parallel=True))[::-1]
+# The modes whose time to target is compared with PD-ASGD's, in table order.
+RIVALS = ["hogwild", "sync", "d-asgd"]
 TARGET_FRACTION = 0.98
 # On the shared 2-core machine, OpenMP intra-op threads (and BLAS threads for
 # sklearn) collapse when another process holds a core: in the pilot, serial
@@ -58,84 +68,63 @@ SERIAL_THREADS = 1
 DELAY_FACTORS = [1, 2, 4]
 
 # Wide enough that every layer op is far above the ~25 us at which a thread
-# starts to pay (design note 6.1): digits 64x256x256, mnist1d 128x256x256.
+# starts to pay: digits 64x256x256, mnist1d 128x256x256.
 DATASETS = {
-    "digits": dict(hidden=(256, 256), batch_size=64, lr=0.01, epochs=25, time_cap=60.0),
-    "mnist1d": dict(
-        hidden=(256, 256), batch_size=128, lr=0.02, epochs=12, time_cap=35.0
-    ),
+    "digits": {
+        "hidden": (256, 256),
+        "batch_size": 64,
+        "lr": 0.01,
+        "epochs": 25,
+        "time_cap": 60.0,
+    },
+    "mnist1d": {
+        "hidden": (256, 256),
+        "batch_size": 128,
+        "lr": 0.02,
+        "epochs": 12,
+        "time_cap": 35.0,
+    },
     # Not in the default run: the same data with 4x wider layers (16x the
     # FLOPs per op), where each op keeps a core busy far longer than the
     # Python work between ops. `--datasets mnist1d-wide --stem async_mlp_wide`.
-    "mnist1d-wide": dict(
-        hidden=(1024, 1024), batch_size=128, lr=0.02, epochs=10, time_cap=120.0
-    ),
+    "mnist1d-wide": {
+        "hidden": (1024, 1024),
+        "batch_size": 128,
+        "lr": 0.02,
+        "epochs": 10,
+        "time_cap": 120.0,
+    },
 }
 DEFAULT_DATASETS = ["digits", "mnist1d"]
 
 
 def load(name, quick):
     if name == "digits":
-        X, y = load_digits(return_X_y=True)
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=0.25, random_state=0, stratify=y
-        )
+        X_train, X_test, y_train, y_test = digits_split(test_size=0.25)
         source = "sklearn digits (1797 x 64)"
     else:
-        X_train, X_test, y_train, y_test, source = load_mnist1d(quick)
+        split = load_mnist1d(10_000 if quick else 60_000)
+        X_train, X_test, y_train, y_test = (
+            split.X_train,
+            split.X_test,
+            split.y_train,
+            split.y_test,
+        )
+        source = split.description
     X_train, X_val, y_train, y_val = train_test_split(
         X_train, y_train, test_size=0.1, random_state=0, stratify=y_train
     )
     scaler = StandardScaler().fit(X_train)
-    f32 = lambda a: scaler.transform(a).astype(np.float32)  # noqa: E731
-    return dict(
-        X=f32(X_train),
-        y=y_train,
-        X_val=f32(X_val),
-        y_val=y_val,
-        X_test=f32(X_test),
-        y_test=y_test,
-        source=source,
-    )
-
-
-def load_mnist1d(quick):
-    """MNIST-1D generated locally (pip install mnist1d; no download)."""
-    n = 10_000 if quick else 60_000
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skasync"
-    path = cache / f"mnist1d_{n}.npz"
-    try:
-        data = np.load(path)
-        parts = [data[k] for k in ("x", "x_test", "y", "y_test")]
-    except OSError:
-        try:
-            from mnist1d.data import get_dataset_args, make_dataset
-        except ImportError:  # seeded synthetic fallback of the same size
-            from sklearn.datasets import make_classification
-
-            X, y = make_classification(
-                n, 40, n_informative=30, n_classes=10, random_state=0
-            )
-            X_tr, X_te, y_tr, y_te = train_test_split(
-                X, y, test_size=0.2, random_state=0
-            )
-            return X_tr, X_te, y_tr, y_te, f"make_classification ({n} x 40, 10 classes)"
-        args = get_dataset_args()
-        args.num_samples = n
-        state = np.random.get_state()  # mnist1d seeds numpy globally
-        d = make_dataset(args)
-        np.random.set_state(state)
-        parts = [d["x"], d["x_test"], d["y"], d["y_test"]]
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, x=parts[0], x_test=parts[1], y=parts[2], y_test=parts[3])
-    X_tr, X_te, y_tr, y_te = parts
-    return (
-        X_tr,
-        X_te,
-        y_tr,
-        y_te,
-        f"MNIST-1D, mnist1d.make_dataset ({n} x 40, 10 classes, 80/20 split)",
-    )
+    f32 = lambda a: scaler.transform(a).astype(np.float32)
+    return {
+        "X": f32(X_train),
+        "y": y_train,
+        "X_val": f32(X_val),
+        "y_val": y_val,
+        "X_test": f32(X_test),
+        "y_test": y_test,
+        "source": source,
+    }
 
 
 def make_model(mode, cfg, seed, delay):
@@ -231,17 +220,12 @@ def peak_matmul_flops():
             for _ in range(10):
                 a @ b
             best = max(best, 10 * 2 * 1024**3 / (time.perf_counter() - start))
-    n_cpus = (
-        len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count()
-    )
-    return best * n_cpus
+    return best * usable_cores()
 
 
 def model_flops_per_sample(n_features, hidden, n_classes):
     sizes = [n_features, *hidden, n_classes]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    macs = sum(a * b for a, b in itertools.pairwise(sizes))
     return 6 * macs  # forward 2 FLOPs per MAC, backward twice the forward
 
 
@@ -322,58 +306,65 @@ def bench_dataset(name, cfg, seeds, quick, log):
                     f"  {mode:8s} delay={factor}x seed={seed} epochs={len(r['curve'])} "
                     f"tta={fmt(time_to(r['curve'], target))}"
                 )
-    return dict(
-        name=name,
-        data=data,
-        cfg=cfg,
-        results=results,
-        delayed=delayed,
-        target=target,
-        step_time=step_time,
-        n_batches=n_batches,
-        serial_2t=serial_2t,
-        serial_2t_threads=n_threads,
-        sklearn_2t=sklearn_2t,
-    )
+    return {
+        "name": name,
+        "source": data["source"],
+        "n_features": data["X"].shape[1],
+        "n_train": len(data["X"]),
+        "n_val": len(data["X_val"]),
+        "n_test": len(data["X_test"]),
+        "cfg": cfg,
+        "results": results,
+        "delayed": delayed,
+        "target": target,
+        "step_time": step_time,
+        "n_batches": n_batches,
+        "serial_2t": serial_2t,
+        "serial_2t_threads": n_threads,
+        "sklearn_2t": sklearn_2t,
+    }
 
 
 def summarise(bench, peak, seeds):
-    cfg, data = bench["cfg"], bench["data"]
+    """The Markdown lines of one data set and the digest of its numbers."""
+    cfg = bench["cfg"]
     target = bench["target"]
     lines = []
     per_mode = {}
     for mode in MODES + ["sklearn"]:
         runs = [r for r in bench["results"] if r["mode"] == mode]
         ttas = [time_to(r["curve"], target) for r in runs]
-        per_mode[mode] = dict(
-            tta=mean_or_none(ttas),
-            missing=sum(t is None for t in ttas),
-            tta_std=float(np.std([t for t in ttas if t is not None]))
+        per_mode[mode] = {
+            "tta": mean_or_none(ttas),
+            "missing": sum(t is None for t in ttas),
+            "tta_std": float(np.std([t for t in ttas if t is not None]))
             if any(ttas)
             else None,
-            test=[r["curve"][-1][2] for r in runs],
-            time=[r["curve"][-1][0] for r in runs],
-            epochs=[len(r["curve"]) for r in runs],
-            runs=runs,
-        )
-    flops = model_flops_per_sample(data["X"].shape[1], cfg["hidden"], 10)
+            "test": [r["curve"][-1][2] for r in runs],
+            "time": [r["curve"][-1][0] for r in runs],
+            "epochs": [len(r["curve"]) for r in runs],
+            "runs": runs,
+        }
+    flops = model_flops_per_sample(bench["n_features"], cfg["hidden"], 10)
     lines += [
-        f"### {bench['name']}: {data['source']}",
+        f"### {bench['name']}: {bench['source']}",
         "",
-        f"MLP {data['X'].shape[1]}-{'-'.join(map(str, cfg['hidden']))}-10 (ReLU), "
-        f"batch {cfg['batch_size']}, SGD lr {cfg['lr']} Nesterov momentum 0.9, "
-        f"alpha 1e-4, {cfg['epochs']} epochs (cap {cfg['time_cap']:.0f} s of training "
-        f"per run), {len(data['X'])} train / {len(data['X_val'])} validation / "
-        f"{len(data['X_test'])} test samples, seeds {seeds}.",
-        f"Target: validation accuracy >= {target:.4f} ({TARGET_FRACTION:.0%} of the serial "
-        f"runs' mean best). One-thread serial step time (fwd + bwd + update of one "
-        f"batch) {bench['step_time'] * 1e3:.2f} ms; "
-        f"{flops / 1e6:.2f} MFLOP per training sample.",
+        (
+            f"MLP {bench['n_features']}-{'-'.join(map(str, cfg['hidden']))}-10 (ReLU), "
+            f"batch {cfg['batch_size']}, SGD lr {cfg['lr']} Nesterov momentum 0.9, "
+            f"alpha 1e-4, {cfg['epochs']} epochs (cap {cfg['time_cap']:.0f} s of training "
+            f"per run), {bench['n_train']} train / {bench['n_val']} validation / "
+            f"{bench['n_test']} test samples, seeds {seeds}."
+        ),
+        (
+            f"Target: validation accuracy >= {target:.4f} ({TARGET_FRACTION:.0%} of the serial "
+            f"runs' mean best). One-thread serial step time (fwd + bwd + update of one "
+            f"batch) {bench['step_time'] * 1e3:.2f} ms; "
+            f"{flops / 1e6:.2f} MFLOP per training sample."
+        ),
         "",
-        "| mode | time to target (s) | final test acc (%) | train time (s) | epochs | "
-        "samples/s | MFU proxy | staleness per layer: mean / p95 / max |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for mode in MODES + ["sklearn"]:
         m = per_mode[mode]
         tta = fmt(m["tta"]) + (
@@ -383,7 +374,7 @@ def summarise(bench, peak, seeds):
             tta += f" ({m['missing']} not reached)"
         acc = f"{100 * np.mean(m['test']):.2f} ± {100 * np.std(m['test']):.2f}"
         if mode == "sklearn":
-            n_samples = len(data["X"])
+            n_samples = bench["n_train"]
             tput = np.mean([e * n_samples / t for e, t in zip(m["epochs"], m["time"])])
             stale = "-"
         else:
@@ -394,24 +385,47 @@ def summarise(bench, peak, seeds):
                 f"{max(r['staleness'][k]['max'] for r in m['runs'])}"
                 for k in range(len(m["runs"][0]["staleness"]))
             )
-        lines.append(
-            f"| {mode} | {tta} | {acc} | {np.mean(m['time']):.2f} | "
-            f"{np.mean(m['epochs']):.1f} | {tput:.0f} | {tput * flops / peak:.2f} | {stale} |"
+        rows.append(
+            [
+                mode,
+                tta,
+                acc,
+                f"{np.mean(m['time']):.2f}",
+                f"{np.mean(m['epochs']):.1f}",
+                f"{tput:.0f}",
+                f"{tput * flops / peak:.2f}",
+                stale,
+            ]
         )
+    lines += markdown_table(
+        [
+            "mode",
+            "time to target (s)",
+            "final test acc (%)",
+            "train time (s)",
+            "epochs",
+            "samples/s",
+            "MFU proxy",
+            "staleness per layer: mean / p95 / max",
+        ],
+        rows,
+    )
     pd = per_mode["pd-asgd"]["tta"]
     lines += [
         "",
-        f"Serial with {bench['serial_2t_threads']} intra-op threads (the nominal "
-        f"budget, 1 epoch): {bench['serial_2t']:.0f} samples/s; sklearn with "
-        f"{bench['serial_2t_threads']} BLAS threads: {bench['sklearn_2t']:.0f} "
-        "samples/s.",
+        (
+            f"Serial with {bench['serial_2t_threads']} intra-op threads (the nominal "
+            f"budget, 1 epoch): {bench['serial_2t']:.0f} samples/s; sklearn with "
+            f"{bench['serial_2t_threads']} BLAS threads: {bench['sklearn_2t']:.0f} "
+            "samples/s."
+        ),
         "",
-        "Time-to-target ratios (mean TTA of the mode / mean TTA of pd-asgd; "
-        "> 1 means PD-ASGD is faster; 'lower bound' when some runs of the "
-        "mode never reached the target and their cap was used):",
+        (
+            "Time-to-target ratios (mean TTA of the mode / mean TTA of pd-asgd; "
+            "> 1 means PD-ASGD is faster; 'lower bound' when some runs of the "
+            "mode never reached the target and their cap was used):"
+        ),
         "",
-        "| delay on one worker | hogwild / pd-asgd | sync / pd-asgd | d-asgd / pd-asgd |",
-        "|---|---|---|---|",
     ]
 
     def capped(runs):
@@ -425,10 +439,10 @@ def summarise(bench, peak, seeds):
         )
 
     row = ["none"]
-    for mode in ("hogwild", "sync", "d-asgd"):
+    for mode in RIVALS:
         num, miss = capped(per_mode[mode]["runs"])
         row.append(ratio_text(num, pd, miss))
-    lines.append("| " + " | ".join(row) + " |")
+    ratio_rows = [row]
     delay_rows = {}
     for factor in sorted({r["factor"] for r in bench["delayed"]}):
         runs = {
@@ -438,7 +452,7 @@ def summarise(bench, peak, seeds):
         den, den_miss = capped(runs["pd-asgd"])
         row = [f"{factor}x step ({factor * bench['step_time'] * 1e3:.1f} ms)"]
         tt = {}
-        for mode in ("hogwild", "sync", "d-asgd"):
+        for mode in RIVALS:
             num, miss = capped(runs[mode])
             row.append(
                 ratio_text(num, den, miss) + (" (pd-asgd capped)" if den_miss else "")
@@ -446,18 +460,19 @@ def summarise(bench, peak, seeds):
             tt[mode] = num
         tt["pd-asgd"] = den
         delay_rows[factor] = tt
-        lines.append("| " + " | ".join(row) + " |")
-    lines += [
-        "",
-        "Mean time to target (s) with a straggler:",
-        "",
-        "| delay | " + " | ".join(DELAY_MODES) + " |",
-        "|---|" + "---|" * len(DELAY_MODES),
-    ]
-    for factor, tt in delay_rows.items():
-        lines.append(
-            f"| {factor}x | " + " | ".join(fmt(tt[m]) for m in DELAY_MODES) + " |"
-        )
+        ratio_rows.append(row)
+    lines += markdown_table(
+        ["delay on one worker"] + [f"{mode} / pd-asgd" for mode in RIVALS],
+        ratio_rows,
+    )
+    lines += ["", "Mean time to target (s) with a straggler:", ""]
+    lines += markdown_table(
+        ["delay"] + DELAY_MODES,
+        [
+            [f"{factor}x"] + [fmt(tt[m]) for m in DELAY_MODES]
+            for factor, tt in delay_rows.items()
+        ],
+    )
 
     # sklearn goal: PD-ASGD reaches sklearn's final test accuracy in <= half its time.
     sk_acc = float(np.mean(per_mode["sklearn"]["test"]))
@@ -467,32 +482,35 @@ def summarise(bench, peak, seeds):
     ]
     lines += [
         "",
-        f"sklearn MLPClassifier: final test accuracy {100 * sk_acc:.2f} % in "
-        f"{sk_time:.2f} s; PD-ASGD reaches that test accuracy in "
-        f"{fmt(mean_or_none(pd_to_sk))} s "
-        f"({sum(t is None for t in pd_to_sk)} of {len(pd_to_sk)} seeds never did), "
-        f"i.e. {fmt(mean_or_none(pd_to_sk) / sk_time if mean_or_none(pd_to_sk) else None)} "
-        "of sklearn's time.",
+        (
+            f"sklearn MLPClassifier: final test accuracy {100 * sk_acc:.2f} % in "
+            f"{sk_time:.2f} s; PD-ASGD reaches that test accuracy in "
+            f"{fmt(mean_or_none(pd_to_sk))} s "
+            f"({sum(t is None for t in pd_to_sk)} of {len(pd_to_sk)} seeds never did), "
+            f"i.e. {fmt(mean_or_none(pd_to_sk) / sk_time if mean_or_none(pd_to_sk) else None)} "
+            "of sklearn's time."
+        ),
         "",
     ]
-    summary = dict(
-        tta={m: per_mode[m]["tta"] for m in per_mode},
-        test={m: float(np.mean(per_mode[m]["test"])) for m in per_mode},
-        delays={str(k): v for k, v in delay_rows.items()},
-        sklearn_time=sk_time,
-        sklearn_acc=sk_acc,
-        pd_to_sklearn=mean_or_none(pd_to_sk),
-        target=target,
-    )
+    summary = {
+        "tta": {m: per_mode[m]["tta"] for m in per_mode},
+        "test": {m: float(np.mean(per_mode[m]["test"])) for m in per_mode},
+        "delays": {str(k): v for k, v in delay_rows.items()},
+        "sklearn_time": sk_time,
+        "sklearn_acc": sk_acc,
+        "pd_to_sklearn": mean_or_none(pd_to_sk),
+        "target": target,
+    }
     return lines, summary
 
 
-def plot(benches, path):
+def plot(results, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    benches = results["datasets"]
     fig, axes = plt.subplots(
         len(benches), 2, figsize=(12, 4.2 * len(benches)), squeeze=False
     )
@@ -556,26 +574,61 @@ def plot(benches, path):
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="digits and a 10k MNIST-1D, 1 seed, few epochs, one delay",
+def render(results):
+    """The Markdown report, from the JSON results alone."""
+    env = results["environment"]
+    peak, seeds = results["peak_flops"], results["seeds"]
+    header = [
+        "# AsyncLayerwiseMLPClassifier: time to accuracy by mode",
+        "",
+        (
+            f"Generated by `{results['command']}` in {results['seconds']:.0f} s on "
+            f"{env['date']}."
+        ),
+        "",
+        (
+            f"Environment: {env['cpu']}, {env['usable_cores']} usable cores (1-minute "
+            f"load average {env['load_average']:.2f} just before the run, "
+            f"{results['load_average_after']:.2f} at the end, the run's own threads "
+            f"included), Python {env['python']} (GIL build), torch {env['torch']}, "
+            f"numpy {env['numpy']}; peak float32 matmul {peak / 1e9:.1f} GFLOP/s "
+            "(one-thread peak x cores; MFU proxy = samples/s x FLOP per sample / this peak)."
+        ),
+        (
+            f"Threads: pd-asgd and d-asgd 1 forward + 2 backward threads, queue 2; hogwild "
+            f"and sync 3 threads; each with max(1, {env['usable_cores']} // 3) intra-op "
+            f"threads. serial and sklearn: one loop with {results['serial_threads']} "
+            "intra-op / BLAS thread (their fastest setting on the loaded machine of the "
+            "first runs; see SERIAL_THREADS in the script and the 2-thread records below "
+            "each table). Delays: `straggler_delay` on worker 0 (a backward thread in "
+            "pd/d-asgd, a worker in hogwild/sync) before every step, as multiples of the "
+            "one-thread serial step time."
+        ),
+        "'n/r': not reached within the epoch / time budget.",
+        "",
+    ]
+    tables = []
+    for bench in results["datasets"]:
+        tables += summarise(bench, peak, seeds)[0]
+    return "\n".join(
+        header + tables + ["", "## Log", "", "```"] + results["log"] + ["```", ""]
     )
-    parser.add_argument("--seeds", type=int, default=3)
+
+
+def main(argv=None):
+    parser = make_parser(
+        __doc__, "a 10k MNIST-1D, at most 8 epochs, one delay", n_seeds=3
+    )
     parser.add_argument(
         "--datasets", nargs="*", default=DEFAULT_DATASETS, choices=list(DATASETS)
     )
     parser.add_argument(
         "--stem",
         default="async_mlp",
-        help="results file names: benchmarks/results/<stem>.md/.png/.json",
+        help="results file names: <out>/<stem>.json/.md/.png",
     )
-    args = parser.parse_args(argv)
-    seeds = [0] if args.quick else list(range(args.seeds))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.stem}.quick" if args.quick else args.stem
+    args = parse_args(parser, argv)
+    seeds = list(range(args.seeds))
     log_lines = []
 
     def log(text):
@@ -583,71 +636,28 @@ def main(argv=None):
         log_lines.append(text)
 
     start = time.time()
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    env = environment()
     peak = peak_matmul_flops()
-    benches, summaries, tables = [], {}, []
+    benches = []
     for name in args.datasets:
         cfg = dict(DATASETS[name])
         if args.quick:
             cfg["epochs"] = min(cfg["epochs"], 8)
             cfg["time_cap"] = 20.0
-        bench = bench_dataset(name, cfg, seeds, args.quick, log)
-        lines, summary = summarise(bench, peak, seeds)
-        benches.append(bench)
-        summaries[name] = summary
-        tables += lines
-    plot(benches, RESULTS / f"{stem}.png")
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load1 = os.getloadavg()[0]
-    except OSError:
-        load1 = float("nan")
-    n_cpus = (
-        len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count()
-    )
-    header = [
-        "# AsyncLayerwiseMLPClassifier: time to accuracy by mode",
-        "",
-        "Generated by `benchmarks/bench_async_mlp.py"
-        f"{' --quick' if args.quick else ''}"
-        f"{'' if args.datasets == DEFAULT_DATASETS else ' --datasets ' + ' '.join(args.datasets)}"
-        f"{'' if args.stem == 'async_mlp' else ' --stem ' + args.stem}` "
-        f"in {time.time() - start:.0f} s on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "",
-        f"Environment: {cpu}, {n_cpus} usable cores (1-minute load average "
-        f"{load_start:.2f} just before the run, {load1:.2f} at the end, the run's "
-        "own threads included), Python "
-        f"{platform.python_version()} (GIL build), torch {torch.__version__}, "
-        f"numpy {np.__version__}; peak float32 matmul {peak / 1e9:.1f} GFLOP/s "
-        "(one-thread peak x cores; MFU proxy = samples/s x FLOP per sample / this peak).",
-        f"Threads: pd-asgd and d-asgd 1 forward + 2 backward threads, queue 2; hogwild "
-        f"and sync 3 threads; each with max(1, {n_cpus} // 3) intra-op threads. serial "
-        f"and sklearn: one loop with {SERIAL_THREADS} intra-op / BLAS thread (their "
-        "fastest setting on the loaded machine of the first runs; see SERIAL_THREADS "
-        "in the script and the 2-thread records below each table). "
-        "Delays: `straggler_delay` on worker 0 (a backward thread in pd/d-asgd, a "
-        "worker in hogwild/sync) before every step, as multiples of the one-thread "
-        "serial step time.",
-        "'n/r': not reached within the epoch / time budget.",
-        "",
-    ]
-    text = "\n".join(
-        header + tables + ["", "## Log", "", "```"] + log_lines + ["```", ""]
-    )
-    (RESULTS / f"{stem}.md").write_text(text)
-    (RESULTS / f"{stem}.json").write_text(
-        json.dumps(summaries, indent=1, default=float)
-    )
-    print(f"wrote {RESULTS / (stem + '.md')}", file=sys.stderr)
+        benches.append(bench_dataset(name, cfg, seeds, args.quick, log))
+    results = {
+        "command": args.command,
+        "environment": env,
+        "load_average_after": load_average(),
+        "seconds": time.time() - start,
+        "peak_flops": peak,
+        "serial_threads": SERIAL_THREADS,
+        "seeds": seeds,
+        "summary": {b["name"]: summarise(b, peak, seeds)[1] for b in benches},
+        "datasets": benches,
+        "log": log_lines,
+    }
+    write_results(args, args.stem, results, render, plot)
 
 
 if __name__ == "__main__":

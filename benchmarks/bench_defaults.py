@@ -2,36 +2,36 @@
 
 Usage::
 
-    python benchmarks/bench_defaults.py [--out benchmarks/results] [--repeats 3]
+    python benchmarks/bench_defaults.py [--quick] [--seeds N] [--repeats 3]
+                                        [--out benchmarks/results]
 
-Each classifier runs at its default parameters (``random_state=0`` only) in
-``make_pipeline(StandardScaler(), clf)`` on scikit-learn's toy data sets
-(iris, wine, breast_cancer, digits).  For each it records
+Each classifier runs at its default parameters (only ``random_state``: 0,
+or 0..N-1 with ``--seeds N``) in ``make_pipeline(StandardScaler(), clf)`` on
+scikit-learn's toy data sets (iris, wine, breast_cancer, digits;
+``--quick``: iris and wine, one repeat).  For each it records
 
-* the 5-fold cross-validated accuracy (``cross_val_score``'s default folds),
+* the 5-fold cross-validated accuracy (``cross_val_score``'s default folds,
+  pooled over the seeds),
 * the wall time of one fit on the whole data set (median of ``--repeats``
-  fits, after one warm-up fit so that torch's first-call costs are left
-  out), the epochs run (``n_iter_``) and the time per epoch,
+  fits per seed, after one warm-up fit so that torch's first-call costs are
+  left out), the epochs run (``n_iter_`` of the first fit) and the time per
+  epoch,
 * the fit time as a ratio to MLPClassifier's.
 
-Writes ``defaults.json`` (the results), ``defaults.md`` (rendered from the
-JSON) and ``defaults.png`` to ``--out``.
+Writes ``defaults.json`` (the results), then ``defaults.md`` and
+``defaults.png`` rendered from it, to ``--out`` (``defaults.quick.*`` with
+``--quick``).
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-import argparse
-import json
-import os
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
+from _common import environment, make_parser, markdown_table, parse_args, write_results
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.model_selection import cross_val_score
 from sklearn.neural_network import MLPClassifier
@@ -49,34 +49,39 @@ DATASETS = {
 
 
 def classifiers():
-    """The default classifiers, MLPClassifier first (the reference)."""
+    """The default classifiers, MLPClassifier first (the reference).
+
+    Each maker takes the ``random_state``.
+    """
     return {
-        "MLPClassifier": lambda: MLPClassifier(random_state=0),
-        "AsyncLayerwiseMLPClassifier": lambda: AsyncLayerwiseMLPClassifier(
-            random_state=0
+        "MLPClassifier": lambda seed: MLPClassifier(random_state=seed),
+        "AsyncLayerwiseMLPClassifier": lambda seed: AsyncLayerwiseMLPClassifier(
+            random_state=seed
         ),
-        "BlockLocalClassifier": lambda: BlockLocalClassifier(random_state=0),
-        "BlockLocalClassifier(mode='backprop')": lambda: BlockLocalClassifier(
-            mode="backprop", random_state=0
+        "BlockLocalClassifier": lambda seed: BlockLocalClassifier(random_state=seed),
+        "BlockLocalClassifier(mode='backprop')": lambda seed: BlockLocalClassifier(
+            mode="backprop", random_state=seed
         ),
     }
 
 
-def measure(make, X, y, repeats):
-    pipe = make_pipeline(StandardScaler(), make())
+def measure(make, X, y, repeats, seeds):
+    pipe = make_pipeline(StandardScaler(), make(seeds[0]))
     pipe.fit(X, y)  # warm-up: torch's first-call costs are not the estimator's
-    times, epochs = [], []
-    for _ in range(repeats):
-        pipe = make_pipeline(StandardScaler(), make())
-        start = time.perf_counter()
-        pipe.fit(X, y)
-        times.append(time.perf_counter() - start)
-        epochs.append(int(pipe[-1].n_iter_))
-    cv = cross_val_score(make_pipeline(StandardScaler(), make()), X, y)
+    times, epochs, folds = [], [], []
+    for seed in seeds:
+        for _ in range(repeats):
+            pipe = make_pipeline(StandardScaler(), make(seed))
+            start = time.perf_counter()
+            pipe.fit(X, y)
+            times.append(time.perf_counter() - start)
+            epochs.append(int(pipe[-1].n_iter_))
+        pipe = make_pipeline(StandardScaler(), make(seed))
+        folds += cross_val_score(pipe, X, y).tolist()
     fit_s = float(np.median(times))
     return {
-        "cv_accuracy": float(cv.mean()),
-        "cv_std": float(cv.std()),
+        "cv_accuracy": float(np.mean(folds)),
+        "cv_std": float(np.std(folds)),
         "fit_seconds": fit_s,
         "fit_seconds_all": times,
         "n_iter": epochs[0],
@@ -84,9 +89,10 @@ def measure(make, X, y, repeats):
     }
 
 
-def run(repeats):
+def run(data_names, repeats, seeds):
     results = {}
-    for data_name, load in DATASETS.items():
+    for data_name in data_names:
+        load = DATASETS[data_name]
         X, y = load(return_X_y=True)
         rows = {}
         for clf_name, make in classifiers().items():
@@ -94,12 +100,14 @@ def run(repeats):
                 # MLPClassifier's ConvergenceWarning and the threads-do-not-pay
                 # warning are part of what a user sees, not of the timing.
                 warnings.simplefilter("ignore")
-                rows[clf_name] = measure(make, X, y, repeats)
+                rows[clf_name] = measure(make, X, y, repeats, seeds)
             print(data_name, clf_name, rows[clf_name], flush=True)
         reference = rows["MLPClassifier"]
         for row in rows.values():
             row["fit_time_vs_mlp"] = row["fit_seconds"] / reference["fit_seconds"]
-            row["cv_points_vs_mlp"] = 100 * (row["cv_accuracy"] - reference["cv_accuracy"])
+            row["cv_points_vs_mlp"] = 100 * (
+                row["cv_accuracy"] - reference["cv_accuracy"]
+            )
         results[data_name] = {"shape": list(X.shape), "classifiers": rows}
     return results
 
@@ -108,27 +116,46 @@ def render_markdown(payload):
     lines = [
         "# Defaults against MLPClassifier",
         "",
-        "Written by `benchmarks/bench_defaults.py` from `defaults.json`. Each "
-        "classifier at its defaults (`random_state=0`) in "
-        "`make_pipeline(StandardScaler(), clf)`; fit time is the median of "
-        f"{payload['repeats']} fits on the whole data set after a warm-up fit; "
-        "accuracy is 5-fold `cross_val_score`.",
+        (
+            f"Written by `{payload['command']}` from its JSON. Each classifier at its "
+            f"defaults (`random_state` {', '.join(map(str, payload['seeds']))}) in "
+            "`make_pipeline(StandardScaler(), clf)`; fit time is the median of "
+            f"{payload['repeats']} fits per seed on the whole data set after a warm-up "
+            "fit; accuracy is 5-fold `cross_val_score`."
+        ),
         "",
         f"Machine: {payload['machine']}",
         "",
-        "| data | classifier | CV accuracy | vs MLP (points) | fit (s) | vs MLP "
-        "fit time | epochs | ms / epoch |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for data_name, entry in payload["results"].items():
         shape = "x".join(str(s) for s in entry["shape"])
         for clf_name, r in entry["classifiers"].items():
-            lines.append(
-                f"| {data_name} ({shape}) | {clf_name} | {r['cv_accuracy']:.4f} "
-                f"| {r['cv_points_vs_mlp']:+.1f} | {r['fit_seconds']:.3f} "
-                f"| {r['fit_time_vs_mlp']:.2f}x | {r['n_iter']} "
-                f"| {r['ms_per_epoch']:.1f} |"
+            rows.append(
+                [
+                    f"{data_name} ({shape})",
+                    clf_name,
+                    f"{r['cv_accuracy']:.4f}",
+                    f"{r['cv_points_vs_mlp']:+.1f}",
+                    f"{r['fit_seconds']:.3f}",
+                    f"{r['fit_time_vs_mlp']:.2f}x",
+                    r["n_iter"],
+                    f"{r['ms_per_epoch']:.1f}",
+                ]
             )
+    lines += markdown_table(
+        [
+            "data",
+            "classifier",
+            "CV accuracy",
+            "vs MLP (points)",
+            "fit (s)",
+            "vs MLP fit time",
+            "epochs",
+            "ms / epoch",
+        ],
+        rows,
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -145,8 +172,12 @@ def plot(payload, path):
     x = np.arange(len(data_names))
     for i, clf_name in enumerate(clf_names):
         rows = [payload["results"][d]["classifiers"][clf_name] for d in data_names]
-        axes[0].bar(x + i * width, [r["fit_seconds"] for r in rows], width, label=clf_name)
-        axes[1].bar(x + i * width, [r["cv_accuracy"] for r in rows], width, label=clf_name)
+        axes[0].bar(
+            x + i * width, [r["fit_seconds"] for r in rows], width, label=clf_name
+        )
+        axes[1].bar(
+            x + i * width, [r["cv_accuracy"] for r in rows], width, label=clf_name
+        )
     for ax, title in zip(axes, ["fit time (s, log scale)", "5-fold CV accuracy"]):
         ax.set_xticks(x + 0.4 - width / 2)
         ax.set_xticklabels(data_names)
@@ -160,24 +191,31 @@ def plot(payload, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    parser = make_parser(__doc__, "iris and wine, one repeat", n_seeds=1)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed fits per classifier and seed (default: 3, 1 with --quick)",
+    )
+    args = parse_args(parser, argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    data_names = ["iris", "wine"] if args.quick else list(DATASETS)
+    seeds = list(range(args.seeds))
+    env = environment()
     payload = {
+        "command": args.command,
+        "environment": env,
         "machine": (
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads), "
-            f"scikit-learn {sklearn.__version__}"
+            f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']} "
+            f"({torch.get_num_threads()} intra-op threads), scikit-learn "
+            f"{env['scikit-learn']}"
         ),
-        "repeats": args.repeats,
-        "results": run(args.repeats),
+        "repeats": repeats,
+        "seeds": seeds,
+        "results": run(data_names, repeats, seeds),
     }
-    (out / "defaults.json").write_text(json.dumps(payload, indent=1))
-    (out / "defaults.md").write_text(render_markdown(payload))
-    plot(payload, out / "defaults.png")
+    payload = write_results(args, "defaults", payload, render_markdown, plot)
     print(render_markdown(payload))
 
 

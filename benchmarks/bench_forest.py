@@ -1,9 +1,10 @@
 """Benchmark ARSieveForestRegressor against the R reference (rangerts / rangertsARS).
 
-1. Accuracy on the open reference set (``shared/reference/rangerts``), protocol of
-   its README: 5 lags, training rows t = 5..n-T-1, one-step test forecasts from the
+1. Accuracy on the R reference set (``benchmarks/reference/rangerts``), protocol
+   of its README: 5 lags, training rows t = 5..n-T-1, one-step test forecasts from the
    true lags on the last T = 100 points, 500 trees, mtry 2, min.node.size 5, seed =
-   replication. All six bootstraps and the linear Yule-Walker AR(p) forecast, next
+   replication (``--seeds N``: the first N of the 5; 1 with ``--quick``). All six
+   bootstraps and the linear Yule-Walker AR(p) forecast, next
    to R's results.csv, with paired per-replication differences and Monte-Carlo SE.
 2. Speed (same run): median of 3 fits, one thread, 395 rows, 500 trees, for
    ``ar-sieve`` and ``moving``, vs R (timing.csv) and vs sklearn's
@@ -12,7 +13,8 @@
    10 000), 5 lags, 500 trees, n_jobs 1 and 2; fit seconds and peak RSS, each
    configuration in its own subprocess.
 
-Writes ``benchmarks/results/forest.md`` and ``benchmarks/results/forest.png``.
+Writes ``forest.json``, then ``forest.md`` and ``forest.png`` rendered from it,
+to ``--out`` (default ``benchmarks/results``; ``forest.quick.*`` with ``--quick``).
 
 Usage::
 
@@ -26,25 +28,33 @@ Usage::
 import argparse
 import csv
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import (
+    HERE,
+    environment,
+    load_average,
+    make_parser,
+    markdown_table,
+    parse_args,
+    result_stem,
+    write_results,
+)
 
-HERE = Path(__file__).resolve().parent
-REFERENCE = HERE.parent.parent / "shared" / "reference" / "rangerts"
-METHODS = ["ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping"]
+from skasync.ensemble._ar_sieve_forest import BOOTSTRAPS
+
+REFERENCE = HERE / "reference" / "rangerts"
+METHODS = list(BOOTSTRAPS)
 R_NAME = {"ar-sieve": "arsb", "ar_yw": "ar_yw"}
 DGPS = ["ar1_06", "arma11"]
-SEEDS = [1, 2, 3, 4, 5]
+SEEDS = [1, 2, 3, 4, 5]  # the replications of the reference set
 N_TREES = 500
-# R's scaling table (README): n -> (moving s, moving MB, arsb s, arsb MB)
+# R's scaling table (reference README): n -> (moving s, moving MB, arsb s, arsb MB)
 R_SCALING = {
     1_000: (0.32, 236, 0.59, 295),
     10_000: (8.45, 503, 12.96, 1147),
@@ -106,7 +116,7 @@ def _warm_up():
 
 
 # --------------------------------------------------------------------- accuracy
-def run_accuracy():
+def run_accuracy(seeds):
     from skasync.bootstrap import fit_ar_sieve
 
     with open(REFERENCE / "results.csv") as fh:
@@ -114,7 +124,7 @@ def run_accuracy():
     r = {(row["dgp"], int(row["seed"]), row["method"]): row for row in r_rows}
     out = []  # dicts: dgp, seed, method, mse, r_mse, oracle, fit_s, ar_order
     for dgp in DGPS:
-        for seed in SEEDS:
+        for seed in seeds:
             y, mu = _load(dgp, seed)
             Xtr, ytr, Xte, yte = _split(y)
             oracle = float(np.mean((y[-100:] - mu[-100:]) ** 2))
@@ -125,17 +135,17 @@ def run_accuracy():
                 mse = float(np.mean((forest.predict(Xte) - yte) ** 2))
                 rr = r[(dgp, seed, R_NAME.get(method, method))]
                 out.append(
-                    dict(
-                        dgp=dgp,
-                        seed=seed,
-                        method=method,
-                        mse=mse,
-                        r_mse=float(rr["test_mse"]),
-                        oracle=oracle,
-                        fit_s=fit_s,
-                        ar_order=forest.ar_order_,
-                        r_ar_order=int(rr["ar_order"]),
-                    )
+                    {
+                        "dgp": dgp,
+                        "seed": seed,
+                        "method": method,
+                        "mse": mse,
+                        "r_mse": float(rr["test_mse"]),
+                        "oracle": oracle,
+                        "fit_s": fit_s,
+                        "ar_order": forest.ar_order_,
+                        "r_ar_order": int(rr["ar_order"]),
+                    }
                 )
             # Linear Yule-Walker AR(p) with the full AIC order, fitted on the
             # first n - T values (R ar()).
@@ -150,17 +160,17 @@ def run_accuracy():
             )
             rr = r[(dgp, seed, "ar_yw")]
             out.append(
-                dict(
-                    dgp=dgp,
-                    seed=seed,
-                    method="ar_yw",
-                    mse=float(np.mean((y[-100:] - pred) ** 2)),
-                    r_mse=float(rr["test_mse"]),
-                    oracle=oracle,
-                    fit_s=0.0,
-                    ar_order=p,
-                    r_ar_order=int(rr["ar_order"]),
-                )
+                {
+                    "dgp": dgp,
+                    "seed": seed,
+                    "method": "ar_yw",
+                    "mse": float(np.mean((y[-100:] - pred) ** 2)),
+                    "r_mse": float(rr["test_mse"]),
+                    "oracle": oracle,
+                    "fit_s": 0.0,
+                    "ar_order": p,
+                    "r_ar_order": int(rr["ar_order"]),
+                }
             )
             print(f"accuracy {dgp} seed {seed} done", flush=True)
     return out
@@ -174,22 +184,27 @@ def summarize_accuracy(rows):
             ours = np.array([x["mse"] for x in sel])
             theirs = np.array([x["r_mse"] for x in sel])
             diff = ours - theirs
-            se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+            # One replication (--quick) has no standard error.
+            se = (
+                float(diff.std(ddof=1) / np.sqrt(len(diff)))
+                if len(diff) > 1
+                else float("nan")
+            )
             rel = float(diff.mean() / theirs.mean())
             ok = abs(rel) <= 0.03 or abs(diff.mean()) <= 2 * se
             table.append(
-                dict(
-                    dgp=dgp,
-                    method=method,
-                    ours=ours.mean(),
-                    r=theirs.mean(),
-                    diff=diff.mean(),
-                    se=se,
-                    rel=rel,
-                    ok=ok,
-                    oracle=np.mean([x["oracle"] for x in sel]),
-                    orders_match=all(x["ar_order"] == x["r_ar_order"] for x in sel),
-                )
+                {
+                    "dgp": dgp,
+                    "method": method,
+                    "ours": ours.mean(),
+                    "r": theirs.mean(),
+                    "diff": diff.mean(),
+                    "se": se,
+                    "rel": rel,
+                    "ok": ok,
+                    "oracle": np.mean([x["oracle"] for x in sel]),
+                    "orders_match": all(x["ar_order"] == x["r_ar_order"] for x in sel),
+                }
             )
     return table
 
@@ -207,17 +222,17 @@ def _median_fit(make, X, y, reps=3):
 
 def run_speed():
     y, _ = _load("ar1_06", 1)
-    Xtr, ytr, Xte, yte = _split(y)
+    Xtr, ytr, Xte, _yte = _split(y)
     res = {}
     for method in ("ar-sieve", "moving"):
         fit_s, est = _median_fit(lambda m=method: _forest(m, 1), Xtr, ytr)
         t0 = time.perf_counter()
         est.predict(Xte)
-        res[method] = dict(fit=fit_s, predict=time.perf_counter() - t0)
+        res[method] = {"fit": fit_s, "predict": time.perf_counter() - t0}
     fit_s, est = _median_fit(lambda: _sklearn_forest(1), Xtr, ytr)
     t0 = time.perf_counter()
     est.predict(Xte)
-    res["sklearn"] = dict(fit=fit_s, predict=time.perf_counter() - t0)
+    res["sklearn"] = {"fit": fit_s, "predict": time.perf_counter() - t0}
     with open(REFERENCE / "timing.csv") as fh:
         timing = list(csv.DictReader(fh))
     for method, rname in (("ar-sieve", "arsb"), ("moving", "moving")):
@@ -263,15 +278,15 @@ def child(method, n, n_jobs):
     fit_s = time.perf_counter() - t0
     print(
         json.dumps(
-            dict(
-                method=method,
-                n=n,
-                n_jobs=n_jobs,
-                rows=len(ytr),
-                fit=fit_s,
-                peak_mb=_peak_rss_mb(),
-                base_mb=rss_before,
-            )
+            {
+                "method": method,
+                "n": n,
+                "n_jobs": n_jobs,
+                "rows": len(ytr),
+                "fit": fit_s,
+                "peak_mb": _peak_rss_mb(),
+                "base_mb": rss_before,
+            }
         )
     )
 
@@ -327,48 +342,62 @@ def probe_parallel_capacity():
 
 
 # --------------------------------------------------------------------- report
-def write_report(acc, speed, scaling, args, elapsed):
+def render(results):
+    """The Markdown report, from the JSON results alone."""
+    env, run = results["environment"], results["run"]
+    acc = summarize_accuracy(results["accuracy"])
+    speed, scaling = results["speed"], results["scaling"]
+    seeds = sorted({row["seed"] for row in results["accuracy"]})
+    n = len(seeds)
     lines = []
     w = lines.append
     w("# ARSieveForestRegressor vs R rangerts / rangertsARS")
     w("")
     w(
-        f"Generated by `benchmarks/bench_forest.py{' --quick' if args.quick else ''}` "
-        f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-        f"({platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, "
-        f"Python {platform.python_version()}, NumPy {np.__version__}); total "
-        f"{elapsed / 60:.1f} min. R figures: `shared/reference/rangerts` (R 4.2.2, "
-        "2-core AMD EPYC VM, one thread)."
+        f"Generated by `{results['command']}` on {env['date']} ({env['machine']}, "
+        f"{env['cpu_count']} CPUs shared with other jobs, Python {env['python']}, "
+        f"NumPy {env['numpy']}); total {results['seconds'] / 60:.1f} min. R "
+        "figures: `benchmarks/reference/rangerts` (R 4.2.2, 2-core AMD EPYC VM, "
+        "one thread)."
     )
     w("")
     w(
-        f"CPU affinity of the run: {args.n_cores} core(s) (e.g. `taskset -c 0`); "
-        f"1-minute load average of the shared machine {args.load_before:.2f} at the "
-        f"start and {args.load_after:.2f} at the end (other jobs included), so the "
-        "times are upper bounds."
+        f"CPU affinity of the run: {env['usable_cores']} core(s) (e.g. `taskset -c "
+        f"0`); 1-minute load average of the shared machine {env['load_average']:.2f} "
+        f"at the start and {run['load_after']:.2f} at the end (other jobs included), "
+        "so the times are upper bounds."
     )
     w("")
-    w("## 1. Accuracy on the open reference set")
+    w("## 1. Accuracy on the reference set")
     w("")
     w(
         "Protocol of the reference README: 5 lags, 395 training rows, one-step "
         "forecasts from the true lags on the last 100 points, 500 trees, mtry 2, "
         "min.node.size 5 (min_samples_split 6), block.size 10, by.end TRUE, seed = "
-        "replication (1..5). Mean test MSE over 5 seeds; `diff` = mean paired "
-        "(Python - R) difference, `SE` its Monte-Carlo standard error "
-        "(sd of the 5 differences / sqrt 5). Pass: |diff| <= 3 % of R's mean or "
-        "<= 2 SE."
+        f"replication ({', '.join(map(str, seeds))}). Mean test MSE over {n} "
+        f"seed{'s' if n > 1 else ''}; "
+        "`diff` = mean paired (Python - R) difference, `SE` its Monte-Carlo "
+        f"standard error (sd of the {n} differences / sqrt {n}). Pass: |diff| <= "
+        "3 % of R's mean or <= 2 SE."
     )
     w("")
-    w("| dgp | method | oracle | Python | R | diff | SE | diff % | pass |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for row in acc:
-        w(
-            f"| {row['dgp']} | {row['method']} | {row['oracle']:.3f} | "
-            f"{row['ours']:.4f} | {row['r']:.4f} | {row['diff']:+.4f} | "
-            f"{row['se']:.4f} | {100 * row['rel']:+.1f} | "
-            f"{'yes' if row['ok'] else '**no**'} |"
-        )
+    lines += markdown_table(
+        ["dgp", "method", "oracle", "Python", "R", "diff", "SE", "diff %", "pass"],
+        [
+            [
+                row["dgp"],
+                row["method"],
+                f"{row['oracle']:.3f}",
+                f"{row['ours']:.4f}",
+                f"{row['r']:.4f}",
+                f"{row['diff']:+.4f}",
+                f"{row['se']:.4f}",
+                f"{100 * row['rel']:+.1f}",
+                "yes" if row["ok"] else "**no**",
+            ]
+            for row in acc
+        ],
+    )
     n_ok = sum(r["ok"] for r in acc)
     w("")
     w(
@@ -376,7 +405,7 @@ def write_report(acc, speed, scaling, args, elapsed):
         f"on every series: {all(r['orders_match'] for r in acc)}."
     )
     for dgp in DGPS:
-        ars = [r for r in acc if r["dgp"] == dgp and r["method"] == "ar-sieve"][0]
+        ars = next(r for r in acc if r["dgp"] == dgp and r["method"] == "ar-sieve")
         blk = [
             r["ours"]
             for r in acc
@@ -396,19 +425,32 @@ def write_report(acc, speed, scaling, args, elapsed):
         "includes the AR fit."
     )
     w("")
-    w(
-        "| method | Python fit s | R fit s | Python / R | sklearn RF fit s | "
-        "sklearn / Python | Python predict s (100 rows) | R predict s |"
-    )
-    w("| --- | --- | --- | --- | --- | --- | --- | --- |")
     sk = speed["sklearn"]
-    for method in ("ar-sieve", "moving"):
-        s = speed[method]
-        w(
-            f"| {method} | {s['fit']:.3f} | {s['r_fit']:.3f} | "
-            f"{s['fit'] / s['r_fit']:.2f} | {sk['fit']:.3f} | "
-            f"{sk['fit'] / s['fit']:.1f} | {s['predict']:.4f} | {s['r_predict']:.4f} |"
-        )
+    lines += markdown_table(
+        [
+            "method",
+            "Python fit s",
+            "R fit s",
+            "Python / R",
+            "sklearn RF fit s",
+            "sklearn / Python",
+            "Python predict s (100 rows)",
+            "R predict s",
+        ],
+        [
+            [
+                method,
+                f"{s['fit']:.3f}",
+                f"{s['r_fit']:.3f}",
+                f"{s['fit'] / s['r_fit']:.2f}",
+                f"{sk['fit']:.3f}",
+                f"{sk['fit'] / s['fit']:.1f}",
+                f"{s['predict']:.4f}",
+                f"{s['r_predict']:.4f}",
+            ]
+            for method, s in ((m, speed[m]) for m in ("ar-sieve", "moving"))
+        ],
+    )
     w("")
     w(
         f"ar-sieve / moving fit-time ratio: Python "
@@ -441,63 +483,97 @@ def write_report(acc, speed, scaling, args, elapsed):
         "is the peak before the fit (imports, data, JIT warm-up). R: one thread."
     )
     w("")
-    w(
-        "| n | method | rows | fit s (1 job) | fit s (2 jobs) | peak MB (1 job) | "
-        "peak MB (2 jobs) | base MB | R fit s | R peak MB |"
-    )
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    sizes = sorted({s["n"] for s in scaling})
-    for n in sizes:
+    rows = []
+    for n in sorted({s["n"] for s in scaling}):
         for method in ("ar-sieve", "moving", "sklearn"):
             cfg = {
                 s["n_jobs"]: s for s in scaling if s["n"] == n and s["method"] == method
             }
             if not cfg:
-                w(
-                    f"| {n:,} | {method} | | skipped (> --sklearn-max-n={args.sklearn_max_n:,}; "
-                    "too slow on the shared box) | | | | | | |"
+                rows.append(
+                    [
+                        f"{n:,}",
+                        method,
+                        "",
+                        (
+                            f"skipped (> --sklearn-max-n={run['sklearn_max_n']:,}; "
+                            "too slow on the shared box)"
+                        ),
+                    ]
+                    + [""] * 6
                 )
                 continue
             rfit, rmb = "", ""
             if n in R_SCALING and method != "sklearn":
                 mv_s, mv_mb, ar_s, ar_mb = R_SCALING[n]
                 rfit, rmb = (ar_s, ar_mb) if method == "ar-sieve" else (mv_s, mv_mb)
-            w(
-                f"| {n:,} | {method} | {cfg[1]['rows']:,} | {cfg[1]['fit']:.2f} | "
-                f"{cfg[2]['fit']:.2f} | {cfg[1]['peak_mb']:.0f} | "
-                f"{cfg[2]['peak_mb']:.0f} | {cfg[1]['base_mb']:.0f} | {rfit} | {rmb} |"
+            rows.append(
+                [
+                    f"{n:,}",
+                    method,
+                    f"{cfg[1]['rows']:,}",
+                    f"{cfg[1]['fit']:.2f}",
+                    f"{cfg[2]['fit']:.2f}",
+                    f"{cfg[1]['peak_mb']:.0f}",
+                    f"{cfg[2]['peak_mb']:.0f}",
+                    f"{cfg[1]['base_mb']:.0f}",
+                    rfit,
+                    rmb,
+                ]
             )
+    lines += markdown_table(
+        [
+            "n",
+            "method",
+            "rows",
+            "fit s (1 job)",
+            "fit s (2 jobs)",
+            "peak MB (1 job)",
+            "peak MB (2 jobs)",
+            "base MB",
+            "R fit s",
+            "R peak MB",
+        ],
+        rows,
+    )
     w("")
-    w(
-        f"Parallel capacity of the machine during the run: 2 threads of a pure "
-        f"nogil numba loop ran {args.capacity_before:.2f}x (before the scaling runs) "
-        f"and {args.capacity_after:.2f}x (after) as fast as 1 thread "
-        "(2.0 = a free second core). "
-        + (
+    before, after = run["capacity_before"], run["capacity_after"]
+    if env["usable_cores"] == 1:
+        cores = (
             "The run was pinned to one core, so the n_jobs=2 column only shows the "
             "cost of the 2-thread pool; "
-            if args.n_cores == 1
-            else "A second core was free, so the n_jobs=2 column shows the speed-up "
+        )
+    elif min(before, after) >= 1.7:
+        cores = (
+            "A second core was free, so the n_jobs=2 column shows the speed-up "
             "of growing trees in two threads; "
-            if min(args.capacity_before, args.capacity_after) >= 1.7
-            else "The 2 cores are shared with other jobs, so the n_jobs=2 column shows "
+        )
+    else:
+        cores = (
+            "The 2 cores are shared with other jobs, so the n_jobs=2 column shows "
             "little or no speed-up here; "
         )
+    w(
+        f"Parallel capacity of the machine during the run: 2 threads of a pure "
+        f"nogil numba loop ran {before:.2f}x (before the scaling runs) "
+        f"and {after:.2f}x (after) as fast as 1 thread (2.0 = a free second core). "
+        + cores
         + "the trees are grown in nogil numba code and the forest is identical for "
         "any n_jobs."
     )
     w("")
-    w("![accuracy and scaling](forest.png)")
+    w(f"![accuracy and scaling]({run['figure']})")
     w("")
     return "\n".join(lines) + "\n"
 
 
-def plot(acc_rows, scaling, path):
+def plot(results, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    acc_rows, scaling = results["accuracy"], results["scaling"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ax = axes[0]
     methods = METHODS + ["ar_yw"]
@@ -559,11 +635,8 @@ def plot(acc_rows, scaling, path):
     fig.savefig(path, dpi=110)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="skip n = 100 000 in the scaling table"
-    )
+def main(argv=None):
+    parser = make_parser(__doc__, "the scaling table stops at n = 10 000", n_seeds=5)
     parser.add_argument(
         "--sklearn-max-n",
         type=int,
@@ -571,40 +644,43 @@ def main():
         help="largest n for sklearn in the scaling table (its fit "
         "grows ~x10-15 per decade: ~6 min per config at 100 000)",
     )
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, argv)
     if args.child:
         method, n, n_jobs = args.child
         child(method, int(n), int(n_jobs))
         return
+    if args.seeds > len(SEEDS):
+        parser.error(f"the reference set has {len(SEEDS)} replications")
     if not (REFERENCE / "results.csv").is_file():
         sys.exit(f"reference set not found at {REFERENCE}")
     t_start = time.perf_counter()
-    args.n_cores = len(os.sched_getaffinity(0))
-    args.load_before = os.getloadavg()[0]
+    env = environment()
     _warm_up()
-    acc_rows = run_accuracy()
-    acc = summarize_accuracy(acc_rows)
+    accuracy = run_accuracy(SEEDS[: args.seeds])
     speed = run_speed()
     print(f"speed {speed}", flush=True)
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
-    args.capacity_before = probe_parallel_capacity()
+    capacity_before = probe_parallel_capacity()
     scaling = run_scaling(sizes, args.sklearn_max_n)
-    args.capacity_after = probe_parallel_capacity()
-    args.load_after = os.getloadavg()[0]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    report = write_report(acc, speed, scaling, args, time.perf_counter() - t_start)
-    (args.out_dir / "forest.md").write_text(report)
-    with open(args.out_dir / "forest.json", "w") as fh:
-        json.dump(
-            dict(accuracy=acc_rows, speed=speed, scaling=scaling),
-            fh,
-            indent=1,
-            default=float,
-        )
-    plot(acc_rows, scaling, args.out_dir / "forest.png")
-    print(report)
+    capacity_after = probe_parallel_capacity()
+    results = {
+        "command": args.command,
+        "environment": env,
+        "seconds": time.perf_counter() - t_start,
+        "run": {
+            "load_after": load_average(),
+            "capacity_before": capacity_before,
+            "capacity_after": capacity_after,
+            "sklearn_max_n": args.sklearn_max_n,
+            "figure": f"{result_stem('forest', args.quick)}.png",
+        },
+        "accuracy": accuracy,
+        "speed": speed,
+        "scaling": scaling,
+    }
+    results = write_results(args, "forest", results, render, plot)
+    print(render(results))
 
 
 if __name__ == "__main__":

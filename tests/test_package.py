@@ -7,7 +7,8 @@ import pytest
 from sklearn.base import is_classifier, is_regressor
 
 import skasync
-from skasync._cli import _format_table, main
+from skasync._cli import main
+from skasync._demo._tables import format_table
 from skasync.utils import all_estimators
 
 EXPECTED = {
@@ -66,7 +67,7 @@ def test_python_dash_m_entry_point():
 
 
 def test_table_formatting_aligns_columns():
-    table = _format_table(["name", "score"], [["a", 0.5], ["longer", 12.25]])
+    table = format_table(["name", "score"], [["a", 0.5], ["longer", 12.25]])
     lines = table.splitlines()
     assert len(lines[0]) == len(lines[2]) == len(lines[3])  # right-aligned numbers
     assert lines[2].endswith("0.5000") and lines[3].endswith("12.2500")
@@ -78,7 +79,7 @@ def test_demo_forest_section_prints_baselines_and_writes_plot(tmp_path):
     pytest.importorskip("matplotlib")
     import io
 
-    from skasync._cli import run_demo
+    from skasync._demo import run_demo
 
     stream = io.StringIO()
     report = run_demo(tmp_path, sections=["forest"], n_jobs=1, verbose=0, stream=stream)
@@ -95,3 +96,24 @@ def test_demo_forest_section_prints_baselines_and_writes_plot(tmp_path):
     ]:
         assert bootstrap in rows
     assert (tmp_path / "forest_forecast.png").stat().st_size > 0
+
+
+def test_cli_demo_dispatches_to_the_demo_sections(tmp_path, monkeypatch, capsys):
+    # The CLI holds no demo code: `skasync demo --only X` runs the section
+    # registered under X in skasync._demo, with the parsed --n-jobs.
+    import skasync._demo
+
+    calls = []
+
+    def fake_section(progress, output_dir, n_jobs):
+        calls.append((output_dir, n_jobs))
+        progress.update("fake")
+        return "fake async table", None
+
+    monkeypatch.setitem(skasync._demo.SECTIONS, "async", (fake_section, 1))
+    argv = ["demo", "--only", "async", "--output", str(tmp_path), "--n-jobs", "3"]
+    assert main([*argv, "--quiet"]) == 0
+    assert calls == [(tmp_path, 3)]
+    out = capsys.readouterr().out
+    assert out.startswith("fake async table\n")
+    assert "none (install the 'plot' extra)" in out

@@ -1,0 +1,150 @@
+"""Demo sections ``async`` and ``block-local``: the torch classifiers on digits.
+
+Both sections run one routine, :func:`_compare_modes`: scikit-learn's
+digits in ``Pipeline(StandardScaler(), classifier)``, a grid search over
+every ``mode`` of the classifier's mode table and two learning rates, then
+one row per mode at its own best learning rate, scikit-learn's
+:class:`~sklearn.neural_network.MLPClassifier` of the same hidden layers as
+the baseline, and a plot of the training-loss curves.
+
+* :func:`demo_async`: :class:`~skasync.AsyncLayerwiseMLPClassifier`.
+* :func:`demo_block_local`: :class:`~skasync.BlockLocalClassifier`.
+
+torch is imported when a section runs, not with this module.
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import warnings
+
+from ._plots import plot_loss_curves
+from ._tables import format_table
+from ._timing import timed_fit
+
+N_STEPS = 2  # progress steps: the grid search, the baselines
+
+
+def demo_async(progress, output_dir, n_jobs):
+    """Run the ``async`` section; return its report text and plot path."""
+    from skasync import AsyncLayerwiseMLPClassifier
+    from skasync.neural_network._modes import ASYNC_MODES, mode_names
+
+    estimator = AsyncLayerwiseMLPClassifier(
+        hidden_layer_sizes=(128,),
+        max_iter=30,
+        learning_rate_init=0.05,
+        random_state=0,
+    )
+    return _compare_modes(
+        estimator,
+        mode_names(ASYNC_MODES),
+        [0.02, 0.1],
+        "async",
+        "AsyncLayerwiseMLPClassifier on digits",
+        progress,
+        output_dir,
+        n_jobs,
+    )
+
+
+def demo_block_local(progress, output_dir, n_jobs):
+    """Run the ``block-local`` section; return its report text and plot path."""
+    from skasync import BlockLocalClassifier
+    from skasync.neural_network._modes import BLOCK_LOCAL_MODES, mode_names
+
+    estimator = BlockLocalClassifier(
+        hidden_layer_sizes=(128, 128, 128, 128), max_iter=30, random_state=0
+    )
+    return _compare_modes(
+        estimator,
+        mode_names(BLOCK_LOCAL_MODES),
+        [0.001, 0.003],
+        "block-local",
+        "BlockLocalClassifier on digits",
+        progress,
+        output_dir,
+        n_jobs,
+    )
+
+
+def _compare_modes(
+    estimator, modes, learning_rates, section, title, progress, output_dir, n_jobs
+):
+    """Grid-search ``modes`` x ``learning_rates``; table and loss-curve plot."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV, train_test_split
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )
+    modes = list(modes)
+    pipeline = Pipeline([("scale", StandardScaler()), ("clf", estimator)])
+    # GridSearchCV chooses the learning rate for every mode; the table then
+    # compares modes at their own best setting.
+    grid = GridSearchCV(
+        pipeline,
+        {"clf__mode": modes, "clf__learning_rate_init": learning_rates},
+        cv=3,
+        n_jobs=n_jobs,
+    )
+    grid.fit(X_train, y_train)
+    progress.update(f"{section} grid search")
+
+    rows = []
+    curves = {}
+    results = grid.cv_results_
+    for mode in modes:
+        candidates = [
+            i for i, p in enumerate(results["params"]) if p["clf__mode"] == mode
+        ]
+        best = max(candidates, key=lambda i: results["mean_test_score"][i])
+        params = results["params"][best]
+        model = pipeline.set_params(**params)
+        seconds = timed_fit(model, X_train, y_train)
+        rows.append(
+            [
+                mode,
+                params["clf__learning_rate_init"],
+                float(results["mean_test_score"][best]),
+                model.score(X_test, y_test),
+                seconds,
+            ]
+        )
+        curves[mode] = list(model[-1].loss_curve_)
+    sk_model = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "clf",
+                MLPClassifier(
+                    hidden_layer_sizes=estimator.hidden_layer_sizes,
+                    max_iter=200,
+                    random_state=0,
+                ),
+            ),
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seconds = timed_fit(sk_model, X_train, y_train)
+    rows.append(
+        [
+            "sklearn MLPClassifier",
+            "adam 1e-3",
+            float("nan"),
+            sk_model.score(X_test, y_test),
+            seconds,
+        ]
+    )
+    progress.update(f"{section} baselines")
+    table = format_table(["mode", "lr", "CV accuracy", "test accuracy", "fit s"], rows)
+    text = f"{title} (n_train={len(y_train)}, n_test={len(y_test)})\n{table}"
+    plot_path = plot_loss_curves(
+        curves, title, output_dir / f"{section}_loss_curves.png"
+    )
+    return text, plot_path
