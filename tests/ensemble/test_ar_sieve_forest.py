@@ -390,7 +390,7 @@ def test_forecast_shapes_and_intervals(ar1):
         dict(horizon=2, quantiles=["low", "high"]),
         dict(horizon=2, quantiles=()),
     ):
-        with pytest.raises(ValueError, match="horizon|quantiles"):
+        with pytest.raises(ValueError, match=r"horizon|quantiles"):
             forest.forecast(y, **bad)
     with pytest.raises(ValueError, match="history has 3 values"):
         forest.forecast(y[:3], horizon=2)

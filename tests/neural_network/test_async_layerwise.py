@@ -183,9 +183,8 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
         for idx in torch.split(torch.randperm(len(X), generator=gen), batch):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
-            loss = loss + 0.5 * alpha * sum((l.weight**2).sum() for l in layers) / len(
-                idx
-            )
+            penalty = sum((layer.weight**2).sum() for layer in layers)
+            loss = loss + 0.5 * alpha * penalty / len(idx)
             loss.backward()
             opt.step()
     for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):

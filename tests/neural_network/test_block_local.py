@@ -7,9 +7,9 @@ import _thread
 import copy
 import pickle
 import threading
-import warnings
 import time
 import traceback
+import warnings
 
 import numpy as np
 import pytest
@@ -579,7 +579,7 @@ def test_bad_data(digits):
     X_train, X_test, y_train, _ = digits
     X_bad = X_train.copy()
     X_bad[0, 0] = np.inf
-    with pytest.raises(ValueError, match="infinity|NaN"):
+    with pytest.raises(ValueError, match=r"infinity|NaN"):
         BlockLocalClassifier(**SMALL).fit(X_bad, y_train)
     with pytest.raises(ValueError, match="at least 2 classes"):
         BlockLocalClassifier(**SMALL).fit(X_train[:10], np.zeros(10))
