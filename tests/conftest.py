@@ -1,13 +1,10 @@
 """Shared pytest configuration."""
 
-import os
 import signal
 import threading
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE_DIR = SHARED_DIR / "reference" / "rangerts"

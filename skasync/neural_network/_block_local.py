@@ -339,7 +339,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
     >>> X, y = load_digits(return_X_y=True)
     >>> clf = BlockLocalClassifier(hidden_layer_sizes=(64, 64), n_blocks=2,
     ...                            batch_size=64, learning_rate_init=3e-3,
-    ...                            max_iter=10, random_state=0, device="cpu")
+    ...                            max_iter=5, random_state=0, device="cpu")
     >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
     True
     >>> len(clf.blocks_)
