@@ -237,11 +237,6 @@ class BlockLocalClassifier(BaseTorchClassifier):
         the small tabular data of a typical Pipeline fits faster there than
         through a GPU's kernel launches, and a fit gives the same result on
         every machine; ``"auto"`` picks CUDA when it is available.
-    optimizer : {"sgd", "adam"}, default="deprecated"
-        Former name of ``solver``.
-
-        .. deprecated:: 0.1
-           ``optimizer`` was renamed ``solver`` and will be removed in 0.2.
     torch_num_threads : int, default=None
         Intra-op threads during fit.  With ``parallel="threads"`` and None,
         each block thread gets ``max(1, cpu_count // n_blocks)``.
@@ -260,6 +255,11 @@ class BlockLocalClassifier(BaseTorchClassifier):
         ``mode``, ``local_loss``, ``feedback``, ``feedback_hidden``,
         ``aux_hidden`` and whether ``aux_weight > 0``) must not change in
         between; a ``ValueError`` says which one did.
+    optimizer : {"sgd", "adam"}, default="deprecated"
+        Former name of ``solver``.
+
+        .. deprecated:: 0.1
+           ``optimizer`` was renamed ``solver`` and will be removed in 0.2.
 
     Attributes
     ----------
