@@ -79,12 +79,6 @@ def test_checks(estimator, check):
 # --- behaviour of the shared base beyond the sklearn checks -----------------
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X / 16.0, y
-
-
 def test_one_class_error_names_the_fix(digits):
     X, _ = digits
     with pytest.raises(ValueError, match="at least 2 classes"):
