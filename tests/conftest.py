@@ -1,13 +1,15 @@
-"""Shared pytest configuration."""
+"""Fixtures shared by the test modules (plain helpers: tests/_helpers.py)."""
 
-import os
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import csv
 import signal
-import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
-
-os.environ.setdefault("MPLBACKEND", "Agg")
+from _helpers import skasync_threads
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE_DIR = SHARED_DIR / "reference" / "rangerts"
@@ -23,9 +25,39 @@ def reference_dir():
     return REFERENCE_DIR
 
 
-def skasync_threads():
-    """Names of the worker threads skasync started that are still alive."""
-    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
+@pytest.fixture
+def reference_results(reference_dir):
+    """Rows of the reference ``results.csv`` (one dict per dgp, n, seed, method)."""
+    with open(reference_dir / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def reference_series(reference_dir):
+    """Loader of one reference series by file stem, e.g. ``"ar1_06_n500_s1"``.
+
+    Returns the first column of ``series/<stem>.csv`` (after the header).
+    """
+
+    def load(stem):
+        with open(reference_dir / "series" / f"{stem}.csv") as fh:
+            rows = list(csv.reader(fh))
+        return np.array([float(row[0]) for row in rows[1:]])
+
+    return load
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's digits with the pixels scaled to [0, 1]: ``(X, y)``.
+
+    Module-scoped, so a test that changed the arrays in place would not
+    reach other modules; modules that split it override it by name.
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ estimator is known to fail are declared, with the reason, by its own
 the estimator's own tests, never instead of these.
 """
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skasync.utils.discovery import all_estimators

@@ -143,7 +143,14 @@ def make_ma(
 ):
     """Simulate an MA(q) series ``y_t = e_t + sum_j coef_j e_{t-j}``.
 
-    Parameters are as in :func:`make_ar` (``coef`` are the MA coefficients).
+    Parameters
+    ----------
+    n_samples : int
+        Length of the returned series.
+    coef : sequence of float, default=(0.8,)
+        MA coefficients ``theta_1..theta_q``.
+    burn_in, noise, random_state, return_mean
+        As in :func:`make_ar`.
 
     Returns
     -------
@@ -178,8 +185,16 @@ def make_arma(
 
     ``y_t = sum_i ar_i y_{t-i} + e_t + sum_j ma_j e_{t-j}``.
 
-    Parameters are as in :func:`make_ar`, with ``ar`` and ``ma`` coefficient
-    sequences.
+    Parameters
+    ----------
+    n_samples : int
+        Length of the returned series.
+    ar : sequence of float, default=(0.5,)
+        AR coefficients ``phi_1..phi_p``.
+    ma : sequence of float, default=(0.4,)
+        MA coefficients ``theta_1..theta_q``.
+    burn_in, noise, random_state, return_mean
+        As in :func:`make_ar`.
 
     Returns
     -------

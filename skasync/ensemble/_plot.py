@@ -46,7 +46,9 @@ class ForecastDisplay:
     >>> y = make_ar(200, random_state=0)
     >>> forest = ARSieveForestRegressor(n_estimators=20, random_state=0)
     >>> forest = forest.fit(*make_lag_matrix(y, 3))
-    >>> disp = ForecastDisplay.from_estimator(forest, y, horizon=10)  # doctest: +SKIP
+    >>> disp = ForecastDisplay.from_estimator(forest, y, horizon=10)
+    >>> disp.line_.get_label()
+    'ARSieveForestRegressor'
     """
 
     def __init__(

@@ -272,7 +272,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     >>> from skasync import AsyncLayerwiseMLPClassifier
     >>> X, y = load_digits(return_X_y=True)
     >>> clf = AsyncLayerwiseMLPClassifier(hidden_layer_sizes=(64,), mode="serial",
-    ...                                   max_iter=30, random_state=0)
+    ...                                   max_iter=20, random_state=0)
     >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
     True
     """

@@ -238,11 +238,6 @@ class BlockLocalClassifier(BaseTorchClassifier):
         the small tabular data of a typical Pipeline fits faster there than
         through a GPU's kernel launches, and a fit gives the same result on
         every machine; ``"auto"`` picks CUDA when it is available.
-    optimizer : {"sgd", "adam"}, default="deprecated"
-        Former name of ``solver``.
-
-        .. deprecated:: 0.1
-           ``optimizer`` was renamed ``solver`` and will be removed in 0.2.
     torch_num_threads : int, default=None
         Intra-op threads during fit.  With ``parallel="threads"`` and None,
         each block thread gets ``max(1, cpu_count // n_blocks)``.
@@ -261,6 +256,11 @@ class BlockLocalClassifier(BaseTorchClassifier):
         ``mode``, ``local_loss``, ``feedback``, ``feedback_hidden``,
         ``aux_hidden`` and whether ``aux_weight > 0``) must not change in
         between; a ``ValueError`` says which one did.
+    optimizer : {"sgd", "adam"}, default="deprecated"
+        Former name of ``solver``.
+
+        .. deprecated:: 0.1
+           ``optimizer`` was renamed ``solver`` and will be removed in 0.2.
 
     Attributes
     ----------
@@ -347,7 +347,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
     >>> X, y = load_digits(return_X_y=True)
     >>> clf = BlockLocalClassifier(hidden_layer_sizes=(64, 64), n_blocks=2,
     ...                            batch_size=64, learning_rate_init=3e-3,
-    ...                            max_iter=10, random_state=0, device="cpu")
+    ...                            max_iter=5, random_state=0, device="cpu")
     >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
     True
     >>> len(clf.blocks_)

@@ -2,7 +2,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """AR-sieve fit (R ``ar()`` defaults) and simulation."""
 
-import csv
 import math
 
 import numpy as np
@@ -105,20 +104,13 @@ def test_order_zero_and_fixed_order_above_default_max():
     assert fit.order_max == 3 and fit.aic.shape == (4,)
 
 
-def _read_series(path):
-    with open(path) as fh:
-        rows = list(csv.reader(fh))
-    return np.array([float(r[0]) for r in rows[1:]])
-
-
-def test_orders_match_R_ar_on_reference_series(reference_dir):
-    with open(reference_dir / "results.csv") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["method"] == "arsb"]
+def test_orders_match_R_ar_on_reference_series(reference_results, reference_series):
+    rows = [r for r in reference_results if r["method"] == "arsb"]
     assert len(rows) == 10
     for r in rows:
         n = int(r["n"])
         test_size = 20 if n <= 100 else 100
-        y = _read_series(reference_dir / "series" / f"{r['dgp']}_n{n}_s{r['seed']}.csv")
+        y = reference_series(f"{r['dgp']}_n{n}_s{r['seed']}")
         fit = fit_ar_sieve(y[: n - test_size])
         assert fit.order == int(r["ar_order"]), r
         assert fit.order_max == 26
@@ -360,15 +352,16 @@ def test_simulate_padded_and_truncated_coef():
     )
 
 
-def test_linear_forecast_reproduces_R_ar_yw_test_mse(reference_dir):
+def test_linear_forecast_reproduces_R_ar_yw_test_mse(
+    reference_results, reference_series
+):
     # R's ar_yw rows: xbar + sum_j phi_j (y[t-j] - xbar) on the last 100 points.
     # Matching the MSE to ~1e-12 pins down R's coefficients and mean, not
     # just the order.
-    with open(reference_dir / "results.csv") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["method"] == "ar_yw"]
+    rows = [r for r in reference_results if r["method"] == "ar_yw"]
     assert len(rows) == 10
     for r in rows:
-        y = _read_series(reference_dir / "series" / f"{r['dgp']}_n500_s{r['seed']}.csv")
+        y = reference_series(f"{r['dgp']}_n500_s{r['seed']}")
         fit = fit_ar_sieve(y[:400])
         p = max(fit.order, 1)
         X, target = make_lag_matrix(y, p)

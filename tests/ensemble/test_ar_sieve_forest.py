@@ -3,12 +3,11 @@
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-import csv
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import leaf_of
 from sklearn.base import clone
 from sklearn.model_selection import (
     GridSearchCV,
@@ -27,9 +26,6 @@ from skasync.ensemble import ForecastResult
 from skasync.ensemble._tree import Tree, predict_trees
 from skasync.preprocessing import LagFeatures, make_lag_matrix
 
-REFERENCE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "rangerts"
-)
 BLOCKS = ("iid", "moving", "stationary", "circular", "nonoverlapping")
 
 
@@ -291,15 +287,6 @@ def test_block_bootstrap_accepts_extra_columns_after_lags(ar1):
         forest.forecast(target, 3)
 
 
-def _descend_by_hand(tree, x):
-    # Plain-Python reference of one tree's prediction (x <= threshold: left).
-    node = 0
-    while tree.feature[node] >= 0:
-        go_left = x[tree.feature[node]] <= tree.threshold[node]
-        node = tree.left[node] if go_left else tree.right[node]
-    return tree.value[node]
-
-
 @pytest.mark.parametrize("bootstrap", ["iid", "moving", "nonoverlapping"])
 def test_oob_prediction_is_mean_of_trees_that_did_not_see_the_row(
     ar1, bootstrap, monkeypatch
@@ -326,7 +313,7 @@ def test_oob_prediction_is_mean_of_trees_that_did_not_see_the_row(
     expected = np.full(len(target), np.nan)
     for row in range(len(target)):
         votes = [
-            _descend_by_hand(tree, X[row])
+            tree.value[leaf_of(tree, X[row])]
             for tree, rows in zip(forest.estimators_, in_bag)
             if row not in rows
         ]
@@ -390,7 +377,7 @@ def test_forecast_shapes_and_intervals(ar1):
         dict(horizon=2, quantiles=["low", "high"]),
         dict(horizon=2, quantiles=()),
     ):
-        with pytest.raises(ValueError, match="horizon|quantiles"):
+        with pytest.raises(ValueError, match=r"horizon|quantiles"):
             forest.forecast(y, **bad)
     with pytest.raises(ValueError, match="history has 3 values"):
         forest.forecast(y[:3], horizon=2)
@@ -414,27 +401,16 @@ def test_forecast_decays_toward_mean_for_linear_ar():
 
 
 # ----------------------------------------------------------------- accuracy vs R
-def _reference_rows():
-    if not (REFERENCE / "results.csv").is_file():
-        pytest.skip(f"reference results not found at {REFERENCE}")
-    with open(REFERENCE / "results.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
-def test_accuracy_against_rangerts_reference():
-    rows = _reference_rows()
+def test_accuracy_against_rangerts_reference(reference_results, reference_series):
     r_mse = {
         (r["seed"], r["method"]): float(r["test_mse"])
-        for r in rows
+        for r in reference_results
         if r["dgp"] == "ar1_06" and r["n"] == "500"
     }
     ours = {"ar-sieve": [], "moving": []}
     r_arsb, r_blocks = [], []
     for seed in range(1, 6):
-        path = REFERENCE / "series" / f"ar1_06_n500_s{seed}.csv"
-        if not path.is_file():
-            pytest.skip(f"reference series missing: {path}")
-        y = np.loadtxt(path, delimiter=",", skiprows=1)
+        y = reference_series(f"ar1_06_n500_s{seed}")
         X, target = make_lag_matrix(y, 5)
         train, test = slice(0, 395), slice(395, 495)
         for bootstrap in ours:

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+from _helpers import leaves_of
 from sklearn.tree import DecisionTreeRegressor
 
 from skasync.ensemble._tree import (
@@ -41,17 +42,6 @@ def _leaf_partition(tree_apply, X):
     leaves = tree_apply(X)
     _, first, inv = np.unique(leaves, return_index=True, return_inverse=True)
     return np.argsort(np.argsort(first))[inv]
-
-
-def _apply(tree, X):
-    out = np.empty(X.shape[0], dtype=np.int64)
-    for i, x in enumerate(X):
-        node = 0
-        while tree.feature[node] >= 0:
-            go_left = x[tree.feature[node]] <= tree.threshold[node]
-            node = tree.left[node] if go_left else tree.right[node]
-        out[i] = node
-    return out
 
 
 # --------------------------------------------------------------------------- binning
@@ -172,7 +162,7 @@ def test_all_features_equals_sklearn(seed, max_depth, min_samples_split, dense):
         predict_mean(packed, X[idx]), sk.predict(X[idx]), rtol=1e-12, atol=1e-12
     )
     np.testing.assert_array_equal(
-        _leaf_partition(lambda Z: _apply(tree, Z), X[idx]),
+        _leaf_partition(lambda Z: leaves_of(tree, Z), X[idx]),
         _leaf_partition(sk.apply, X[idx]),
     )
     np.testing.assert_array_equal(
@@ -298,7 +288,7 @@ def test_structure_and_stopping_rules(min_samples_split):
     assert np.all(tree.n_node_samples >= 1)
     assert np.all(tree.left[leaf] == -1) and np.all(tree.right[leaf] == -1)
     # Leaf values are the means of y over their (multiset) samples.
-    leaves = _apply(tree, X[idx])
+    leaves = leaves_of(tree, X[idx])
     for node in np.unique(leaves)[:50]:
         np.testing.assert_allclose(
             tree.value[node], y[idx][leaves == node].mean(), rtol=1e-12
@@ -390,7 +380,7 @@ def test_pack_predict_and_pickle():
     per_tree = predict_trees(packed, X_new)
     assert per_tree.shape == (50, 7)
     for t, tree in enumerate(trees):
-        np.testing.assert_array_equal(per_tree[:, t], tree.value[_apply(tree, X_new)])
+        np.testing.assert_array_equal(per_tree[:, t], tree.value[leaves_of(tree, X_new)])
     np.testing.assert_allclose(
         per_tree.mean(axis=1), predict_mean(packed, X_new), rtol=1e-13
     )

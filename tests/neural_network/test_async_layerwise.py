@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _helpers import skasync_threads
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -38,16 +39,11 @@ requires_cuda = pytest.mark.skipif(
 )
 
 
-def skasync_threads():
-    # Listed, not is_alive(): on CPython <= 3.11 a join interrupted by Ctrl-C
-    # makes is_alive() False for a thread that is still running.
-    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
-
-
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+def digits(digits):
+    """conftest's scaled digits, split into train and test."""
+    X, y = digits
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
 
 
 def small(**params):
@@ -183,9 +179,8 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
         for idx in torch.split(torch.randperm(len(X), generator=gen), batch):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
-            loss = loss + 0.5 * alpha * sum((l.weight**2).sum() for l in layers) / len(
-                idx
-            )
+            penalty = sum((layer.weight**2).sum() for layer in layers)
+            loss = loss + 0.5 * alpha * penalty / len(idx)
             loss.backward()
             opt.step()
     for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):

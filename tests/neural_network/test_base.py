@@ -1,9 +1,15 @@
+import pickle
+
 import numpy as np
+import pytest
 import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skasync.neural_network._base import (
     BaseTorchClassifier,
+    History,
     make_linear,
     make_optimizer,
 )
@@ -71,19 +77,6 @@ def test_checks(estimator, check):
 
 
 # --- behaviour of the shared base beyond the sklearn checks -----------------
-import pickle
-
-import pytest
-from sklearn.base import clone
-from sklearn.datasets import load_digits
-
-from skasync.neural_network._base import History
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X / 16.0, y
 
 
 def test_one_class_error_names_the_fix(digits):

@@ -6,14 +6,14 @@
 import _thread
 import copy
 import pickle
-import threading
-import warnings
 import time
 import traceback
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from _helpers import skasync_threads
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -41,10 +41,6 @@ SMALL = dict(
 )
 
 
-def _skasync_threads():
-    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
-
-
 def _expected_failures(estimator):
     return estimator._expected_failed_checks()
 
@@ -61,9 +57,10 @@ def test_sklearn_compatible(estimator, check):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.3, random_state=0, stratify=y)
+def digits(digits):
+    """conftest's scaled digits, split into train and test."""
+    X, y = digits
+    return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
 
 
 def _bll(**params):
@@ -190,7 +187,7 @@ def test_threads_reproduce_sequential(digits, n_microbatches):
     thr = BlockLocalClassifier(parallel="threads", **kw).fit(X_train, y_train)
     for a, b in zip(_weights(seq), _weights(thr)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    assert not _skasync_threads()
+    assert not skasync_threads()
 
 
 def test_joint_backward_matches_per_block_and_keeps_more_activations(digits):
@@ -438,7 +435,7 @@ def test_worker_failure_reaches_caller_and_cleans_up(digits, parallel):
     with pytest.raises(RuntimeError, match="injected block failure") as info:
         clf.fit(X_train, y_train)
     assert "_failing_hook" in "".join(traceback.format_tb(info.value.__traceback__))
-    assert not _skasync_threads()
+    assert not skasync_threads()
     assert torch.get_num_threads() == before
 
 
@@ -468,7 +465,7 @@ def test_keyboard_interrupt_joins_threads(digits, where):
     clf._engine_hook = hook
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X_train, y_train)
-    assert not _skasync_threads()
+    assert not skasync_threads()
     assert torch.get_num_threads() == before
 
 
@@ -590,7 +587,7 @@ def test_bad_data(digits):
     X_train, X_test, y_train, _ = digits
     X_bad = X_train.copy()
     X_bad[0, 0] = np.inf
-    with pytest.raises(ValueError, match="infinity|NaN"):
+    with pytest.raises(ValueError, match=r"infinity|NaN"):
         BlockLocalClassifier(**SMALL).fit(X_bad, y_train)
     with pytest.raises(ValueError, match="at least 2 classes"):
         BlockLocalClassifier(**SMALL).fit(X_train[:10], np.zeros(10))
@@ -636,7 +633,7 @@ def test_pipeline_grid_search_over_n_blocks(digits):
     assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
     assert grid.best_estimator_[-1].n_blocks_ == grid.best_params_["clf__n_blocks"]
     assert grid.score(X_test, y_test) > 0.85
-    assert not _skasync_threads()
+    assert not skasync_threads()
 
 
 def test_clone_pickle_and_warm_start_after_pickle(digits):
@@ -735,7 +732,7 @@ def test_max_time_stops_threads(digits):
     ).fit(X_train, y_train)
     assert clf.n_iter_ < 1000
     assert all(np.isfinite(clf.loss_curve_)) and min(clf.loss_curve_) > 0
-    assert not _skasync_threads()
+    assert not skasync_threads()
 
 
 @pytest.mark.parametrize("parallel", ["none", "threads"])
@@ -750,7 +747,7 @@ def test_max_time_before_the_first_batch_is_a_clear_error(digits, parallel):
     )
     with pytest.raises(ValueError, match="max_time=1e-06 s ran out before"):
         clf.fit(X_train, y_train)
-    assert not _skasync_threads()
+    assert not skasync_threads()
 
 
 def test_normalise_backward_matches_autograd():

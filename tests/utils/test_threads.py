@@ -8,6 +8,7 @@ import traceback
 
 import pytest
 import torch
+from _helpers import skasync_threads
 
 from skasync.utils._threads import (
     WorkerGroup,
@@ -16,12 +17,6 @@ from skasync.utils._threads import (
     queue_put,
     torch_threads,
 )
-
-
-def _alive_workers():
-    # Listed, not is_alive(): on CPython <= 3.11 a join interrupted by Ctrl-C
-    # makes is_alive() False for a thread that is still running.
-    return [t for t in threading.enumerate() if t.name.startswith("skasync-")]
 
 
 def test_worker_exception_reaches_caller_with_its_traceback():
@@ -34,7 +29,7 @@ def test_worker_exception_reaches_caller_with_its_traceback():
             group.wait()
     frames = "".join(traceback.format_tb(info.value.__traceback__))
     assert "failing_worker" in frames
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 def test_other_workers_are_stopped_when_one_fails():
@@ -51,7 +46,7 @@ def test_other_workers_are_stopped_when_one_fails():
             group.start(blocked_consumer, work_queue, group.stop_event)
             group.start(failing_worker)
             group.wait()
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 def test_full_queue_never_deadlocks():
@@ -65,7 +60,7 @@ def test_full_queue_never_deadlocks():
         group.start(producer, group.stop_event)
         timed_out = group.wait(deadline=time.monotonic() + 0.2)
     assert timed_out
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 def test_caller_exception_joins_workers():
@@ -81,7 +76,7 @@ def test_caller_exception_joins_workers():
             group.start(loop, group.stop_event)
             started.wait()
             raise ValueError("caller failed")
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 @pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
@@ -99,7 +94,7 @@ def test_keyboard_interrupt_in_caller_joins_workers():
             group.start(loop, group.stop_event)
             threading.Thread(target=interrupt_main_soon).start()
             group.wait()
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 @pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
@@ -120,7 +115,7 @@ def test_keyboard_interrupt_while_joining_after_a_normal_exit_is_re_raised():
     # The worker's code really ended before the block was left (is_alive()
     # alone cannot tell after an interrupted join on CPython <= 3.11).
     assert finished == [True]
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 @pytest.mark.usefixtures("sigint_raises_keyboard_interrupt")
@@ -139,7 +134,7 @@ def test_keyboard_interrupt_while_waiting_leaves_no_worker_running():
             group.start(busy_for_a_while, group.stop_event)
             group.wait()
     assert finished == [True]
-    assert not _alive_workers()
+    assert not skasync_threads()
 
 
 def test_queue_get_gives_up_when_stopping():
