@@ -144,9 +144,10 @@ def load_mnist1d(n_samples):
             return _mnist1d_stand_in(n_samples)
         args = get_dataset_args()
         args.num_samples = n_samples
-        state = np.random.get_state()  # mnist1d seeds numpy's global generator
+        # mnist1d seeds numpy's global generator; put it back afterwards.
+        state = np.random.get_state()  # noqa: NPY002
         made = make_dataset(args)
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
         parts = [np.asarray(made[k]) for k in ("x", "x_test", "y", "y_test")]
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, x=parts[0], x_test=parts[1], y=parts[2], y_test=parts[3])

@@ -115,7 +115,10 @@ def load(name, quick):
         X_train, y_train, test_size=0.1, random_state=0, stratify=y_train
     )
     scaler = StandardScaler().fit(X_train)
-    f32 = lambda a: scaler.transform(a).astype(np.float32)
+
+    def f32(a):
+        return scaler.transform(a).astype(np.float32)
+
     return {
         "X": f32(X_train),
         "y": y_train,

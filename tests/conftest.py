@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 from _helpers import skasync_threads
 
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE_DIR = SHARED_DIR / "reference" / "rangerts"
+REFERENCE_DIR = (
+    Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "rangerts"
+)
 
 
 @pytest.fixture
 def reference_dir():
-    """The R reference results beside the repository (skip when absent)."""
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip(
-            f"reference results not found at {REFERENCE_DIR} (../shared missing)"
-        )
+    """The R reference results kept in ``benchmarks/reference/rangerts``."""
+    assert REFERENCE_DIR.is_dir(), f"reference results missing at {REFERENCE_DIR}"
     return REFERENCE_DIR
 
 

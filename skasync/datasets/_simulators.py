@@ -1,7 +1,7 @@
 """Seeded time-series simulators (the reference benchmark's DGPs).
 
 With an int ``random_state`` and the default parameters these reproduce
-``shared/reference/rangerts/gen_series.py`` value for value:
+``benchmarks/reference/rangerts/gen_series.py`` value for value:
 ``rng = numpy.random.default_rng(seed)``, ``e = rng.standard_normal(burn_in + n)``,
 start values 0, the first ``burn_in`` values discarded. The same seed gives the
 same innovations for every DGP (common random numbers).
