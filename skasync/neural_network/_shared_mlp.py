@@ -276,7 +276,8 @@ class SharedMLP:
             # Published for the staleness bookkeeping of new forwards; a
             # racing older step must not move it back (so no max(), which
             # would also write when the value is not larger).
-            if version + 1 > self.log.versions[layer]:  # noqa: PLR1730
+            published = self.log.versions[layer]
+            if version + 1 > published:
                 self.log.versions[layer] = version + 1
         self.log.staleness[layer].append(version - version_at_forward[layer])
 
