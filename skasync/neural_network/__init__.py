@@ -10,7 +10,7 @@ _EXPORTS = {
     "BlockLocalClassifier": "skasync.neural_network._block_local",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["AsyncLayerwiseMLPClassifier", "BlockLocalClassifier"]
 
 
 def __getattr__(name):

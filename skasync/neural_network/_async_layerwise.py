@@ -5,10 +5,11 @@ updates (PD-ASGD, arXiv:2410.05985)."""
 # SPDX-License-Identifier: BSD-3-Clause
 
 import functools
+import itertools
 import math
-import os
 import warnings
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -18,37 +19,32 @@ from skasync.neural_network._async_engines import (
     DECOUPLED_MODES,
     MODES,
     THREADED_MODES,
-    EngineConfig,
-    SharedMLP,
-    TrainingLog,
+    AsyncLayerwiseConfig,
     run_epoch,
 )
-from skasync.neural_network._base import (
+from skasync.neural_network._base import BaseTorchClassifier
+from skasync.neural_network._fit_records import EpochResult
+from skasync.neural_network._modes import ASYNC_MODES, modes_where
+from skasync.neural_network._shared_mlp import SharedMLP, TrainingLog
+from skasync.neural_network._torch_utils import (
     ACTIVATIONS,
-    BaseTorchClassifier,
     check_layer_sizes,
     make_linear,
 )
-from skasync.neural_network._modes import ASYNC_MODES, modes_where
+from skasync.utils._threads import available_cpus
 from skasync.utils._validation import fit_count_to_data
 
 # Two fits with the same seed differ: thread interleaving changes the updates.
 _LOCK_FREE_MODES = modes_where(ASYNC_MODES, deterministic=False)
 
-# Below about this many multiply-adds per layer op, a thread costs more
-# (GIL hand-over) than the op it runs (design note, section 6.1: ~25 us).
+# Below about this many multiply-adds per layer op, a thread costs more than
+# the op it runs: every torch call needs the GIL (an estimate, see
+# docs/benchmarks.rst; the user guide's "When threads pay off").
 _SMALL_OP_MACS = 5e5
 # What n_forward_workers=None / n_backward_workers=None stand for: backward
 # costs about twice the forward, so two backward threads keep up with one.
 _DEFAULT_FORWARD = 1
 _DEFAULT_BACKWARD = 2
-
-
-def _available_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class _OptimizerState(torch.nn.Module):
@@ -279,7 +275,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     _structure_params = ("hidden_layer_sizes",)
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         **BaseTorchClassifier._parameter_constraints,
         "hidden_layer_sizes": [
             "array-like",
@@ -302,10 +298,6 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         "straggler_delay": [Interval(Real, 0, None, closed="left")],
         "straggler_workers": [StrOptions({"one", "all"}), "array-like"],
     }
-
-    # Private test hook (never a parameter): hook(event, worker) is called in
-    # the workers' hot loop; tests use it to inject delays and failures.
-    _debug_hook = None
 
     def __init__(
         self,
@@ -468,7 +460,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         return self._requested_threads()
 
     def _engine_config(self):
-        return EngineConfig(
+        return AsyncLayerwiseConfig(
             mode=self.mode,
             n_forward=self.n_forward_workers_,
             n_backward=self.n_backward_workers_,
@@ -487,7 +479,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             update_lock=self.update_lock,
             straggler_delay=float(self.straggler_delay),
             straggler_ids=self._straggler_ids(),
-            debug_hook=self._debug_hook,
+            hook=self._engine_hook,
         )
 
     # ------------------------------------------------------------ base hooks
@@ -495,7 +487,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if self.torch_num_threads is not None:
             return self.torch_num_threads
         n_threads = getattr(self, "n_workers_", None) or self._requested_threads()
-        return max(1, _available_cpus() // n_threads)
+        return max(1, available_cpus() // n_threads)
 
     def _check_params_against_data(self, n_train_samples, batch_size):
         self._resolve_workers(n_train_samples, batch_size)
@@ -503,7 +495,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         self._hidden_sizes()
         if self.mode in THREADED_MODES and self.n_workers_ > 1:
             sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
-            macs = [batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+            macs = [batch_size * a * b for a, b in itertools.pairwise(sizes)]
             if np.mean(macs) < _SMALL_OP_MACS:
                 warnings.warn(
                     f"mode={self.mode!r}: the layer ops are small (about "
@@ -518,7 +510,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         sizes = [n_features, *self._hidden_sizes(), n_classes]
         linears = [
             make_linear(n_in, n_out, generator, self.activation)
-            for n_in, n_out in zip(sizes[:-1], sizes[1:])
+            for n_in, n_out in itertools.pairwise(sizes)
         ]
         modules = []
         for layer, linear in enumerate(linears):
@@ -549,12 +541,14 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             mass = X.shape[0] if weights is None else float(weights.sum())
             loss += 0.5 * self.alpha * squared * len(batches) / mass
         seconds = max(stats["seconds"], 1e-12)
-        record = {
-            "loss": loss,
-            "updates": list(self._log.versions),
-            "samples_per_second": stats["samples"] / seconds,
-            "trained_samples": stats["samples"],
-        }
+        result = EpochResult(
+            loss=loss,
+            trained_samples=stats["samples"],
+            columns={
+                "updates": list(self._log.versions),
+                "samples_per_second": stats["samples"] / seconds,
+            },
+        )
         if self.verbose >= 2:
             staleness = ", ".join(
                 f"{s['mean']:.2f}/{s['max']}" for s in self._log.staleness_summary()
@@ -562,11 +556,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             print(
                 f"  mode={self.mode} threads={self.n_workers_} "
                 f"intra-op={torch.get_num_threads()} updates={self._log.versions} "
-                f"samples/s={record['samples_per_second']:.0f} "
+                f"samples/s={result.columns['samples_per_second']:.0f} "
                 f"staleness mean/max per layer: {staleness}",
                 flush=True,
             )
-        return record
+        return result
 
     def _forward_logits(self, X):
         return self.module_(X)
@@ -575,6 +569,16 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if not hasattr(self, "module_"):
             return {}
         return {"module_": self.module_, "optim_state_": self.optim_state_}
+
+    def _optimizer_state(self):
+        # The moment buffers are the module optim_state_, which travels with
+        # the weights; what is left is Adam's step count of each layer.
+        if not hasattr(self, "_log"):
+            return None
+        return {"adam_steps": list(self._log.adam_steps)}
+
+    def _load_optimizer_state(self, state):
+        self._log.adam_steps = list(state["adam_steps"])
 
     def _fit_finished(self):
         linears = self._linears()

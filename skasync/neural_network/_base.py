@@ -2,35 +2,28 @@
 
 :class:`BaseTorchClassifier` is written once for
 :class:`~skasync.AsyncLayerwiseMLPClassifier` and
-:class:`~skasync.BlockLocalClassifier`.  It owns everything that is not the
-training algorithm itself:
+:class:`~skasync.BlockLocalClassifier`; it owns everything that is not the
+training algorithm itself.
 
-* input validation (``validate_data``), label encoding and the
-  one-class / NaN / wrong-width errors;
-* ``device="auto" | "cpu" | "cuda"`` and one float32 conversion per fit;
-* seeded mini-batching from a local :class:`torch.Generator` (torch's
-  global RNG is never touched);
-* the stratified validation split, early stopping, ``tol`` and
-  ``n_iter_no_change`` bookkeeping, ``target_score`` and ``max_time``;
-* ``history_``, ``loss_curve_``, ``validation_scores_``, ``n_iter_``;
-* ``partial_fit`` and ``warm_start``;
-* ``predict`` / ``predict_proba`` / ``score``;
-* verbose progress lines;
-* pickling that works without the device the model was fitted on;
-* torch's intra-op thread setting, set for the fit and restored afterwards.
-
-A subclass implements four hooks:
-
-``_init_model(n_features, n_classes, generator)``
-    Build the modules (and optimizer state) and store them on ``self``.
-``_fit_epoch(X, y, *, batches, context)``
-    Train one pass over ``batches`` (a list of index tensors) and return a
-    dict with at least ``"loss"``.  ``context`` is a :class:`FitContext`.
-``_forward_logits(X)``
-    Logits for a float32 tensor on the model's device, in eval mode.
-``_torch_modules()``
-    Dict ``name -> nn.Module`` of everything learned (moved between devices
-    and to CPU when pickling).
+Structure
+---------
+* The hooks: four that every subclass implements (abstract methods:
+  ``_init_model``, ``_fit_epoch``, which returns an
+  :class:`~skasync.neural_network._fit_records.EpochResult`,
+  ``_forward_logits`` and ``_torch_modules``), optional ones with defaults
+  (``_check_params_against_data``, ``_fit_finished``, ``_stopping_loss``,
+  ``_refresh_optimizers``, ``_min_batch_rows``, ``_fit_num_threads``,
+  ``_optimizer_state`` / ``_load_optimizer_state``), and the private test
+  hook ``_engine_hook``.
+* Public API: ``fit``, ``partial_fit``, ``predict_proba``, ``predict``.
+* One fit, in steps: ``_fit`` (validation, labels, seeds, device, the
+  rows of :mod:`~skasync.neural_network._training_data`) ->
+  ``_start_model`` (build or continue) -> ``_run_epochs`` (the epoch loop)
+  with ``_record_epoch`` (``history_``, scores, ``target_score``) and
+  MLPClassifier's stopping rule, ``_update_no_improvement_count``.
+* Model state: warm-start structure checks (``_structure_params``),
+  early-stopping snapshots (``_state_copy`` / ``_load_state``: modules and
+  optimizer state) and CPU-only pickles.
 """
 
 # Authors: The skasync developers
@@ -39,124 +32,38 @@ A subclass implements four hooks:
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skasync.neural_network._fit_records import FitContext, History
+from skasync.neural_network._torch_utils import resolve_device, seed_from, to_tensor
+from skasync.neural_network._training_data import (
+    checked_sample_weight,
+    split_training_data,
 )
-
 from skasync.utils._threads import torch_threads
-from skasync.utils._validation import check_int, check_no_bool_counts
-
-# Parsed once: "2.13.0+cpu" -> (2, 13).
-_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split(".")[:2])
+from skasync.utils._validation import check_no_bool_counts
 
 _PREDICT_CHUNK = 8192
 
 
-class History(list):
-    """Per-epoch training records: a list of dicts with column access.
-
-    ``history[:, "loss"]`` returns the ``"loss"`` column as a list (skorch
-    style); ``history[-1]`` is the last epoch's dict.
-    """
-
-    def __getitem__(self, key):
-        if isinstance(key, tuple):
-            rows, column = key
-            selected = list.__getitem__(self, rows)
-            if isinstance(selected, dict):
-                return selected.get(column)
-            return [row.get(column) for row in selected]
-        return list.__getitem__(self, key)
-
-    def column(self, name):
-        """Return one column as a list (None where an epoch lacks it)."""
-        return [row.get(name) for row in self]
-
-
-@dataclass
-class FitContext:
-    """What the base hands to ``_fit_epoch``.
-
-    Attributes
-    ----------
-    epoch : int
-        Zero-based epoch number (counted over ``warm_start`` and
-        ``partial_fit`` calls).
-    generator : torch.Generator
-        The fit's seeded CPU generator (for dropout-like noise, tie breaks).
-    device : torch.device
-        Where the data tensors live.
-    deadline : float or None
-        :func:`time.monotonic` time at which ``max_time`` runs out; engines
-        should stop between batches once it passes and set
-        ``stopped_by_time``.
-    stopped_by_time : bool
-        Set by the engine when it stopped because of ``deadline``.
-    extras : dict
-        Free space for engines (kept across epochs of one fit).
-    sample_weight : torch.Tensor or None
-        float32 weights of the training rows (all positive: rows of weight 0
-        are left out before batching), or None for an unweighted fit. An
-        engine makes each batch's loss the weighted mean of its rows, and
-        divides the L2 penalty by the batch's weight sum, as MLPClassifier.
-    """
-
-    epoch: int
-    generator: torch.Generator
-    device: torch.device
-    deadline: float | None = None
-    stopped_by_time: bool = False
-    extras: dict = field(default_factory=dict)
-    sample_weight: torch.Tensor | None = None
-
-    def time_is_up(self):
-        """True once ``deadline`` has passed."""
-        return self.deadline is not None and time.monotonic() >= self.deadline
-
-
-def resolve_device(device):
-    """Turn the ``device`` parameter into a :class:`torch.device`.
-
-    Raises
-    ------
-    ValueError
-        If ``device="cuda"`` but CUDA is not available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available on this machine; "
-            "use device='cpu' or device='auto'."
-        )
-    return torch.device(device)
-
-
-def seed_from(random_state):
-    """Draw an int seed from a ``check_random_state`` RandomState."""
-    return int(random_state.randint(np.iinfo(np.int32).max))
-
-
-class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
+class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the torch classifiers (not an estimator on its own).
 
     Subclasses add their own parameters to ``_parameter_constraints`` and
     implement the hooks listed in the module docstring.
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         "batch_size": [
             StrOptions({"auto"}),
             Interval(Integral, 1, None, closed="left"),
@@ -178,19 +85,42 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         "warm_start": ["boolean"],
     }
 
-    # ------------------------------------------------------------------ hooks
-    def _init_model(self, n_features, n_classes, generator):  # pragma: no cover
-        raise NotImplementedError
+    # Private test hook (never a parameter): set on an instance, it is handed
+    # to the engine in the fit's config and called in the training loop, so
+    # tests can inject delays, failures and interrupts.  Each engine calls it
+    # with its own arguments: hook(event, worker) in the asynchronous MLP's
+    # workers, hook(block_index, batch_number) before a block's step in the
+    # block-local engine.
+    _engine_hook = None
 
-    def _fit_epoch(self, X, y, *, batches, context):  # pragma: no cover
-        raise NotImplementedError
+    # Parameters that fix the network's shape: warm_start and partial_fit
+    # continue the network built by the first fit, so they must not change.
+    _structure_params = ()
+    # Of those, the ones that decide which others count (a new mode or
+    # module): when one of them changed, the error names only it.
+    _primary_structure_params = ()
+    # Attributes holding live torch optimizers: pickles hold their
+    # _optimizer_state() instead.
+    _live_optimizer_attrs = ()
 
-    def _forward_logits(self, X):  # pragma: no cover
-        raise NotImplementedError
+    # ------------------------------------------------------- required hooks
+    @abstractmethod
+    def _init_model(self, n_features, n_classes, generator):
+        """Build the modules and optimizer state and store them on ``self``."""
 
-    def _torch_modules(self):  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _fit_epoch(self, X, y, *, batches, context):
+        """Train one epoch over ``batches``; return an :class:`EpochResult`."""
 
+    @abstractmethod
+    def _forward_logits(self, X):
+        """Logits of a float32 tensor on the model's device (eval mode)."""
+
+    @abstractmethod
+    def _torch_modules(self):
+        """Dict ``name -> nn.Module`` of everything learned ({} before fit)."""
+
+    # ------------------------------------------------------- optional hooks
     def _fit_num_threads(self):
         """Intra-op threads used during fit (None leaves torch's setting)."""
         return self.torch_num_threads
@@ -208,6 +138,25 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         an improvement of more than ``tol`` of this loss (``best_loss_``).
         """
         return record["loss"]
+
+    def _refresh_optimizers(self):
+        """Rebuild the optimisers for a warm-started fit (default: nothing)."""
+
+    def _min_batch_rows(self):
+        """Fewest rows a training batch may have (1 unless a layer needs more)."""
+        return 1
+
+    def _optimizer_state(self):
+        """Copy of the optimizer state not held in ``_torch_modules()``.
+
+        Early-stopping snapshots and pickles store it, and
+        :meth:`_load_optimizer_state` puts it back, so a restored model goes
+        on training where the saved one was.  CPU tensors and plain values
+        only; None when there is nothing to save.
+        """
+
+    def _load_optimizer_state(self, state):
+        """Restore a copy made by :meth:`_optimizer_state`."""
 
     # ------------------------------------------------------------ public API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -310,54 +259,45 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.classes_[np.argmax(self._logits_numpy(X), axis=1)]
 
-    # ------------------------------------------------------------ internals
-    def _validate_X_predict(self, X):
-        return validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+    # ------------------------------------------------------------------ fit
+    def _is_initialised(self):
+        # n_iter_ is set once the model and its state exist; classes_ is set
+        # earlier, so a first fit that failed its checks left only classes_
+        # and a later warm_start fit or partial_fit must start afresh.
+        return hasattr(self, "n_iter_")
 
-    def _logits_numpy(self, X):
-        X = self._validate_X_predict(X)
-        device = self._model_device()
-        outputs = []
-        self._set_train_mode(False)
-        with torch.no_grad():
-            for start in range(0, X.shape[0], _PREDICT_CHUNK):
-                chunk = _to_tensor(X[start : start + _PREDICT_CHUNK], device)
-                outputs.append(self._forward_logits(chunk).double().cpu().numpy())
-        if not outputs:
-            return np.empty((0, len(self.classes_)))
-        return np.concatenate(outputs, axis=0)
+    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
+        first_fit = not self._is_initialised()
+        reuse_model = (incremental or self.warm_start) and not first_fit
+        check_no_bool_counts(self)
+        X, y = self._validate_training_data(X, y, reset=not reuse_model)
+        sample_weight = checked_sample_weight(sample_weight, X)
+        if reuse_model:
+            self._check_structure_unchanged()
+        y_index = self._encode_labels(y, classes, reuse_model)
 
-    def _model_device(self):
-        for module in self._torch_modules().values():
-            for parameter in module.parameters():
-                return parameter.device
-        return torch.device("cpu")
-
-    def _set_train_mode(self, mode):
-        for module in self._torch_modules().values():
-            module.train(mode)
-
-    def _effective_batch_size(self, n_samples):
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        return min(self.batch_size, n_samples)
-
-    def _make_batches(self, n_samples, batch_size, generator, device):
-        """Index tensors of one epoch: a seeded permutation cut into batches."""
-        if self.shuffle:
-            order = torch.randperm(n_samples, generator=generator)
-        else:
-            order = torch.arange(n_samples)
-        order = order.to(device)
-        batches = list(torch.split(order, batch_size))
-        if len(batches) > 1 and batches[-1].shape[0] < self._min_batch_rows():
-            # e.g. batch norm cannot train on one row: merge the remainder.
-            batches[-2:] = [torch.cat(batches[-2:])]
-        return batches
-
-    def _min_batch_rows(self):
-        """Fewest rows a training batch may have (1 unless a layer needs more)."""
-        return 1
+        random_state = check_random_state(self.random_state)
+        device = resolve_device(self.device)
+        self._device_ = device
+        data = split_training_data(
+            X,
+            y_index,
+            sample_weight,
+            random_state,
+            validation_fraction=(
+                self.validation_fraction
+                if self.early_stopping and not incremental
+                else None
+            ),
+        )
+        generator = torch.Generator().manual_seed(seed_from(random_state))
+        batch_size = self._effective_batch_size(data.X.shape[0])
+        self._check_params_against_data(data.X.shape[0], batch_size)
+        self._start_model(data.X.shape[1], generator, device, reuse_model, incremental)
+        self._run_epochs(data, generator, batch_size, device, incremental)
+        self.loss_ = self.loss_curve_[-1]
+        self._fit_finished()
+        return self
 
     def _validate_training_data(self, X, y, reset):
         X, y = validate_data(
@@ -372,58 +312,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
-    # Parameters that fix the network's shape: warm_start and partial_fit
-    # continue the network built by the first fit, so they must not change.
-    _structure_params = ()
-
-    def _structure_keys(self):
-        keys = {}
-        for name in self._structure_params:
-            value = getattr(self, name)
-            if isinstance(value, torch.nn.Module):
-                # Its architecture (a pickled copy is the same network).
-                keys[name] = ("module", repr(value))
-            elif value is None or isinstance(value, (str, Integral, Real)):
-                keys[name] = value
-            else:
-                keys[name] = tuple(np.ravel(np.asarray(value, dtype=object)).tolist())
-        return keys
-
-    def _check_structure_unchanged(self):
-        built = getattr(self, "_built_structure", None)
-        if built is None:  # fitted by an older version
-            return
-        now = self._structure_keys()
-        changed = [name for name in self._structure_params if now[name] != built[name]]
-        # A change of mode or module changes which other keys count: name
-        # only the parameter the user changed.
-        primary = [name for name in ("mode", "module") if name in changed]
-        changed = primary or changed
-        if changed:
-            raise ValueError(
-                f"{', '.join(changed)} changed since the network was built; "
-                "warm_start and partial_fit continue that network. Refit with "
-                "warm_start=False (and fit instead of partial_fit)."
-            )
-
-    def _refresh_optimizers(self):
-        """Rebuild the optimisers for a warm-started fit (default: nothing)."""
-
-    def _is_initialised(self):
-        # n_iter_ is set once the model and its state exist; classes_ is set
-        # earlier, so a first fit that failed its checks left only classes_
-        # and a later warm_start fit or partial_fit must start afresh.
-        return hasattr(self, "n_iter_")
-
-    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
-        first_fit = not self._is_initialised()
-        reuse_model = (incremental or self.warm_start) and not first_fit
-        check_no_bool_counts(self)
-        X, y = self._validate_training_data(X, y, reset=not reuse_model)
-        sample_weight = _checked_sample_weight(sample_weight, X)
-
+    def _encode_labels(self, y, classes, reuse_model):
+        """Set ``classes_`` on a first fit; return ``y`` as class indices."""
         if reuse_model:
-            self._check_structure_unchanged()
             unseen = np.setdiff1d(unique_labels(y), self.classes_)
             if unseen.size:
                 raise ValueError(
@@ -447,60 +338,17 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     f"{labels[0]!r}. Pass data with two or more classes."
                 )
             self.classes_ = labels
-        y_index = np.searchsorted(self.classes_, y)
+        return np.searchsorted(self.classes_, y)
 
-        random_state = check_random_state(self.random_state)
-        device = resolve_device(self.device)
-        self._device_ = device
+    def _effective_batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        return min(self.batch_size, n_samples)
 
-        # Validation split (stratified, as MLPClassifier) before anything else
-        # draws from random_state, so the split does not depend on the model.
-        X_val = y_val = w_val = None
-        if self.early_stopping and not incremental:
-            split_seed = seed_from(random_state)
-            arrays = [X, y_index] + ([] if sample_weight is None else [sample_weight])
-            try:
-                parts = train_test_split(
-                    *arrays,
-                    test_size=self.validation_fraction,
-                    random_state=split_seed,
-                    stratify=y_index,
-                )
-            except ValueError:
-                # Too few samples per class for a stratified split: fall
-                # back to a plain random split rather than failing.
-                parts = train_test_split(
-                    *arrays,
-                    test_size=self.validation_fraction,
-                    random_state=split_seed,
-                )
-            X, X_val, y_index, y_val = parts[:4]
-            if sample_weight is not None:
-                sample_weight, w_val = parts[4:]
-            if X.shape[0] < 1 or X_val.shape[0] < 1:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} leaves no "
-                    "training or no validation samples; lower it or pass more "
-                    "data."
-                )
-        if sample_weight is not None:
-            # Weight 0 is the same as leaving the row out (sklearn's
-            # sample-weight semantics), so those rows are not batched.
-            keep = sample_weight > 0
-            if not keep.any():
-                raise ValueError(
-                    "sample_weight is 0 for every training row (the rows held "
-                    "out for early_stopping aside); give some rows a positive "
-                    "weight."
-                )
-            if not keep.all():
-                X, y_index, sample_weight = X[keep], y_index[keep], sample_weight[keep]
-        generator = torch.Generator().manual_seed(seed_from(random_state))
-        batch_size = self._effective_batch_size(X.shape[0])
-        self._check_params_against_data(X.shape[0], batch_size)
-
+    def _start_model(self, n_features, generator, device, reuse_model, incremental):
+        """Build the model and reset the fit's records, or continue the model."""
         if not reuse_model:
-            self._init_model(X.shape[1], len(self.classes_), generator)
+            self._init_model(n_features, len(self.classes_), generator)
             self._built_structure = self._structure_keys()
             self._move_modules(device)
             self.history_ = History()
@@ -519,17 +367,27 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                 # not partial_fit, so changed learning rates etc. apply.
                 self._refresh_optimizers()
 
-        X_train = _to_tensor(X, device)
-        y_train = torch.as_tensor(y_index, dtype=torch.long, device=device)
-        w_train = None if sample_weight is None else _to_tensor(sample_weight, device)
-        if X_val is not None:
-            X_val_t = _to_tensor(X_val, device)
-            y_val_t = torch.as_tensor(y_val, dtype=torch.long, device=device)
+    def _run_epochs(self, data, generator, batch_size, device, incremental):
+        """The epoch loop; the best early-stopping snapshot is loaded at the end."""
+        n_train = data.X.shape[0]
+        X_train = to_tensor(data.X, device)
+        y_train = torch.as_tensor(data.y, dtype=torch.long, device=device)
+        w_train = (
+            None if data.sample_weight is None else to_tensor(data.sample_weight, device)
+        )
+        validation = None
+        if data.X_val is not None:
+            validation = (
+                to_tensor(data.X_val, device),
+                torch.as_tensor(data.y_val, dtype=torch.long, device=device),
+                data.w_val,
+            )
+        training = (X_train, y_train, data.sample_weight)
 
         max_epochs = 1 if incremental else self.max_iter
         start = time.monotonic()
         deadline = None if self.max_time is None else start + self.max_time
-        no_improvement = 0
+        self._no_improvement_count = 0
         best_state = None
         engine_extras = {}
         with torch_threads(self._fit_num_threads()):
@@ -542,13 +400,13 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                     extras=engine_extras,
                     sample_weight=w_train,
                 )
-                batches = self._make_batches(X.shape[0], batch_size, generator, device)
+                batches = self._make_batches(n_train, batch_size, generator, device)
                 self._set_train_mode(True)
-                stats = self._fit_epoch(
+                result = self._fit_epoch(
                     X_train, y_train, batches=batches, context=context
                 )
                 self._set_train_mode(False)
-                if stats.pop("trained_samples", None) == 0:
+                if result.trained_samples == 0:
                     # max_time ran out before this epoch's first batch: there
                     # is no loss to record (it is not a NaN).
                     if not self.loss_curve_:
@@ -557,65 +415,16 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                             "batch was trained; raise max_time or leave it None."
                         )
                     break
-                loss = float(stats["loss"])
-                if not math.isfinite(loss):
-                    raise ValueError(
-                        f"The training loss became {loss} at epoch {self.n_iter_ + 1}; "
-                        "lower learning_rate_init or scale the inputs "
-                        "(e.g. StandardScaler in a Pipeline)."
-                    )
-                self.n_iter_ += 1
-                self.t_ += X.shape[0]
-                self.loss_curve_.append(loss)
-                record = {
-                    "epoch": self.n_iter_,
-                    "wall_time": self._elapsed_offset + time.monotonic() - start,
-                    "loss": loss,
-                }
-                record.update({k: v for k, v in stats.items() if k != "loss"})
-                val_score = None
-                if X_val is not None:
-                    val_score = self._accuracy_tensor(X_val_t, y_val_t, w_val)
-                    self.validation_scores_.append(val_score)
-                    record["validation_score"] = val_score
-                    if (
-                        self.target_score is not None
-                        and self.time_to_target_ is None
-                        and val_score >= self.target_score
-                    ):
-                        self.time_to_target_ = record["wall_time"]
-                elif self.target_score is not None:
-                    # No validation split: target_score is reached by the
-                    # (weighted) accuracy on the rows just trained on.
-                    train_score = self._accuracy_tensor(
-                        X_train, y_train, sample_weight
-                    )
-                    record["train_score"] = train_score
-                    if self.time_to_target_ is None and train_score >= self.target_score:
-                        self.time_to_target_ = record["wall_time"]
-                self.history_.append(record)
-                self._report_epoch(record)
-
-                # MLPClassifier's stopping rule: n_iter_no_change epochs
-                # without an improvement of more than tol.
-                if X_val is not None:
-                    improved = val_score > self.best_validation_score_ + self.tol
-                    if val_score > self.best_validation_score_:
-                        self.best_validation_score_ = val_score
-                        best_state = self._state_copy()
-                stopping_loss = self._stopping_loss(record)
-                if X_val is None:
-                    improved = stopping_loss < self.best_loss_ - self.tol
-                if stopping_loss < self.best_loss_:
-                    self.best_loss_ = stopping_loss
-                no_improvement = 0 if improved else no_improvement + 1
-                if incremental:
-                    break
-                if self.time_to_target_ is not None:
+                record = self._record_epoch(
+                    result, n_train, start, training, validation
+                )
+                if self._update_no_improvement_count(record):
+                    best_state = self._state_copy()
+                if incremental or self.time_to_target_ is not None:
                     break
                 if context.stopped_by_time or context.time_is_up():
                     break
-                if no_improvement >= self.n_iter_no_change:
+                if self._no_improvement_count >= self.n_iter_no_change:
                     if self.verbose:
                         print(
                             f"Training stopped: no improvement of more than "
@@ -625,9 +434,90 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         self._elapsed_offset += time.monotonic() - start
         if best_state is not None:
             self._load_state(best_state)
-        self.loss_ = self.loss_curve_[-1]
-        self._fit_finished()
-        return self
+
+    def _make_batches(self, n_samples, batch_size, generator, device):
+        """Index tensors of one epoch: a seeded permutation cut into batches."""
+        if self.shuffle:
+            order = torch.randperm(n_samples, generator=generator)
+        else:
+            order = torch.arange(n_samples)
+        order = order.to(device)
+        batches = list(torch.split(order, batch_size))
+        if len(batches) > 1 and batches[-1].shape[0] < self._min_batch_rows():
+            # e.g. batch norm cannot train on one row: merge the remainder.
+            batches[-2:] = [torch.cat(batches[-2:])]
+        return batches
+
+    def _record_epoch(self, result, n_train, start, training, validation):
+        """Count the epoch, score it and append its ``history_`` record.
+
+        ``training`` and ``validation`` are ``(X, y, numpy weights)`` tensors
+        (``validation`` None without ``early_stopping``).
+        """
+        loss = float(result.loss)
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"The training loss became {loss} at epoch {self.n_iter_ + 1}; "
+                "lower learning_rate_init or scale the inputs "
+                "(e.g. StandardScaler in a Pipeline)."
+            )
+        self.n_iter_ += 1
+        self.t_ += n_train
+        self.loss_curve_.append(loss)
+        record = {
+            "epoch": self.n_iter_,
+            "wall_time": self._elapsed_offset + time.monotonic() - start,
+            "loss": loss,
+        }
+        record.update(result.columns)
+        score = None
+        if validation is not None:
+            score = self._accuracy_tensor(*validation)
+            self.validation_scores_.append(score)
+            record["validation_score"] = score
+        elif self.target_score is not None:
+            # No validation split: target_score is reached by the (weighted)
+            # accuracy on the rows just trained on.
+            score = self._accuracy_tensor(*training)
+            record["train_score"] = score
+        if (
+            score is not None
+            and self.target_score is not None
+            and self.time_to_target_ is None
+            and score >= self.target_score
+        ):
+            self.time_to_target_ = record["wall_time"]
+        self.history_.append(record)
+        self._report_epoch(record)
+        return record
+
+    def _update_no_improvement_count(self, record):
+        """MLPClassifier's stopping rule, applied to one epoch's ``record``.
+
+        Counts the epochs without an improvement of more than ``tol`` of the
+        validation score (with ``early_stopping``) or of
+        :meth:`_stopping_loss`, and keeps ``best_validation_score_`` and
+        ``best_loss_``.
+
+        Returns
+        -------
+        new_best : bool
+            Whether the validation score is the best so far: the caller
+            snapshots the model, to be restored at the end of the fit.
+        """
+        new_best = False
+        val_score = record.get("validation_score")
+        if val_score is not None:
+            improved = val_score > self.best_validation_score_ + self.tol
+            if val_score > self.best_validation_score_:
+                self.best_validation_score_ = val_score
+                new_best = True
+        stopping_loss = self._stopping_loss(record)
+        if val_score is None:
+            improved = stopping_loss < self.best_loss_ - self.tol
+        self.best_loss_ = min(self.best_loss_, stopping_loss)
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        return new_best
 
     def _report_epoch(self, record):
         if not self.verbose:
@@ -652,26 +542,96 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         total = float(np.sum(sample_weight))
         return float(np.dot(hits, sample_weight) / total) if total > 0 else 0.0
 
-    def _state_copy(self):
-        return {
-            name: {k: v.detach().clone() for k, v in module.state_dict().items()}
-            for name, module in self._torch_modules().items()
-        }
+    # -------------------------------------------------------------- predict
+    def _validate_X_predict(self, X):
+        return validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
 
-    def _load_state(self, state):
-        modules = self._torch_modules()
+    def _logits_numpy(self, X):
+        X = self._validate_X_predict(X)
+        device = self._model_device()
+        outputs = []
+        self._set_train_mode(False)
         with torch.no_grad():
-            for name, module_state in state.items():
-                modules[name].load_state_dict(module_state)
+            for start in range(0, X.shape[0], _PREDICT_CHUNK):
+                chunk = to_tensor(X[start : start + _PREDICT_CHUNK], device)
+                outputs.append(self._forward_logits(chunk).double().cpu().numpy())
+        if not outputs:
+            return np.empty((0, len(self.classes_)))
+        return np.concatenate(outputs, axis=0)
+
+    # ---------------------------------------------------------- model state
+    def _model_device(self):
+        for module in self._torch_modules().values():
+            for parameter in module.parameters():
+                return parameter.device
+        return torch.device("cpu")
+
+    def _set_train_mode(self, mode):
+        for module in self._torch_modules().values():
+            module.train(mode)
 
     def _move_modules(self, device):
         for name, module in self._torch_modules().items():
             setattr(self, name, module.to(device))
 
+    def _structure_keys(self):
+        """Comparable values of ``_structure_params`` (subclasses refine them)."""
+        keys = {}
+        for name in self._structure_params:
+            value = getattr(self, name)
+            if isinstance(value, torch.nn.Module):
+                # Its architecture (a pickled copy is the same network).
+                keys[name] = ("module", repr(value))
+            elif value is None or isinstance(value, (str, Integral, Real)):
+                keys[name] = value
+            else:
+                keys[name] = tuple(np.ravel(np.asarray(value, dtype=object)).tolist())
+        return keys
+
+    def _check_structure_unchanged(self):
+        built = getattr(self, "_built_structure", None)
+        if built is None:  # fitted by an older version
+            return
+        now = self._structure_keys()
+        changed = [name for name in self._structure_params if now[name] != built[name]]
+        # A change of a primary parameter changes which other keys count:
+        # name only the parameter the user changed.
+        primary = [name for name in self._primary_structure_params if name in changed]
+        changed = primary or changed
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed since the network was built; "
+                "warm_start and partial_fit continue that network. Refit with "
+                "warm_start=False (and fit instead of partial_fit)."
+            )
+
+    def _state_copy(self):
+        """Snapshot of the modules and the optimizer state (early stopping)."""
+        return {
+            "modules": {
+                name: {k: v.detach().clone() for k, v in module.state_dict().items()}
+                for name, module in self._torch_modules().items()
+            },
+            "optimizer": self._optimizer_state(),
+        }
+
+    def _load_state(self, state):
+        """Restore a :meth:`_state_copy` snapshot."""
+        modules = self._torch_modules()
+        with torch.no_grad():
+            for name, module_state in state["modules"].items():
+                modules[name].load_state_dict(module_state)
+        if state["optimizer"] is not None:
+            self._load_optimizer_state(state["optimizer"])
+
     # Pickles hold CPU state only: a model fitted on CUDA unpickles on a
     # machine without a GPU, and no stream, thread or lock is carried along.
     def __getstate__(self):
         state = self.__dict__.copy()
+        if self._is_initialised():
+            state["_saved_optimizer_state"] = self._optimizer_state()
+        for key in self._live_optimizer_attrs:
+            state.pop(key, None)
         for key, value in state.items():
             if isinstance(value, torch.nn.Module):
                 state[key] = copy.deepcopy(value).to("cpu")
@@ -681,10 +641,14 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        optimizer_state = state.pop("_saved_optimizer_state", None)
         self.__dict__.update(state)
         if "classes_" in state:
             self._device_ = torch.device("cpu")
+        if optimizer_state is not None:
+            self._load_optimizer_state(optimizer_state)
 
+    # -------------------------------------------------------------- sklearn
     def _expected_failed_checks(self):
         """Common checks expected to fail at any setting, with the reason.
 
@@ -708,143 +672,3 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _checked_sample_weight(sample_weight, X):
-    """float64 weights of the rows of ``X``, or None for an unweighted fit.
-
-    NaN/inf, negative values, a wrong length and an all-zero vector are
-    ``ValueError`` s that name ``sample_weight``. Equal weights are the
-    unweighted fit (the weighted mean is the plain mean), except that the
-    L2 penalty scales with their sum as in MLPClassifier, so only all-ones
-    collapse to None.
-    """
-    if sample_weight is None:
-        return None
-    try:
-        raw = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        raw = None  # _check_sample_weight names the problem
-    if raw is not None and raw.size and not np.any(raw):
-        raise ValueError(
-            "sample_weight is zero everywhere: no row would take part in "
-            "training; give some rows a positive weight or pass "
-            "sample_weight=None."
-        )
-    sample_weight = _check_sample_weight(
-        sample_weight, X, dtype=np.float64, ensure_non_negative=True
-    )
-    if not sample_weight.sum() > 0:
-        raise ValueError(
-            "sample_weight sums to 0: no row would take part in training; give "
-            "some rows a positive weight or pass sample_weight=None."
-        )
-    if np.all(sample_weight == 1.0):
-        return None
-    return sample_weight
-
-
-def _to_tensor(array, device):
-    """float32 tensor on ``device``; copies read-only / non-contiguous input."""
-    return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
-
-
-ACTIVATIONS = {
-    "relu": torch.nn.ReLU,
-    "tanh": torch.nn.Tanh,
-    "logistic": torch.nn.Sigmoid,
-    "identity": torch.nn.Identity,
-}
-
-
-def check_layer_sizes(sizes, name):
-    """Layer widths as a list of ints, or a ``ValueError`` naming ``name``.
-
-    One home for ``hidden_layer_sizes``-like parameters: an int or a
-    sequence of positive integers (numpy integers included); floats are
-    rejected rather than truncated. An empty sequence gives no layers.
-
-    Parameters
-    ----------
-    sizes : int or array-like of int
-        The parameter value as the user set it.
-    name : str
-        Parameter name used in the error message.
-
-    Returns
-    -------
-    sizes : list of int
-    """
-    values = [sizes] if np.isscalar(sizes) else list(sizes)
-    try:
-        return [check_int(size, name, 1) for size in values]
-    except ValueError:
-        # Name the whole parameter, not the one bad entry.
-        raise ValueError(f"{name} must contain positive ints, got {sizes!r}.") from None
-
-
-def make_linear(n_in, n_out, generator, activation="relu"):
-    """A :class:`torch.nn.Linear` initialised from ``generator``.
-
-    Uses Glorot-uniform bounds as :class:`~sklearn.neural_network.MLPClassifier`
-    does (factor 2 for the logistic activation), drawn from the fit's own
-    generator so the global torch RNG stays untouched.
-    """
-    # skip_init: nn.Linear's own initialisation would draw from torch's
-    # global RNG, which a fit must leave alone.
-    layer = torch.nn.utils.skip_init(torch.nn.Linear, n_in, n_out)
-    factor = 2.0 if activation == "logistic" else 6.0
-    bound = math.sqrt(factor / (n_in + n_out))
-    with torch.no_grad():
-        layer.weight.uniform_(-bound, bound, generator=generator)
-        layer.bias.uniform_(-bound, bound, generator=generator)
-    return layer
-
-
-def make_optimizer(
-    parameters,
-    solver,
-    learning_rate,
-    momentum=0.9,
-    nesterov=False,
-    beta_1=0.9,
-    beta_2=0.999,
-    epsilon=1e-8,
-):
-    """The torch optimizer for ``solver`` in {"sgd", "adam"}.
-
-    L2 regularisation (``alpha``) is added to the loss by the engines, as in
-    MLPClassifier, so no weight decay is set here.  The fused kernel is used
-    where torch has one for the parameters' device: small blocks spend more
-    time in the per-parameter loop of the plain implementation (about ten
-    dispatched ops per tensor) than in the arithmetic.
-    """
-    parameters = list(parameters)
-    if solver == "sgd":
-        optimizer, kwargs = torch.optim.SGD, {
-            "momentum": momentum,
-            "nesterov": bool(nesterov and momentum > 0),
-        }
-    elif solver == "adam":
-        optimizer, kwargs = torch.optim.Adam, {
-            "betas": (beta_1, beta_2),
-            "eps": epsilon,
-        }
-    else:
-        raise ValueError(f"solver={solver!r} is not one of 'sgd', 'adam'.")
-    return optimizer(
-        parameters, lr=learning_rate, fused=_fused_supported(parameters), **kwargs
-    )
-
-
-def _fused_supported(parameters):
-    """Whether torch's fused optimizer kernels accept ``parameters``.
-
-    torch < 2.4 has no fused CPU kernels, and none take integer tensors.
-    """
-    if not parameters or not all(p.is_floating_point() for p in parameters):
-        return None
-    device_type = parameters[0].device.type
-    if device_type == "cpu":
-        return _TORCH_VERSION >= (2, 4)
-    return device_type == "cuda"

@@ -1,70 +1,70 @@
-"""Block-local learning (BLL) classifier, after Kappel et al., arXiv 2305.14974."""
+"""Block-local learning (BLL) classifier, after Kappel et al., arXiv 2305.14974.
+
+Structure
+---------
+:class:`BlockLocalClassifier`: parameters and their validation, then the
+hooks of :class:`~skasync.neural_network._base.BaseTorchClassifier`:
+
+* structure: ``_structure_params`` (what warm starts must keep) and the
+  execution checks (``_check_execution``);
+* ``_init_model``: the network cut into blocks, auxiliary heads and
+  feedback networks (:mod:`~skasync.neural_network._block_network`,
+  :mod:`~skasync.neural_network._block_local_losses`), one optimiser per
+  block and per feedback network;
+* optimizer state: ``_optimizer_state`` / ``_load_optimizer_state`` (torch
+  state dicts, for early-stopping snapshots and pickles);
+* engine: ``_engine_config`` (a
+  :class:`~skasync.neural_network._block_local_engine.BlockLocalConfig`),
+  ``_make_engine`` (one ``BlockWorker`` per block) and ``_fit_epoch``, which
+  runs the engine and gathers ``timing_``.
+
+``transform_blocks`` and ``block_scores`` come from
+:class:`~skasync.neural_network._block_probes.BlockProbesMixin`.
+"""
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-import copy
-import os
+import itertools
 import warnings
 from numbers import Integral, Real
+from typing import ClassVar
 
-import numpy as np
 import torch
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skasync.neural_network._base import (
-    ACTIVATIONS,
-    BaseTorchClassifier,
-    _to_tensor,
-    check_layer_sizes,
-    make_linear,
-    make_optimizer,
-)
+from skasync.neural_network._base import BaseTorchClassifier
 from skasync.neural_network._block_local_engine import (
-    ActivationMeter,
+    BlockLocalConfig,
     BlockLocalEngine,
-    BlockWorker,
-    make_feedback,
-    median_or_none,
-    min_training_rows,
-    normalise_features,
+    FitTiming,
 )
+from skasync.neural_network._block_local_losses import make_feedback
+from skasync.neural_network._block_network import (
+    block_bounds,
+    build_blocks,
+    feedback_width,
+    input_shape_for,
+    layer_units,
+    make_aux_heads,
+    min_training_rows,
+)
+from skasync.neural_network._block_probes import BlockProbesMixin
+from skasync.neural_network._block_worker import BlockWorker
 from skasync.neural_network._modes import BLOCK_LOCAL_MODES, mode_names
+from skasync.neural_network._torch_utils import (
+    ACTIVATIONS,
+    check_layer_sizes,
+    draw_seed,
+    load_optimizer_state,
+    make_optimizer,
+    optimizer_state_copy,
+)
+from skasync.utils._activation_meter import ActivationMeter
+from skasync.utils._threads import available_cpus
 
 
-class _AuxHead(torch.nn.Module):
-    """Auxiliary read-out of a block output: (pool) → flatten → MLP.
-
-    ``hidden`` empty gives the authors' linear read-out; hidden layers make
-    the head an auxiliary network as in DGL (Belilovsky et al., 2020).
-    """
-
-    def __init__(self, in_shape, n_classes, generator, hidden=()):
-        super().__init__()
-        if len(in_shape) == 3:
-            # Half resolution at most, as in the authors' heads, but tiny maps
-            # (8x8 digits) keep at least 2x2.
-            side = max(1, min(2, in_shape[1]))
-            self.pool = torch.nn.AdaptiveAvgPool2d(side)
-            n_in = in_shape[0] * side * side
-        else:
-            self.pool = None
-            n_in = int(np.prod(in_shape))
-        layers = []
-        for width in hidden:
-            layers += [make_linear(n_in, width, generator), torch.nn.ReLU()]
-            n_in = width
-        layers.append(make_linear(n_in, n_classes, generator, activation="identity"))
-        self.net = torch.nn.Sequential(*layers)
-
-    def forward(self, a):
-        if self.pool is not None:
-            a = self.pool(a)
-        return self.net(a.flatten(1))
-
-
-class BlockLocalClassifier(BaseTorchClassifier):
+class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
     """Classifier trained with block-local learning (BLL).
 
     The network (an MLP, or any user ``nn.Sequential``) is cut into
@@ -354,7 +354,7 @@ class BlockLocalClassifier(BaseTorchClassifier):
     2
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         **BaseTorchClassifier._parameter_constraints,
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -492,6 +492,43 @@ class BlockLocalClassifier(BaseTorchClassifier):
         self.optimizer = optimizer
 
     # ------------------------------------------------------------ structure
+    _structure_params = (
+        "hidden_layer_sizes",
+        "activation",
+        "batch_norm",
+        "n_blocks",
+        "module",
+        "split_points",
+        "input_shape",
+        "mode",
+        "local_loss",
+        "feedback",
+        "feedback_hidden",
+        "aux_hidden",
+        "aux_weight",
+    )
+    _primary_structure_params = ("mode", "module")
+    _live_optimizer_attrs = ("_optimizers", "_feedback_optimizers")
+
+    def _structure_keys(self):
+        keys = super()._structure_keys()
+        # Only what the network is built from counts: whether auxiliary heads
+        # exist (not their weight), the feedback networks in bll mode only,
+        # the MLP parameters only without a user module.
+        keys["aux_weight"] = self._uses_aux_heads()
+        if self.mode != "bll":
+            for name in ("local_loss", "feedback", "feedback_hidden"):
+                keys[name] = None
+        if self.module is not None:
+            for name in ("hidden_layer_sizes", "activation", "batch_norm"):
+                keys[name] = None
+            if isinstance(self.module, (list, tuple)):
+                keys["module"] = ("layers", tuple(repr(m) for m in self.module))
+        return keys
+
+    def _uses_aux_heads(self):
+        return self.mode == "local_aux" or (self.mode == "bll" and self.aux_weight > 0)
+
     def _solver(self):
         """``solver``, or the deprecated ``optimizer`` when it is set."""
         return self.solver if self.optimizer == "deprecated" else self.optimizer
@@ -518,208 +555,102 @@ class BlockLocalClassifier(BaseTorchClassifier):
                 f"needs parallel='none', got parallel={self.parallel!r}."
             )
 
-    def _layer_units(self, n_features, n_classes, generator):
-        """The list of layer units to split, and the user module flag."""
-        if self.module is not None:
-            module = self.module
-            if isinstance(module, (list, tuple)):
-                units = list(module)
-            elif isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
-                units = list(module.children())
-            else:
-                raise ValueError(
-                    "module must be a torch.nn.Sequential, an nn.ModuleList or a "
-                    f"list of modules whose children are the layers to split; got "
-                    f"{type(module).__name__}."
-                )
-            if not units or not all(isinstance(u, torch.nn.Module) for u in units):
-                raise ValueError(
-                    "module must contain at least one torch.nn.Module layer."
-                )
-            # Deep copy: the parameter is never mutated and refits start from
-            # the user's initialisation.
-            return copy.deepcopy(units)
-        sizes = check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
-        units = []
-        n_in = n_features
-        act = ACTIVATIONS[self.activation]
-        for width in sizes:
-            layers = [make_linear(n_in, width, generator, self.activation)]
-            if self.batch_norm:
-                layers.append(torch.nn.BatchNorm1d(width))
-            layers.append(act())
-            units.append(torch.nn.Sequential(*layers))
-            n_in = width
-        units.append(
-            torch.nn.Sequential(
-                make_linear(n_in, n_classes, generator, activation="identity")
-            )
-        )
-        return units
-
-    def _block_bounds(self, n_units):
-        if self.split_points is not None:
-            points = np.asarray(self.split_points)
-            if points.ndim != 1 or not np.issubdtype(points.dtype, np.integer):
-                raise ValueError(
-                    "split_points must be a 1-D list of ints, got "
-                    f"{self.split_points!r}."
-                )
-            points = [int(p) for p in points]
-            if any(p < 1 or p >= n_units for p in points):
-                raise ValueError(
-                    f"split_points={self.split_points!r} out of range: each must be "
-                    f"between 1 and {n_units - 1} (the network has {n_units} "
-                    "layer units)."
-                )
-            if any(b <= a for a, b in zip(points, points[1:])):
-                raise ValueError(
-                    f"split_points={self.split_points!r} must be strictly increasing."
-                )
-            return [0] + points + [n_units]
-        n_blocks = self.n_blocks
-        if n_blocks > n_units:
-            # Not bad input: a network of few layers holds fewer blocks.
-            # Backprop has no blocks to train (they only split block_scores),
-            # so it adapts silently.
-            n_blocks = n_units
-            if self.mode != "backprop":
-                warnings.warn(
-                    f"n_blocks={self.n_blocks} is more than the {n_units} layer "
-                    "units of the network (hidden layers + output layer, or the "
-                    f"children of module): it is cut into {n_units} blocks "
-                    "(n_blocks_). Lower n_blocks or add layers to silence this "
-                    "warning.",
-                    UserWarning,
-                    stacklevel=5,
-                )
-        base, extra = divmod(n_units, n_blocks)
-        # The remainder goes to the last blocks: early blocks stay small and the
-        # output block gets some capacity.
-        sizes = [base + (1 if k >= n_blocks - extra else 0) for k in range(n_blocks)]
-        return [0] + list(np.cumsum(sizes))
-
-    def _input_shape_for(self, n_features):
-        if self.input_shape is None:
-            return None
-        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(self.input_shape)))
-        if int(np.prod(shape)) != n_features:
-            raise ValueError(
-                f"input_shape={self.input_shape!r} holds {int(np.prod(shape))} values "
-                f"but X has {n_features} features."
-            )
-        return shape
-
     # ----------------------------------------------------------------- hooks
     def _init_model(self, n_features, n_classes, generator):
-        shape = self._input_shape_for(n_features)
-        units = self._layer_units(n_features, n_classes, generator)
-        bounds = self._block_bounds(len(units))
-        blocks = torch.nn.ModuleList(
-            torch.nn.Sequential(*units[a:b]) for a, b in zip(bounds, bounds[1:])
+        shape = input_shape_for(self.input_shape, n_features)
+        units = layer_units(
+            self.module,
+            self.hidden_layer_sizes,
+            self.activation,
+            self.batch_norm,
+            n_features,
+            n_classes,
+            generator,
         )
-        # Block output shapes from a dry run (eval mode: batch norm untouched).
-        dummy = torch.zeros((2,) + (shape if shape is not None else (n_features,)))
-        out_shapes = []
-        blocks.eval()
-        try:
-            with torch.no_grad():
-                h = dummy
-                for block in blocks:
-                    h = block(h)
-                    out_shapes.append(tuple(h.shape[1:]))
-        except Exception as error:
-            raise ValueError(
-                f"module could not run on inputs of shape {tuple(dummy.shape[1:])} "
-                f"(input_shape={self.input_shape!r}): {error}"
-            ) from error
-        if out_shapes[-1] != (n_classes,):
-            raise ValueError(
-                f"module's output has shape {out_shapes[-1]} per sample but the data "
-                f"have {n_classes} classes; the last layer of module must output "
-                f"{n_classes} values."
-            )
+        # Backprop has no blocks to train (they only split block_scores), so
+        # it adapts to a short network silently.  The warning points where
+        # it did before _init_model was called through _start_model.
+        bounds = block_bounds(
+            len(units),
+            self.n_blocks,
+            self.split_points,
+            warn=self.mode != "backprop",
+            stacklevel=5,
+        )
+        blocks, out_shapes = build_blocks(
+            units,
+            bounds,
+            shape if shape is not None else (n_features,),
+            n_classes,
+            self.input_shape,
+        )
         self.blocks_ = blocks
         self.n_blocks_ = len(blocks)
-        self.block_sizes_ = [b - a for a, b in zip(bounds, bounds[1:])]
+        self.block_sizes_ = [b - a for a, b in itertools.pairwise(bounds)]
         self._block_shapes = out_shapes
         self._input_shape_ = shape
-        n_boundaries = self.n_blocks_ - 1
+        hidden_shapes = out_shapes[:-1]
         aux_hidden = check_layer_sizes(self.aux_hidden, "aux_hidden")
-        use_heads = self.mode == "local_aux" or (
-            self.mode == "bll" and self.aux_weight > 0
-        )
         self.aux_heads_ = (
-            torch.nn.ModuleList(
-                _AuxHead(out_shapes[k], n_classes, generator, aux_hidden)
-                for k in range(n_boundaries)
-            )
-            if use_heads
+            make_aux_heads(hidden_shapes, n_classes, generator, aux_hidden)
+            if self._uses_aux_heads()
             else torch.nn.ModuleList()
         )
         if self.mode == "bll":
-            widths = [
-                out_shapes[k][0]
-                if len(out_shapes[k]) == 3
-                else int(np.prod(out_shapes[k]))
-                for k in range(n_boundaries)
-            ]
             self.feedback_ = torch.nn.ModuleList(
                 make_feedback(
                     self.feedback,
                     n_classes,
-                    widths[k],
+                    feedback_width(shape),
                     self.local_loss,
                     generator,
                     tuple(check_layer_sizes(self.feedback_hidden, "feedback_hidden")),
                 )
-                for k in range(n_boundaries)
+                for shape in hidden_shapes
             )
         else:
             self.feedback_ = torch.nn.ModuleList()
-        self._noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        self._noise_seed = draw_seed(generator)
         self._build_optimizers()
 
-    _structure_params = (
-        "hidden_layer_sizes",
-        "activation",
-        "batch_norm",
-        "n_blocks",
-        "module",
-        "split_points",
-        "input_shape",
-        "mode",
-        "local_loss",
-        "feedback",
-        "feedback_hidden",
-        "aux_hidden",
-        "aux_weight",
-    )
+    def _torch_modules(self):
+        if not hasattr(self, "blocks_"):
+            return {}
+        return {
+            "blocks_": self.blocks_,
+            "feedback_": self.feedback_,
+            "aux_heads_": self.aux_heads_,
+        }
 
-    def _structure_keys(self):
-        keys = super()._structure_keys()
-        # Only what the network is built from counts: whether auxiliary heads
-        # exist (not their weight), the feedback networks in bll mode only,
-        # the MLP parameters only without a user module.
-        keys["aux_weight"] = self.mode == "local_aux" or (
-            self.mode == "bll" and self.aux_weight > 0
-        )
-        if self.mode != "bll":
-            for name in ("local_loss", "feedback", "feedback_hidden"):
-                keys[name] = None
-        if self.module is not None:
-            for name in ("hidden_layer_sizes", "activation", "batch_norm"):
-                keys[name] = None
-            if isinstance(self.module, (list, tuple)):
-                keys["module"] = ("layers", tuple(repr(m) for m in self.module))
-        return keys
-
-    def _refresh_optimizers(self):
-        self._build_optimizers()
+    def _forward_logits(self, X):
+        h = X
+        if getattr(self, "_input_shape_", None) is not None:
+            h = h.reshape((h.shape[0],) + self._input_shape_)
+        for block in self.blocks_:
+            h = block(h)
+        return h
 
     def _min_batch_rows(self):
         return min_training_rows(self.blocks_)
 
+    def _check_params_against_data(self, n_train_samples, batch_size):
+        if self.optimizer != "deprecated":
+            warnings.warn(
+                "The parameter 'optimizer' was renamed 'solver' in 0.1 and will be "
+                f"removed in 0.2; pass solver={self.optimizer!r} instead.",
+                FutureWarning,
+                stacklevel=4,
+            )
+        self._check_execution()
+
+    def _stopping_loss(self, record):
+        # The output block's loss, as for backprop: the local losses of the
+        # hidden blocks (decorrelation above all) keep creeping down long
+        # after the classifier has stopped improving, so their sum never
+        # meets tol and bll ran all max_iter epochs.
+        return record["block_losses"][-1]
+
+    # ------------------------------------------------------------ optimizers
     def _build_optimizers(self):
         self._optimizers = []
         self._feedback_optimizers = []
@@ -755,274 +686,99 @@ class BlockLocalClassifier(BaseTorchClassifier):
                 else None
             )
 
-    def _torch_modules(self):
-        if not hasattr(self, "blocks_"):
-            return {}
+    def _refresh_optimizers(self):
+        self._build_optimizers()
+
+    def _optimizer_state(self):
+        # The torch optimizers' state dicts (moments, step counts), copied
+        # to the CPU; the optimizers themselves hold live parameters.
+        if not hasattr(self, "_optimizers"):
+            return None
         return {
-            "blocks_": self.blocks_,
-            "feedback_": self.feedback_,
-            "aux_heads_": self.aux_heads_,
+            "blocks": optimizer_state_copy(self._optimizers),
+            "feedback": optimizer_state_copy(self._feedback_optimizers),
         }
 
-    def _fit_num_threads(self):
-        if self.torch_num_threads is not None:
-            return self.torch_num_threads
-        return None
+    def _load_optimizer_state(self, state):
+        if not hasattr(self, "_optimizers"):  # unpickled: rebuild them first
+            self._build_optimizers()
+        load_optimizer_state(self._optimizers, state["blocks"])
+        load_optimizer_state(self._feedback_optimizers, state["feedback"])
 
+    # ---------------------------------------------------------------- engine
     def _threads_per_block(self):
         if self.parallel != "threads":
             return None
-        total = self.torch_num_threads or os.cpu_count() or 1
+        total = self.torch_num_threads or available_cpus()
         return max(1, total // self.n_blocks_)
 
-    def _check_params_against_data(self, n_train_samples, batch_size):
-        if self.optimizer != "deprecated":
-            warnings.warn(
-                "The parameter 'optimizer' was renamed 'solver' in 0.1 and will be "
-                f"removed in 0.2; pass solver={self.optimizer!r} instead.",
-                FutureWarning,
-                stacklevel=4,
-            )
-        self._check_execution()
+    def _engine_config(self):
+        return BlockLocalConfig(
+            mode=self.mode,
+            n_classes=len(self.classes_),
+            local_loss=self.local_loss,
+            agreement_weight=self.agreement_weight,
+            decorrelation_weight=self.decorrelation_weight,
+            aux_weight=self.aux_weight if self.aux_weight > 0 else 1.0,
+            output_weight=self.output_weight,
+            denoise_weight=self.denoise_weight if self.mode == "bll" else 0.0,
+            denoise_std=self.denoise_std,
+            agreement_sign=float(self.agreement_sign),
+            variance=self.sigma_forward**2 + self.sigma_feedback**2,
+            label_smoothing=self.label_smoothing,
+            alpha=self.alpha,
+            parallel=self.parallel,
+            n_microbatches=self.n_microbatches,
+            backward_schedule=self.backward_schedule,
+            input_shape=self._input_shape_,
+            threads_per_block=self._threads_per_block(),
+            noise_seed=self._noise_seed,
+            sync=self._device_.type == "cuda" and self.parallel == "none",
+            hook=self._engine_hook,
+        )
 
-    def _make_engine(self, n_classes, device, context):
-        aux_weight = self.aux_weight if self.aux_weight > 0 else 1.0
-        config = {
-            "mode": self.mode,
-            "n_classes": n_classes,
-            "local_loss": self.local_loss,
-            "agreement_weight": self.agreement_weight,
-            "decorrelation_weight": self.decorrelation_weight,
-            "aux_weight": aux_weight,
-            "output_weight": self.output_weight,
-            "denoise_weight": self.denoise_weight if self.mode == "bll" else 0.0,
-            "denoise_std": self.denoise_std,
-            "agreement_sign": float(self.agreement_sign),
-            "variance": self.sigma_forward**2 + self.sigma_feedback**2,
-            "label_smoothing": self.label_smoothing,
-            "alpha": self.alpha,
-            "sync": device.type == "cuda" and self.parallel == "none",
-        }
+    def _make_engine(self, context):
+        config = self._engine_config()
         workers = []
         for k, block in enumerate(self.blocks_):
-            is_last = k == self.n_blocks_ - 1
-            head = self.aux_heads_[k] if k < len(self.aux_heads_) else None
-            fb = self.feedback_[k] if k < len(self.feedback_) else None
-            fb_opt = (
-                self._feedback_optimizers[k]
-                if k < len(self._feedback_optimizers)
-                else None
-            )
             workers.append(
                 BlockWorker(
-                    k, block, head, fb, self._optimizers[k], fb_opt, config, is_last
+                    k,
+                    block,
+                    _entry(self.aux_heads_, k),
+                    _entry(self.feedback_, k),
+                    self._optimizers[k],
+                    _entry(self._feedback_optimizers, k),
+                    config,
+                    is_last=k == self.n_blocks_ - 1,
                 )
             )
         meter = None
         if context.extras.get("batches_seen", 0) < 8:
             params = [p for m in self._torch_modules().values() for p in m.parameters()]
             meter = context.extras.setdefault("meter", ActivationMeter(params))
-        return BlockLocalEngine(
-            workers,
-            mode=self.mode,
-            parallel=self.parallel,
-            n_microbatches=self.n_microbatches,
-            backward_schedule=self.backward_schedule,
-            input_shape=self._input_shape_,
-            threads_per_block=self._threads_per_block(),
-            hook=getattr(self, "_engine_hook", None),
-            meter=meter,
-            noise_seed=self._noise_seed,
-        )
+        return BlockLocalEngine(workers, config, meter=meter)
 
     def _fit_epoch(self, X, y, *, batches, context):
-        device = X.device
         if "timing" not in context.extras:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            context.extras["timing"] = {
-                "forward": [[] for _ in self.blocks_],
-                "backward": [[] for _ in self.blocks_],
-                "update": [[] for _ in self.blocks_],
-                "step": [],
-                "samples": 0,
-                "seconds": 0.0,
-                "device": device,
-            }
+            context.extras["timing"] = FitTiming(len(self.blocks_), X.device)
             self._timing_acc = context.extras["timing"]
-        engine = self._make_engine(len(self.classes_), device, context)
-        stats = engine.run_epoch(X, y, batches, context)
-        acc = context.extras["timing"]
-        for k, worker in enumerate(engine.workers):
-            acc["forward"][k] += worker.forward_ms
-            acc["backward"][k] += worker.backward_ms
-            acc["update"][k] += worker.update_ms
-        done = np.diff(engine.batch_done_times)
-        acc["step"] += list(1e3 * done)
-        acc["samples"] += stats.pop("n_samples")
-        acc["seconds"] += stats["seconds"]
-        if engine.meter is not None:
-            acc["peak_activation_bytes"] = engine.meter.peak
-        return stats
-
-    def _stopping_loss(self, record):
-        # The output block's loss, as for backprop: the local losses of the
-        # hidden blocks (decorrelation above all) keep creeping down long
-        # after the classifier has stopped improving, so their sum never
-        # meets tol and bll ran all max_iter epochs.
-        return record["block_losses"][-1]
+        engine = self._make_engine(context)
+        result = engine.run_epoch(X, y, batches, context)
+        context.extras["timing"].add_epoch(engine, result)
+        return result
 
     def _fit_finished(self):
-        acc = getattr(self, "_timing_acc", None)
-        if acc is None:
+        timing = getattr(self, "_timing_acc", None)
+        if timing is None:
             return
-        device = acc["device"]
-        peak = None
-        if device.type == "cuda":
-            peak = int(torch.cuda.max_memory_allocated(device))
-        self.timing_ = {
-            "forward_ms": [median_or_none(v) for v in acc["forward"]],
-            "backward_ms": [median_or_none(v) for v in acc["backward"]],
-            "update_ms": [median_or_none(v) for v in acc["update"]],
-            "step_ms": median_or_none(acc["step"]),
-            "samples_per_second": (
-                acc["samples"] / acc["seconds"] if acc["seconds"] else None
-            ),
-            "peak_activation_bytes": acc.get("peak_activation_bytes"),
-            "peak_memory_bytes": peak,
-            "parallel": self.parallel,
-            "n_microbatches": self.n_microbatches,
-            "device": str(device),
-        }
-        if self.mode == "backprop" or self.backward_schedule == "joint":
-            self.timing_["backward_note"] = (
-                "one joint backward pass: its time is listed under the last block"
-            )
+        self.timing_ = timing.summary(self._engine_config())
         del self._timing_acc
 
-    def _forward_logits(self, X):
-        h = X
-        if getattr(self, "_input_shape_", None) is not None:
-            h = h.reshape((h.shape[0],) + self._input_shape_)
-        for block in self.blocks_:
-            h = block(h)
-        return h
-
-    # ------------------------------------------------------------- pickling
     def __getstate__(self):
         state = super().__getstate__()
-        # Optimisers reference the live parameters: store their state dicts
-        # and rebuild them around the unpickled modules.
-        for key in ("_optimizers", "_feedback_optimizers"):
-            if key in state:
-                state[key] = [
-                    None if opt is None else _cpu_state(opt.state_dict())
-                    for opt in state[key]
-                ]
         state.pop("_timing_acc", None)
         return state
-
-    def __setstate__(self, state):
-        optimizers = state.pop("_optimizers", None)
-        fb_optimizers = state.pop("_feedback_optimizers", None)
-        super().__setstate__(state)
-        if optimizers is not None and "blocks_" in state:
-            self._build_optimizers()
-            for opt, saved in zip(self._optimizers, optimizers):
-                if opt is not None and saved is not None:
-                    opt.load_state_dict(saved)
-            for opt, saved in zip(self._feedback_optimizers, fb_optimizers or []):
-                if opt is not None and saved is not None:
-                    opt.load_state_dict(saved)
-
-    # ---------------------------------------------------------- extra API
-    def transform_blocks(self, X):
-        """Normalised representation of ``X`` after each block but the last.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        features : list of ndarray
-            One (n_samples, D_k) float64 array per hidden block (mean-centred,
-            L2-normalised, spatially max-pooled for images), followed by the
-            logits of the last block.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-        device = self._model_device()
-        self._set_train_mode(False)
-        outputs = [[] for _ in self.blocks_]
-        with torch.no_grad():
-            for start in range(0, X.shape[0], 4096):
-                h = _to_tensor(X[start : start + 4096], device)
-                if self._input_shape_ is not None:
-                    h = h.reshape((h.shape[0],) + self._input_shape_)
-                for k, block in enumerate(self.blocks_):
-                    h = block(h)
-                    feat = h if k == self.n_blocks_ - 1 else normalise_features(h)
-                    outputs[k].append(feat.double().cpu().numpy())
-        return [np.concatenate(o, axis=0) for o in outputs]
-
-    def block_scores(self, X, y, *, method="probe", cv=3):
-        """Accuracy reachable from each block's representation.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        method : {"probe", "head"}, default="probe"
-            ``"probe"``: cross-validated accuracy of a logistic-regression probe
-            on each hidden block's normalised features; ``"head"``: accuracy
-            of the block's auxiliary head (needs ``aux_heads_``).  The last
-            entry is always the model's own accuracy.
-        cv : int, default=3
-            Folds of the probe's cross-validation.
-
-        Returns
-        -------
-        scores : ndarray of shape (`n_blocks_`,)
-        """
-        check_is_fitted(self)
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import cross_val_score
-
-        y = np.asarray(y)
-        if method not in ("probe", "head"):
-            raise ValueError(f"method must be 'probe' or 'head', got {method!r}.")
-        if method == "head" and len(self.aux_heads_) == 0:
-            raise ValueError(
-                "method='head' needs auxiliary heads; this model has none "
-                f"(mode={self.mode!r}, aux_weight={self.aux_weight}). "
-                "Use method='probe'."
-            )
-        features = self.transform_blocks(X)
-        scores = []
-        for k in range(self.n_blocks_ - 1):
-            if method == "probe":
-                probe = LogisticRegression(max_iter=500)
-                scores.append(
-                    float(np.mean(cross_val_score(probe, features[k], y, cv=cv)))
-                )
-            else:
-                scores.append(self._head_score(k, X, y))
-        scores.append(self.score(X, y))
-        return np.asarray(scores)
-
-    def _head_score(self, k, X, y):
-        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-        device = self._model_device()
-        self._set_train_mode(False)
-        with torch.no_grad():
-            h = _to_tensor(X, device)
-            if self._input_shape_ is not None:
-                h = h.reshape((h.shape[0],) + self._input_shape_)
-            for block in self.blocks_[: k + 1]:
-                h = block(h)
-            pred = self.aux_heads_[k](h).argmax(dim=1).cpu().numpy()
-        return float(np.mean(self.classes_[pred] == y))
 
     def _expected_failed_checks(self):
         """Common checks expected to fail, with the reason.
@@ -1040,17 +796,6 @@ class BlockLocalClassifier(BaseTorchClassifier):
         }
 
 
-def _cpu_state(state_dict):
-    return copy.deepcopy(
-        {
-            key: (
-                {
-                    k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                    for k, v in value.items()
-                }
-                if key == "state"
-                else value
-            )
-            for key, value in state_dict.items()
-        }
-    )
+def _entry(items, k):
+    """``items[k]``, or None past the end (the last block has no head)."""
+    return items[k] if k < len(items) else None

@@ -1,4 +1,4 @@
-"""Shared internal utilities (threads, progress, discovery)."""
+"""Shared internal utilities (threads, progress, activation memory, discovery)."""
 
 from skasync.utils.discovery import all_estimators
 

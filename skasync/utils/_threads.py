@@ -12,13 +12,15 @@ which guarantees the rules of the package:
   :func:`queue_get` wake up regularly and give up once the group is stopping.
 
 :func:`torch_threads` sets torch's intra-op thread count for a fit and
-restores it afterwards.
+restores it afterwards, and :func:`available_cpus` is the CPU budget the
+torch classifiers divide among their threads.
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -214,3 +216,15 @@ def torch_threads(num_threads):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity mask), at least 1.
+
+    ``os.cpu_count()`` counts the machine's CPUs, also those a container or
+    ``taskset`` leaves out; thread budgets use this count instead.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -24,8 +24,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skasync import AsyncLayerwiseMLPClassifier
-from skasync.neural_network import _async_engines
-from skasync.neural_network._base import make_linear, seed_from
+from skasync.neural_network import _shared_mlp
+from skasync.neural_network._torch_utils import make_linear, seed_from
 
 MODES = ["serial", "sync", "hogwild", "d-asgd", "pd-asgd"]
 THREADED = ["sync", "hogwild", "d-asgd", "pd-asgd"]
@@ -145,7 +145,7 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
     # Both SGD paths: torch's fused kernel and the element-wise fallback
     # (torch < 2.4 has no fused kernel on the CPU).
     if not fused_sgd:
-        monkeypatch.setattr(_async_engines, "_has_fused_sgd", lambda tensor: False)
+        monkeypatch.setattr(_shared_mlp, "_has_fused_sgd", lambda tensor: False)
     X_train, _, y_train, _ = digits
     X_train, y_train = X_train[:600], y_train[:600]
     seed, batch, epochs, lr, mu, alpha = 3, 50, 3, 0.05, 0.9, 1e-3
@@ -296,7 +296,7 @@ def test_worker_exception_reaches_caller_with_traceback(digits, mode):
                 raise RuntimeError("injected worker failure")
 
     clf = small(mode=mode, max_iter=50)
-    clf._debug_hook = failing_hook
+    clf._engine_hook = failing_hook
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="injected worker failure") as info:
         clf.fit(X_train, y_train)
@@ -317,7 +317,7 @@ def test_backward_failure_while_forward_blocks_on_full_queue(digits):
             raise ValueError("backward thread crashed")
 
     clf = small(mode="pd-asgd", queue_size=1, max_iter=50)
-    clf._debug_hook = hook
+    clf._engine_hook = hook
     # A deadlock would hang here: pytest-timeout (pyproject) turns it into a
     # failure instead of a stuck CI job.
     with pytest.raises(ValueError, match="backward thread crashed"):
@@ -331,7 +331,7 @@ def test_max_time_stops_slow_workers(digits, mode):
     # every thread joined.
     X_train, _, y_train, _ = digits
     clf = small(mode=mode, max_iter=1000, max_time=0.4, queue_size=1)
-    clf._debug_hook = _steps_slowly(0.01)
+    clf._engine_hook = _steps_slowly(0.01)
     clf.fit(X_train, y_train)
     assert clf.n_iter_ < 1000
     assert not skasync_threads()
@@ -345,7 +345,7 @@ def test_keyboard_interrupt_from_worker(digits):
             raise KeyboardInterrupt
 
     clf = small(mode="pd-asgd", max_iter=50)
-    clf._debug_hook = hook
+    clf._engine_hook = hook
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X_train, y_train)
     assert not skasync_threads()
@@ -366,7 +366,7 @@ def test_keyboard_interrupt_on_main_thread_joins_workers(digits, mode):
             time.sleep(0.005)
 
     clf = small(mode=mode, max_iter=1000)
-    clf._debug_hook = hook
+    clf._engine_hook = hook
     before = torch.get_num_threads()
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X_train, y_train)
@@ -393,7 +393,7 @@ def test_no_version_counter_error_when_weights_change_mid_batch(
         hidden_layer_sizes=(32, 32),
         backward_weights=backward_weights,
     )
-    clf._debug_hook = hook
+    clf._engine_hook = hook
     clf.fit(X_train, y_train)  # would raise "modified by an inplace operation"
     if mode != "sync":
         assert max(s["max"] for s in clf.staleness_) > 0
@@ -421,9 +421,9 @@ def test_thread_setting_restored_and_split(digits, monkeypatch):
     before = torch.get_num_threads()
     seen = []
     clf = small(mode="pd-asgd", max_iter=1, torch_num_threads=None)
-    clf._debug_hook = lambda event, worker: seen.append(torch.get_num_threads())
+    clf._engine_hook = lambda event, worker: seen.append(torch.get_num_threads())
     monkeypatch.setattr(
-        "skasync.neural_network._async_layerwise._available_cpus", lambda: 6
+        "skasync.neural_network._async_layerwise.available_cpus", lambda: 6
     )
     clf.fit(X_train, y_train)
     assert set(seen) == {2}  # 6 cores / (1 forward + 2 backward threads)

@@ -7,12 +7,9 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skasync.neural_network._base import (
-    BaseTorchClassifier,
-    History,
-    make_linear,
-    make_optimizer,
-)
+from skasync.neural_network._base import BaseTorchClassifier
+from skasync.neural_network._fit_records import EpochResult, History
+from skasync.neural_network._torch_utils import make_linear, make_optimizer
 
 
 class TinyMLP(BaseTorchClassifier):
@@ -59,7 +56,7 @@ class TinyMLP(BaseTorchClassifier):
             loss.backward()
             self.optimizer_.step()
             total += float(loss) * len(idx)
-        return {"loss": total / X.shape[0]}
+        return EpochResult(loss=total / X.shape[0])
 
     def _forward_logits(self, X):
         return self.module_(X)
@@ -197,7 +194,7 @@ def test_cuda_requested_without_cuda_is_a_clear_error(digits):
 
 
 def test_check_layer_sizes_accepts_ints_and_rejects_the_rest():
-    from skasync.neural_network._base import check_layer_sizes
+    from skasync.neural_network._torch_utils import check_layer_sizes
 
     assert check_layer_sizes((8, np.int64(4)), "sizes") == [8, 4]
     assert check_layer_sizes(5, "sizes") == [5]

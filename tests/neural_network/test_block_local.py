@@ -22,13 +22,14 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skasync import BlockLocalClassifier
-from skasync.neural_network._block_local_engine import (
-    BlockWorker,
+from skasync.neural_network._block_local_engine import BlockLocalConfig
+from skasync.neural_network._block_local_losses import (
     agreement_loss,
     decorrelation_loss,
     make_feedback,
     normalise_features,
 )
+from skasync.neural_network._block_worker import BlockWorker
 
 SMALL = dict(
     hidden_layer_sizes=(16, 16),
@@ -245,12 +246,12 @@ def test_no_gradient_crosses_a_block_boundary(digits, mode):
         mode=mode,
         max_iter=1,
     ).fit(X_train, y_train)
-    from skasync.neural_network._base import FitContext
+    from skasync.neural_network._fit_records import FitContext
 
     context = FitContext(
         epoch=0, generator=torch.Generator(), device=torch.device("cpu")
     )
-    engine = clf._make_engine(10, torch.device("cpu"), context)
+    engine = clf._make_engine(context)
     X = torch.as_tensor(X_train[:64], dtype=torch.float32)
     y = torch.as_tensor(y_train[:64])
     for worker in engine.workers:
@@ -362,7 +363,14 @@ def test_feedback_fit_step_equals_sgd_on_the_summed_loss(absent_class, weighted)
         reference.parameters(), lr=0.9, momentum=0.01, weight_decay=0.01
     )
     worker = BlockWorker(
-        0, None, None, feedback, None, optimizer, {"n_classes": n_classes}, False
+        0,
+        None,
+        None,
+        feedback,
+        None,
+        optimizer,
+        BlockLocalConfig(n_classes=n_classes),
+        False,
     )
     ref_loss_sum = 0.0
     for _ in range(2):

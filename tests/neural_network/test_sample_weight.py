@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
 from skasync import AsyncLayerwiseMLPClassifier, BlockLocalClassifier
-from skasync.neural_network._base import seed_from
+from skasync.neural_network._torch_utils import seed_from
 
 pytestmark = pytest.mark.filterwarnings("ignore:mode=.*layer ops are small:UserWarning")
 
