@@ -206,7 +206,7 @@ def run_epoch(shared, X, y, batches, context, config, device, sample_weight=None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     # The exact update counts (the published versions may lag under races).
-    shared.log.versions = [next(counter) for counter in shared.counters]
+    shared.log.versions = shared.book.totals()
     seconds = time.perf_counter() - start
     n_seen = sum(epoch.samples)
     # One read-back per epoch (a host sync on CUDA, outside the hot loop).
@@ -411,8 +411,7 @@ def _sync_step(shared, gathered, index, epoch, stream):
                 acc_W.add_(grad_W, alpha=weight)
                 acc_b.add_(grad_b, alpha=weight)
             loss_mean = loss_mean + shard_loss * weight
-    versions = list(shared.log.versions)
-    shared.step_all(total, versions, epoch.batch_mass(index))
+    shared.step_all(total, shared.book.read(), epoch.batch_mass(index))
     epoch.losses.append(loss_mean)
     epoch.loss_counts.append(epoch.batch_mass(index))
     epoch.samples.append(n)

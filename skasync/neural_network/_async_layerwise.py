@@ -4,6 +4,7 @@ updates (PD-ASGD, arXiv:2410.05985)."""
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import contextlib
 import functools
 import itertools
 import math
@@ -22,15 +23,22 @@ from skasync.neural_network._async_engines import (
     AsyncLayerwiseConfig,
     run_epoch,
 )
+from skasync.neural_network._backends import (
+    BACKENDS,
+    choose_backend,
+    distributed_world,
+)
 from skasync.neural_network._base import BaseTorchClassifier
 from skasync.neural_network._fit_records import EpochResult
 from skasync.neural_network._modes import ASYNC_MODES, modes_where
+from skasync.neural_network._process_engines import ProcessTrainer, sync_epoch
 from skasync.neural_network._shared_mlp import SharedMLP, TrainingLog
 from skasync.neural_network._torch_utils import (
     ACTIVATIONS,
     check_layer_sizes,
     make_linear,
 )
+from skasync.utils._processes import pool_is_warm
 from skasync.utils._threads import available_cpus
 from skasync.utils._validation import fit_count_to_data
 
@@ -92,6 +100,20 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     mode : {"pd-asgd", "d-asgd", "hogwild", "sync", "serial"}, default="pd-asgd"
         Training scheme (see the class description). Only ``"serial"`` and
         ``"sync"`` are deterministic for a fixed ``random_state``.
+    backend : {"auto", "threads", "processes"}, default="auto"
+        What the workers of a parallel mode are. ``"threads"``: threads of
+        this process; they share the GIL, so on the CPU they train at about
+        one core's speed, but they start at once and are the right tool on a
+        GPU. ``"processes"``: worker processes of a pool that is started once
+        per Python process and reused by later fits; the model, the
+        optimizer state and the data live in shared memory, updated in place
+        lock-free, so the workers use every core. CPU only. ``"auto"`` picks
+        processes when they are expected to save more time than their
+        start-up costs (the rule is in the user guide, "Threads or
+        processes"); the choice is ``backend_``. ``"serial"`` always runs in
+        the calling thread. Under ``torchrun`` (an initialised
+        ``torch.distributed`` group of several ranks), ``mode="sync"``
+        trains one model over the group and ``backend`` is not used.
     solver : {"sgd", "adam"}, default="sgd"
         Per-layer optimizer (torch's SGD or Adam formula, applied layer by
         layer).
@@ -125,18 +147,23 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     n_iter_no_change : int, default=10
         Patience in epochs.
     n_forward_workers : int or None, default=None
-        Forward threads (``"pd-asgd"``, ``"d-asgd"``); None uses 1.
+        Forward workers (``"pd-asgd"``, ``"d-asgd"``); None uses 1.
     n_backward_workers : int or None, default=None
-        Backward threads (``"pd-asgd"``, ``"d-asgd"``); None uses 2, because
-        backward costs about twice the forward.
+        Backward workers (``"pd-asgd"``, ``"d-asgd"``). None uses 2 threads,
+        because backward costs about twice the forward; with processes None
+        uses one per remaining CPU (at least 1), and a forward process whose
+        queue is full runs a waiting backward itself, so the processes fit
+        the cores.
     n_workers : int or None, default=None
-        Threads of ``"hogwild"`` and ``"sync"``; None uses the thread budget
-        of PD-ASGD (``n_forward_workers + n_backward_workers``, 3 at their
-        defaults).
+        Workers of ``"hogwild"`` and ``"sync"``. None uses, with threads, the
+        thread budget of PD-ASGD (``n_forward_workers + n_backward_workers``,
+        3 at their defaults) and, with processes, one process per CPU.
     queue_size : int or None, default=None
-        Forward results that may wait for a backward thread; None uses the
-        number of backward threads. Together with the backward threads it
-        bounds the staleness.
+        Forward results that may wait for a backward worker; None uses the
+        number of backward workers, plus 2 with processes (a forward process
+        runs a waiting backward itself when the queue is full, which should
+        mean that the backward processes lag). Together with the backward
+        workers it bounds the staleness.
 
         Small data is not bad input: a fit never runs more forward,
         backward or hogwild threads than there are batches per epoch, nor
@@ -172,8 +199,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
         Torch device. On CUDA every in-flight batch gets its own stream.
     torch_num_threads : int or None, default=None
-        Intra-op threads during fit; None uses ``max(1, cpus // threads)``
-        so that workers x intra-op threads do not oversubscribe the CPU.
+        Intra-op threads during fit, of each worker process with
+        ``backend="processes"``; None uses ``max(1, cpus // workers)`` so
+        that workers x intra-op threads do not oversubscribe the CPU.
         Restored after fit.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, shuffling and validation split (torch's
@@ -220,7 +248,14 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         received between a batch's forward read and that batch's update.
     throughput_ : dict
         ``samples_per_second`` (training samples whose update was applied per
-        second of training, validation excluded) and ``updates_per_second``.
+        second of training, validation excluded), ``updates_per_second`` and
+        ``startup_seconds``: what the last fit spent before its first epoch
+        on starting worker processes (0 when a warm pool was reused, and
+        with threads) and handing them the model and data. Samples per
+        second exclude it.
+    backend_ : str
+        The back-end of the last fit: ``"threads"``, ``"processes"`` or
+        ``"torch.distributed"`` (a ``torchrun`` group).
     n_forward_workers_, n_backward_workers_ : int
         Forward and backward threads of the last fit (0 outside
         ``"pd-asgd"`` and ``"d-asgd"``).
@@ -277,6 +312,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     _parameter_constraints: ClassVar[dict] = {
         **BaseTorchClassifier._parameter_constraints,
+        "backend": [StrOptions(set(BACKENDS))],
         "hidden_layer_sizes": [
             "array-like",
             Interval(Integral, 1, None, closed="left"),
@@ -305,6 +341,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         activation="relu",
         *,
         mode="pd-asgd",
+        backend="auto",
         solver="sgd",
         alpha=1e-4,
         batch_size="auto",
@@ -339,6 +376,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.mode = mode
+        self.backend = backend
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -374,14 +412,28 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _hidden_sizes(self):
         return check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
 
+    def _uses_processes(self):
+        return getattr(self, "backend_", self.backend) == "processes"
+
+    def _default_backward(self):
+        """What ``n_backward_workers=None`` stands for on this back-end."""
+        if self._uses_processes():
+            n_forward = self.n_forward_workers or _DEFAULT_FORWARD
+            return max(1, available_cpus() - n_forward)
+        return _DEFAULT_BACKWARD
+
     def _requested_threads(self):
-        """Worker threads the parameters ask for, before the data cap them."""
+        """Workers the parameters ask for, before the data cap them."""
         n_forward = self.n_forward_workers or _DEFAULT_FORWARD
-        n_backward = self.n_backward_workers or _DEFAULT_BACKWARD
+        n_backward = self.n_backward_workers or self._default_backward()
         if self.mode == "serial":
             return 1
         if self.mode in ("hogwild", "sync"):
-            return self.n_workers or n_forward + n_backward
+            if self.n_workers:
+                return self.n_workers
+            return (
+                available_cpus() if self._uses_processes() else n_forward + n_backward
+            )
         return n_forward + n_backward
 
     def _resolve_workers(self, n_train_samples, batch_size):
@@ -411,7 +463,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             )
             self.n_backward_workers_ = fit(
                 self.n_backward_workers,
-                _DEFAULT_BACKWARD,
+                self._default_backward(),
                 n_batches,
                 name="n_backward_workers",
                 limit_text=batches_text,
@@ -423,13 +475,19 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
                 limit, limit_text = n_batches, batches_text
             else:  # sync splits each batch into one shard per worker
                 limit = batch_size
-                limit_text = f"the batch_size={batch_size} rows each batch is split into"
+                limit_text = (
+                    f"the batch_size={batch_size} rows each batch is split into"
+                )
             self.n_workers_ = fit(
                 self.n_workers, default, limit, name="n_workers", limit_text=limit_text
             )
         # The backward threads each hold one item; a longer queue only
-        # raises the staleness bound.
-        self.queue_size_ = self.queue_size or max(1, self.n_backward_workers_)
+        # raises the staleness bound. A forward process runs a waiting
+        # backward itself when the queue is full, which balances the cores
+        # only if a full queue means that the backward processes lag: two
+        # more slots than backward processes.
+        spare = 2 if self.backend_ == "processes" else 0
+        self.queue_size_ = self.queue_size or max(1, self.n_backward_workers_) + spare
 
     def _n_update_workers(self):
         """Workers that apply updates (the ids ``straggler_workers`` names)."""
@@ -456,7 +514,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     def _requested_update_workers(self):
         if self.mode in DECOUPLED_MODES:
-            return self.n_backward_workers or _DEFAULT_BACKWARD
+            return self.n_backward_workers or self._default_backward()
         return self._requested_threads()
 
     def _engine_config(self):
@@ -486,14 +544,74 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _fit_num_threads(self):
         if self.torch_num_threads is not None:
             return self.torch_num_threads
+        backend = getattr(self, "backend_", "threads")
+        if backend != "threads":
+            # The workers are other processes (or ranks): this process only
+            # scores between epochs.
+            return available_cpus() if backend == "processes" else None
         n_threads = getattr(self, "n_workers_", None) or self._requested_threads()
         return max(1, available_cpus() // n_threads)
 
+    def _worker_num_threads(self):
+        """Intra-op threads of each worker process."""
+        if self.torch_num_threads is not None:
+            return self.torch_num_threads
+        return max(1, available_cpus() // self.n_workers_)
+
+    def _resolve_backend(self, n_train_samples, batch_size):
+        """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
+        self._backend_reason = f"backend={self.backend!r}"
+        if self.mode == "sync" and distributed_world() is not None:
+            self.backend_ = "torch.distributed"
+            self._backend_reason = "an initialised torch.distributed group"
+            return
+        device_type = self._device_.type
+        if self.backend == "processes" and device_type != "cpu":
+            raise ValueError(
+                f"backend='processes' trains on the CPU (its workers share the "
+                f"model through CPU shared memory), but device={self.device!r}. "
+                "Use backend='threads' (one process drives the GPU through CUDA "
+                "streams) or backend='auto'."
+            )
+        if self.backend != "auto":
+            self.backend_ = self.backend
+            return
+        self.backend_ = "threads"  # what the worker counts below assume
+        sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
+        n_processes = self._requested_threads_as("processes")
+        self.backend_, self._backend_reason = choose_backend(
+            parallel=self.mode in THREADED_MODES,
+            device_type=device_type,
+            cpus=available_cpus(),
+            layer_sizes=sizes,
+            n_samples=n_train_samples,
+            batch_size=batch_size,
+            max_iter=self.max_iter,
+            max_time=self.max_time,
+            pool_warm=pool_is_warm(n_processes),
+        )
+
+    def _requested_threads_as(self, backend):
+        previous = getattr(self, "backend_", None)
+        self.backend_ = backend
+        try:
+            return self._requested_threads()
+        finally:
+            self.backend_ = previous
+
     def _check_params_against_data(self, n_train_samples, batch_size):
+        self._hidden_sizes()
+        self._resolve_backend(n_train_samples, batch_size)
         self._resolve_workers(n_train_samples, batch_size)
         self._straggler_ids()
-        self._hidden_sizes()
-        if self.mode in THREADED_MODES and self.n_workers_ > 1:
+        if self.backend_ == "processes" and self.n_workers_ > 1:
+            # The hook runs in the workers: it must pickle.
+            self._check_hook_pickles()
+        if (
+            self.backend_ == "threads"
+            and self.mode in THREADED_MODES
+            and self.n_workers_ > 1
+        ):
             sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
             macs = [batch_size * a * b for a, b in itertools.pairwise(sizes)]
             if np.mean(macs) < _SMALL_OP_MACS:
@@ -524,14 +642,77 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _linears(self):
         return [m for m in self.module_ if isinstance(m, torch.nn.Linear)]
 
+    def _check_hook_pickles(self):
+        import pickle
+
+        try:
+            pickle.dumps(self._engine_hook)
+        except Exception as error:
+            raise TypeError(
+                "backend='processes' runs the engine hook in the worker "
+                f"processes, but it does not pickle ({error}); use a module-level "
+                "callable or backend='threads'."
+            ) from error
+
+    @contextlib.contextmanager
+    def _training_session(self, X, y, sample_weight, batch_size):
+        self._startup_seconds = 0.0
+        self._process_trainer = None
+        if self.backend_ != "processes" or self.n_workers_ < 2:
+            yield
+            return
+        linears = self._linears()
+        trainer = ProcessTrainer(
+            linears,
+            self.optim_state_.layer_buffers(len(linears)),
+            self._log,
+            self._engine_config(),
+            X,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            n_processes=self.n_workers_,
+            threads_per_process=self._worker_num_threads(),
+        )
+        self._startup_seconds = trainer.startup_seconds
+        self._process_trainer = trainer
+        try:
+            yield
+        finally:
+            self._process_trainer = None
+            trainer.close()
+
+    def _agreed_random_state(self, random_state):
+        world = distributed_world() if self.mode == "sync" else None
+        if world is None:
+            return random_state
+        # Every rank must draw the same split, batches and initial weights:
+        # rank 0's seed is the group's.
+        import torch.distributed as dist
+
+        seed = torch.tensor([random_state.randint(np.iinfo(np.int32).max)])
+        dist.broadcast(seed, src=0)
+        return np.random.RandomState(int(seed))
+
     def _fit_epoch(self, X, y, *, batches, context):
         linears = self._linears()
-        config = self._engine_config()
-        shared = SharedMLP(
-            linears, self.optim_state_.layer_buffers(len(linears)), self._log, config
-        )
         weights = context.sample_weight
-        stats = run_epoch(shared, X, y, batches, context, config, X.device, weights)
+        if self._process_trainer is not None:
+            stats = self._process_trainer.run_epoch(batches, context)
+        else:
+            config = self._engine_config()
+            shared = SharedMLP(
+                linears,
+                self.optim_state_.layer_buffers(len(linears)),
+                self._log,
+                config,
+            )
+            if self.backend_ == "torch.distributed":
+                stats = self._distributed_epoch(shared, X, y, batches, context, config)
+            else:
+                stats = run_epoch(
+                    shared, X, y, batches, context, config, X.device, weights
+                )
         loss = stats["loss_sum"] / stats["loss_samples"]
         if self.alpha:
             # MLPClassifier adds 0.5 * alpha * ||W||^2 / batch size (weight
@@ -561,6 +742,38 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
                 flush=True,
             )
         return result
+
+    def _distributed_epoch(self, shared, X, y, batches, context, config):
+        """One ``sync`` epoch as a rank of the ``torch.distributed`` group."""
+        import time
+
+        rank, world_size = distributed_world()
+        order = torch.cat(batches)
+        ends = [0, *itertools.accumulate(len(b) for b in batches)]
+        start = time.perf_counter()
+        stats = sync_epoch(
+            shared,
+            X,
+            y,
+            context.sample_weight,
+            order,
+            ends,
+            rank=rank,
+            world_size=world_size,
+            deadline=context.deadline,
+            config=config,
+        )
+        seconds = time.perf_counter() - start
+        context.stopped_by_time = stats["stopped_by_time"]
+        self._log.versions = shared.book.totals()
+        self._log.samples += stats["samples"]
+        self._log.busy_seconds += seconds
+        return {
+            "loss_sum": stats["loss_sum"] if stats["loss_mass"] else math.nan,
+            "loss_samples": stats["loss_mass"] or 1,
+            "samples": stats["samples"],
+            "seconds": seconds,
+        }
 
     def _forward_logits(self, X):
         return self.module_(X)
@@ -597,6 +810,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         self.throughput_ = {
             "samples_per_second": self._log.samples / busy,
             "updates_per_second": sum(self._log.versions) / len(linears) / busy,
+            "startup_seconds": self._startup_seconds,
         }
 
     # --------------------------------------------------------------- sklearn

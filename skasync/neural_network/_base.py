@@ -13,6 +13,7 @@ Structure
   ``_forward_logits`` and ``_torch_modules``), optional ones with defaults
   (``_check_params_against_data``, ``_fit_finished``, ``_stopping_loss``,
   ``_refresh_optimizers``, ``_min_batch_rows``, ``_fit_num_threads``,
+  ``_training_session``, ``_agreed_random_state``,
   ``_optimizer_state`` / ``_load_optimizer_state``), and the private test
   hook ``_engine_hook``.
 * Public API: ``fit``, ``partial_fit``, ``predict_proba``, ``predict``.
@@ -29,6 +30,7 @@ Structure
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import contextlib
 import copy
 import math
 import time
@@ -141,6 +143,24 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _refresh_optimizers(self):
         """Rebuild the optimisers for a warm-started fit (default: nothing)."""
+
+    def _training_session(self, X, y, sample_weight, batch_size):
+        """Context manager around one fit's epoch loop (default: nothing).
+
+        An engine that holds resources for the whole fit (worker processes,
+        shared memory) acquires them on entry and releases them on exit,
+        also when the fit raises or is interrupted. Early-stopping snapshots
+        are taken inside it and loaded after it.
+        """
+        return contextlib.nullcontext()
+
+    def _agreed_random_state(self, random_state):
+        """The fit's RandomState (default: ``random_state`` itself).
+
+        A fit spread over several processes overrides this so that every
+        process draws the same batches and initial weights.
+        """
+        return random_state
 
     def _min_batch_rows(self):
         """Fewest rows a training batch may have (1 unless a layer needs more)."""
@@ -276,7 +296,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             self._check_structure_unchanged()
         y_index = self._encode_labels(y, classes, reuse_model)
 
-        random_state = check_random_state(self.random_state)
+        random_state = self._agreed_random_state(check_random_state(self.random_state))
         device = resolve_device(self.device)
         self._device_ = device
         data = split_training_data(
@@ -390,7 +410,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         self._no_improvement_count = 0
         best_state = None
         engine_extras = {}
-        with torch_threads(self._fit_num_threads()):
+        with (
+            torch_threads(self._fit_num_threads()),
+            self._training_session(X_train, y_train, w_train, batch_size),
+        ):
             for _ in range(max_epochs):
                 context = FitContext(
                     epoch=self.n_iter_,

@@ -133,6 +133,46 @@ def _probe_fused_sgd(device_type, dtype):
     return True
 
 
+class ThreadVersionBook:
+    """Update versions and Adam step counts of the threads of one process.
+
+    Parameters
+    ----------
+    log : TrainingLog
+        Holds the published versions and the Adam step counts.
+    """
+
+    def __init__(self, log):
+        self.log = log
+        # next() on itertools.count is atomic under the GIL: two threads
+        # never get the same version number even without a lock.
+        self.counters = [itertools.count(v) for v in log.versions]
+
+    def read(self):
+        """Per-layer versions, read by a forward before the weights."""
+        return list(self.log.versions)
+
+    def claim(self, layer):
+        """The version number of an update of ``layer`` about to happen."""
+        return next(self.counters[layer])
+
+    def publish(self, layer, version):
+        # Published for the staleness bookkeeping of new forwards; a racing
+        # older step must not move it back (so no max(), which would also
+        # write when the value is not larger).
+        if version + 1 > self.log.versions[layer]:
+            self.log.versions[layer] = version + 1
+
+    def adam_step(self, layer):
+        """Count one Adam step of ``layer``; return the step number."""
+        self.log.adam_steps[layer] += 1
+        return self.log.adam_steps[layer]
+
+    def totals(self):
+        """The exact update counts (the published versions may lag under races)."""
+        return [next(counter) for counter in self.counters]
+
+
 class SharedMLP:
     """Master weights of an MLP that any thread may update in place.
 
@@ -146,14 +186,24 @@ class SharedMLP:
     log : TrainingLog
         Versions, Adam step counts and staleness samples.
     config : AsyncLayerwiseConfig
+    book : ThreadVersionBook or ProcessVersionBook, default=None
+        Where update versions and Adam step counts are kept; None keeps them
+        in ``log`` for the threads of one process.
+    locks : list of context managers, default=None
+        One per layer, for ``update_lock="layer"``; None makes thread locks.
     """
 
-    def __init__(self, linears, buffers, log, config):
+    def __init__(self, linears, buffers, log, config, book=None, locks=None):
         # ``.data`` tensors: same storage, no autograd tracking, so neither
         # the forward nor the in-place updates build a graph, whatever the
-        # (thread-local) grad mode of the worker thread.
-        self.weights = [lin.weight.data for lin in linears]
-        self.biases = [lin.bias.data for lin in linears]
+        # (thread-local) grad mode of the worker thread. ``linears`` may
+        # also be ``(weight, bias)`` tensor pairs (the process workers').
+        pairs = [
+            (lin.weight.data, lin.bias.data) if hasattr(lin, "weight") else lin
+            for lin in linears
+        ]
+        self.weights = [W for W, _ in pairs]
+        self.biases = [b for _, b in pairs]
         self.buffers = buffers
         self.log = log
         self.config = config
@@ -161,15 +211,15 @@ class SharedMLP:
         self.activation = _ACTIVATION_FUNCTIONS[config.activation]
         self.activation_backward = _ACTIVATION_BACKWARDS[config.activation]
         self.fused_sgd = config.solver == "sgd" and _has_fused_sgd(self.weights[0])
-        # next() on itertools.count is atomic under the GIL: two threads
-        # never get the same version number even without a lock.
-        self.counters = [itertools.count(v) for v in log.versions]
-        self.locks = [
-            threading.Lock()
-            if config.update_lock == "layer"
-            else contextlib.nullcontext()
-            for _ in range(self.n_layers)
-        ]
+        self.book = ThreadVersionBook(log) if book is None else book
+        if locks is None:
+            locks = [
+                threading.Lock()
+                if config.update_lock == "layer"
+                else contextlib.nullcontext()
+                for _ in range(self.n_layers)
+            ]
+        self.locks = locks
 
     # -- forward / backward ------------------------------------------------
     def forward(self, X, y, coef=None, penalty_n=None):
@@ -197,7 +247,7 @@ class SharedMLP:
         """
         # Read before the weights: staleness counts every update the layer
         # may have received after this forward started reading it.
-        versions = list(self.log.versions)
+        versions = self.book.read()
         if self.config.backward_weights == "snapshot":
             # The backward must see the weights this forward used; biases
             # are read once, by the forward only, so they need no copy.
@@ -262,23 +312,17 @@ class SharedMLP:
         # weight decay on the live weights (not on the intercepts).
         decay = cfg.alpha / n_samples
         with self.locks[layer]:
-            version = next(self.counters[layer])
+            version = self.book.claim(layer)
             if cfg.solver == "sgd":
                 self._sgd(W, grad_W, buffers["W_m"], decay)
                 self._sgd(b, grad_b, buffers["b_m"], 0.0)
             else:
                 if decay:
                     grad_W.add_(W, alpha=decay)
-                self.log.adam_steps[layer] += 1
-                t = self.log.adam_steps[layer]
+                t = self.book.adam_step(layer)
                 self._adam(W, grad_W, buffers["W_m"], buffers["W_v"], t)
                 self._adam(b, grad_b, buffers["b_m"], buffers["b_v"], t)
-            # Published for the staleness bookkeeping of new forwards; a
-            # racing older step must not move it back (so no max(), which
-            # would also write when the value is not larger).
-            published = self.log.versions[layer]
-            if version + 1 > published:
-                self.log.versions[layer] = version + 1
+            self.book.publish(layer, version)
         self.log.staleness[layer].append(version - version_at_forward[layer])
 
     def step_all(self, grads, version_at_forward, n_samples):

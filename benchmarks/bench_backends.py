@@ -1,0 +1,495 @@
+"""Threads against processes: AsyncLayerwiseMLPClassifier's back-ends on the CPU.
+
+Every parallel mode runs with ``backend="threads"`` and ``backend="processes"``
+side by side, against the one-thread serial loop, a baseline written the way
+PyTorch's ``mnist_hogwild`` example is (``torch.multiprocessing`` with spawn,
+``share_memory()``, autograd, ``torch.optim.SGD``, the same process count)
+and sklearn's ``MLPClassifier`` (one BLAS thread). MNIST-1D (60 000 samples,
+``pip install mnist1d``), widths 256 and 1024, batch 128, SGD with Nesterov
+momentum; >= 3 seeds.
+
+Each run is one ``fit`` with a 10 % validation split scored after every
+epoch (``history_``), so:
+
+* samples/s is ``throughput_`` (training only, start-up excluded);
+* start-up is the pool's cold start (measured once, in a fresh pool) and
+  each fit's hand-over (``throughput_["startup_seconds"]``);
+* time to target is the ``wall_time`` of the first epoch whose validation
+  accuracy reaches TARGET_FRACTION x serial's best, plus the cold start
+  for the process back-end ("start-up included").
+
+Run (pauses nothing itself: keep other work off the machine):
+    python benchmarks/bench_backends.py            # ~20 min on 2 cores
+    python benchmarks/bench_backends.py --quick    # 1 seed, 10k samples, width 256
+Writes backends.json, backends.md and backends.png to --out.
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import time
+import warnings
+
+import numpy as np
+import torch
+from _common import (
+    environment,
+    load_mnist1d,
+    make_parser,
+    markdown_table,
+    parse_args,
+    usable_cores,
+    write_results,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from skasync import AsyncLayerwiseMLPClassifier
+from skasync.utils import _processes
+
+TARGET_FRACTION = 0.98
+MODES = ["hogwild", "pd-asgd", "d-asgd", "sync"]
+WIDTHS = {256: {"epochs": 8, "lr": 0.02}, 1024: {"epochs": 3, "lr": 0.02}}
+BATCH = 128
+
+
+def load(quick):
+    split = load_mnist1d(10_000 if quick else 60_000)
+    scaler = StandardScaler().fit(split.X_train)
+    return {
+        "X": scaler.transform(split.X_train).astype(np.float32),
+        "y": split.y_train,
+        "X_test": scaler.transform(split.X_test).astype(np.float32),
+        "y_test": split.y_test,
+        "source": split.description,
+    }
+
+
+def make(mode, backend, width, cfg, seed, delay=0.0):
+    return AsyncLayerwiseMLPClassifier(
+        (width, width),
+        mode=mode,
+        backend=backend,
+        batch_size=BATCH,
+        learning_rate_init=cfg["lr"],
+        max_iter=cfg["epochs"],
+        tol=0.0,
+        n_iter_no_change=cfg["epochs"],
+        early_stopping=True,
+        straggler_delay=delay,
+        torch_num_threads=1 if mode == "serial" else None,
+        random_state=seed,
+    )
+
+
+def run(data, mode, backend, width, cfg, seed, delay=0.0):
+    clf = make(mode, backend, width, cfg, seed, delay)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        start = time.perf_counter()
+        clf.fit(data["X"], data["y"])
+        wall = time.perf_counter() - start
+    return {
+        "mode": mode,
+        "backend": clf.backend_,
+        "width": width,
+        "seed": seed,
+        "delay": delay,
+        "workers": clf.n_workers_,
+        "wall": wall,
+        "samples_per_second": clf.throughput_["samples_per_second"],
+        "startup": clf.throughput_["startup_seconds"],
+        "curve": [(h["wall_time"], h["validation_score"]) for h in clf.history_],
+        "test": clf.score(data["X_test"], data["y_test"]),
+        "staleness": [s["mean"] for s in clf.staleness_],
+    }
+
+
+# --------------------------------------------- the mnist_hogwild-style baseline
+def _hogwild_example_worker(rank, model, X, y, batches, lr, out):
+    # As pytorch/examples mnist_hogwild: autograd, torch.optim.SGD on the
+    # shared parameters, one intra-op thread per process.
+    torch.set_num_threads(1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    mine = batches[rank::2]
+    start = time.perf_counter()
+    for rows in mine:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X[rows]), y[rows])
+        loss.backward()
+        optimizer.step()
+    out[rank] = time.perf_counter() - start
+
+
+def run_hogwild_example(data, width, cfg, seed, n_processes):
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(seed)
+    n_features = data["X"].shape[1]
+    model = torch.nn.Sequential(
+        torch.nn.Linear(n_features, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, 10),
+    )
+    model.share_memory()
+    X = torch.from_numpy(data["X"]).share_memory_()
+    y = torch.from_numpy(data["y"].astype(np.int64)).share_memory_()
+    ctx = mp.get_context("spawn")
+    out = ctx.Manager().dict()
+    epochs = cfg["epochs"]
+    seconds = 0.0
+    start_up = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch))
+        batches = list(torch.split(order, BATCH))
+        procs = [
+            ctx.Process(
+                target=_hogwild_example_worker,
+                args=(r, model, X, y, batches, cfg["lr"], out),
+            )
+            for r in range(n_processes)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        seconds += max(out.values())
+    total = time.perf_counter() - start_up
+    with torch.no_grad():
+        test = float(
+            (
+                model(torch.from_numpy(data["X_test"])).argmax(1).numpy()
+                == data["y_test"]
+            ).mean()
+        )
+    return {
+        "mode": "mnist_hogwild example",
+        "backend": "torch.multiprocessing",
+        "width": width,
+        "seed": seed,
+        "workers": n_processes,
+        "samples_per_second": epochs * len(y) / seconds,
+        "startup": (total - seconds) / epochs,
+        "test": test,
+    }
+
+
+def run_sklearn(data, width, cfg, seed):
+    clf = MLPClassifier(
+        (width, width),
+        solver="sgd",
+        learning_rate_init=cfg["lr"],
+        momentum=0.9,
+        nesterovs_momentum=True,
+        batch_size=BATCH,
+        max_iter=cfg["epochs"],
+        tol=0.0,
+        n_iter_no_change=cfg["epochs"],
+        random_state=seed,
+    )
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        clf.fit(data["X"], data["y"])
+        wall = time.perf_counter() - start
+    return {
+        "mode": "sklearn MLPClassifier",
+        "backend": "1 BLAS thread",
+        "width": width,
+        "seed": seed,
+        "wall": wall,
+        "samples_per_second": cfg["epochs"] * len(data["y"]) / wall,
+        "test": clf.score(data["X_test"], data["y_test"]),
+    }
+
+
+def cold_start(n_workers):
+    _processes.shutdown_pool()
+    pool, started = _processes.get_pool(n_workers)
+    assert started
+    return pool.startup_seconds
+
+
+# ------------------------------------------------------------------ analysis
+def time_to(curve, target):
+    for wall, score in curve:
+        if score >= target:
+            return wall
+    return None
+
+
+def summarise(results):
+    rows = []
+    goals = {}
+    for width in sorted({r["width"] for r in results["runs"]}):
+        runs = [
+            r for r in results["runs"] if r["width"] == width and not r.get("delay")
+        ]
+        serial = [r for r in runs if r["mode"] == "serial"]
+        serial_sps = np.mean([r["samples_per_second"] for r in serial])
+        target = TARGET_FRACTION * np.mean(
+            [max(s for _, s in r["curve"]) for r in serial]
+        )
+        cold = results["cold_start"]
+        keys = []
+        for r in runs:
+            key = (r["mode"], r["backend"])
+            if key not in keys:
+                keys.append(key)
+        for mode, backend in keys:
+            group = [r for r in runs if (r["mode"], r["backend"]) == (mode, backend)]
+            sps = float(np.mean([r["samples_per_second"] for r in group]))
+            ttas = []
+            for r in group:
+                if "curve" not in r:
+                    continue
+                t = time_to(r["curve"], target)
+                if t is not None and backend == "processes":
+                    t += cold
+                ttas.append(t)
+            reached = [t for t in ttas if t is not None]
+            tta = (
+                float(np.mean(reached))
+                if reached and len(reached) == len(ttas)
+                else None
+            )
+            row = {
+                "width": width,
+                "mode": mode,
+                "backend": backend,
+                "samples_per_second": sps,
+                "vs_serial": sps / serial_sps,
+                "startup": float(np.mean([r.get("startup", 0.0) for r in group])),
+                "tta": tta,
+                "test": float(np.mean([r["test"] for r in group])),
+            }
+            rows.append(row)
+        by = {(r["mode"], r["backend"]): r for r in rows if r["width"] == width}
+        serial_row = by[("serial", "threads")]
+        example = by.get(("mnist_hogwild example", "torch.multiprocessing"))
+        for mode in ("hogwild", "pd-asgd"):
+            p = by.get((mode, "processes"))
+            if p is None:
+                continue
+            goals[f"{mode} processes / serial samples/s, width {width}"] = p[
+                "vs_serial"
+            ]
+            if example:
+                goals[
+                    f"{mode} processes / mnist_hogwild example samples/s, width {width}"
+                ] = p["samples_per_second"] / example["samples_per_second"]
+            if p["tta"] and serial_row["tta"]:
+                goals[
+                    f"{mode} processes / serial time to target (start-up incl.), width {width}"
+                ] = p["tta"] / serial_row["tta"]
+        pd, sync, hog = (
+            by.get(("pd-asgd", "processes")),
+            by.get(("sync", "processes")),
+            by.get(("hogwild", "processes")),
+        )
+        if pd and sync and pd["tta"] and sync["tta"]:
+            goals[f"sync / pd-asgd time to target (processes), width {width}"] = (
+                sync["tta"] / pd["tta"]
+            )
+        if pd and hog and pd["tta"] and hog["tta"]:
+            goals[f"hogwild / pd-asgd time to target (processes), width {width}"] = (
+                hog["tta"] / pd["tta"]
+            )
+        sk = by.get(("sklearn MLPClassifier", "1 BLAS thread"))
+        if sk and pd:
+            goals[f"pd-asgd processes test acc - sklearn test acc, width {width}"] = (
+                pd["test"] - sk["test"]
+            )
+            goals[f"pd-asgd processes wall / sklearn wall, width {width}"] = float(
+                np.mean(
+                    [
+                        r["wall"]
+                        for r in runs
+                        if (r["mode"], r["backend"]) == ("pd-asgd", "processes")
+                    ]
+                )
+                / np.mean(
+                    [r["wall"] for r in runs if r["mode"] == "sklearn MLPClassifier"]
+                )
+            )
+        delayed = [r for r in results["runs"] if r["width"] == width and r.get("delay")]
+        for mode in ("pd-asgd", "hogwild", "sync"):
+            group = [r for r in delayed if r["mode"] == mode]
+            if group:
+                ttas = [time_to(r["curve"], target) for r in group]
+                value = (
+                    float(np.mean(ttas)) + results["cold_start"]
+                    if all(t is not None for t in ttas)
+                    else None
+                )
+                goals[
+                    f"{mode} processes time to target with a 2x straggler "
+                    f"(start-up incl.), width {width}"
+                ] = value
+    return rows, goals
+
+
+def render(results):
+    rows, goals = summarise(results)
+    env = results["environment"]
+    lines = [
+        "# Threads against processes (AsyncLayerwiseMLPClassifier)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Data: {results['source']}; batch {BATCH}; {results['seeds']} seed(s); "
+        f"{env.get('usable_cores', '?')} cores, torch {env.get('torch', '?')}.  ",
+        f"Pool cold start (2 workers, interpreter + torch import): "
+        f"{results['cold_start']:.2f} s.",
+        "",
+        *markdown_table(
+            [
+                "width",
+                "mode",
+                "backend",
+                "samples/s",
+                "x serial",
+                "start-up / fit (s)",
+                "time to target (s)",
+                "test acc.",
+            ],
+            [
+                [
+                    r["width"],
+                    r["mode"],
+                    r["backend"],
+                    f"{r['samples_per_second']:.0f}",
+                    f"{r['vs_serial']:.2f}",
+                    f"{r['startup']:.3f}",
+                    "n/r" if r["tta"] is None else f"{r['tta']:.2f}",
+                    f"{r['test']:.4f}",
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        "Time to target: validation accuracy >= "
+        f"{TARGET_FRACTION} x serial's best, wall time of the fit (validation "
+        "scoring included), plus the pool's cold start for processes; n/r: not "
+        "reached by every seed.",
+        "",
+        "## Against the goals",
+        "",
+        *markdown_table(
+            ["figure", "value"],
+            [[k, "n/r" if v is None else f"{v:.3f}"] for k, v in goals.items()],
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widths = sorted({r["width"] for r in results["runs"]})
+    fig, axes = plt.subplots(
+        1, len(widths), figsize=(6 * len(widths), 4), squeeze=False
+    )
+    for ax, width in zip(axes[0], widths):
+        for r in results["runs"]:
+            if (
+                r["width"] != width
+                or r.get("delay")
+                or "curve" not in r
+                or r["seed"] != 0
+            ):
+                continue
+            style = "-" if r["backend"] == "processes" else ":"
+            xs = [w for w, _ in r["curve"]]
+            ax.plot(
+                xs,
+                [s for _, s in r["curve"]],
+                style,
+                marker=".",
+                label=f"{r['mode']} ({r['backend']})",
+            )
+        ax.set_title(f"MNIST-1D, width {width} (seed 0)")
+        ax.set_xlabel("wall time of the fit (s)")
+        ax.set_ylabel("validation accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = make_parser(__doc__, "1 seed, 10k samples, width 256 only", n_seeds=3)
+    args = parse_args(parser, argv)
+    data = load(args.quick)
+    widths = {256: dict(WIDTHS[256], epochs=4)} if args.quick else WIDTHS
+    cores = usable_cores()
+    cold = cold_start(cores)
+    print(f"pool cold start: {cold:.2f} s", flush=True)
+    runs = []
+    for width, cfg in widths.items():
+        for seed in range(args.seeds):
+            plan = [("serial", "threads")] + [
+                (mode, backend)
+                for backend in ("processes", "threads")
+                for mode in MODES
+            ]
+            if width == 1024:
+                # Threads run at serial's speed here (the GIL): one seed of
+                # them is the record; the processes are the study.
+                plan = [
+                    (m, b)
+                    for m, b in plan
+                    if b == "processes" or m == "serial" or seed == 0
+                ]
+            for mode, backend in plan:
+                r = run(data, mode, backend, width, cfg, seed)
+                runs.append(r)
+                print(
+                    f"w={width} seed={seed} {mode:8s} {backend:9s} "
+                    f"sps={r['samples_per_second']:.0f} test={r['test']:.4f} "
+                    f"wall={r['wall']:.1f}s",
+                    flush=True,
+                )
+            runs.append(run_hogwild_example(data, width, cfg, seed, cores))
+            runs.append(run_sklearn(data, width, cfg, seed))
+            print(
+                f"  example {runs[-2]['samples_per_second']:.0f} sklearn {runs[-1]['wall']:.1f}s",
+                flush=True,
+            )
+        # A straggler: worker 0 sleeps 2x serial's step before each of its steps.
+        serial = [r for r in runs if r["width"] == width and r["mode"] == "serial"]
+        step = float(np.mean([r["wall"] for r in serial])) / (
+            cfg["epochs"] * np.ceil(0.9 * len(data["y"]) / BATCH)
+        )
+        for seed in range(args.seeds):
+            for mode in ("pd-asgd", "hogwild", "sync"):
+                if width == 1024:
+                    continue
+                runs.append(
+                    run(data, mode, "processes", width, cfg, seed, delay=2 * step)
+                )
+    write_results(
+        args,
+        "backends",
+        {
+            "command": args.command,
+            "environment": environment(),
+            "source": data["source"],
+            "seeds": args.seeds,
+            "cold_start": cold,
+            "runs": runs,
+        },
+        render,
+        plot,
+    )
+
+
+if __name__ == "__main__":
+    main()

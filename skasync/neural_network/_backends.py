@@ -1,0 +1,122 @@
+"""Which back-end trains :class:`~skasync.AsyncLayerwiseMLPClassifier`.
+
+Structure
+---------
+* :data:`BACKENDS`: the values of the ``backend`` parameter.
+* :func:`distributed_world`: the ``torch.distributed`` group a ``torchrun``
+  launch provides, if any.
+* :func:`choose_backend`: the rule behind ``backend="auto"``.
+
+The rule of ``"auto"``
+----------------------
+Worker threads share one GIL, so on the CPU they run the training loop at
+about one core's speed; worker processes run it on every core but pay a
+start-up (interpreters and the torch import, once per Python process, then
+the pool is reused) and a hand-over per fit. ``"auto"`` picks processes
+when all of these hold:
+
+* the mode has parallel workers and the device is the CPU (on a GPU the
+  threads drive CUDA streams and the GIL is not the limit);
+* more than one CPU is available;
+* the time the processes are expected to save exceeds what they cost:
+  ``epochs * serial_epoch * (1 - 1 / (PROCESS_EFFICIENCY * cpus))`` against
+  the pool's start-up (zero when a warm pool of the right size is waiting)
+  plus ``epochs * EPOCH_OVERHEAD``. ``serial_epoch`` is estimated from the
+  batch count and the multiply-adds of a batch (forward and backward) at
+  the rates below; ``epochs`` is ``min(max_iter, EXPECTED_EPOCHS)``, capped
+  by ``max_time``.
+
+The constants were measured on the benchmark machine (2 cores, torch 2.13
+CPU; see ``docs/benchmarks.rst``).
+"""
+
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import os
+
+BACKENDS = ("auto", "threads", "processes")
+
+# One-thread cost of a batch: a fixed part (about 30 torch calls and the
+# Python around them) plus the multiply-adds at a core's rate.
+BATCH_OVERHEAD = 2.5e-4  # seconds
+MACS_PER_SECOND = 1.2e10
+# Pool start-up when no warm pool is waiting (interpreter + torch import,
+# the workers starting in parallel), and the per-epoch cost of the jobs.
+COLD_START = 2.0  # seconds
+EPOCH_OVERHEAD = 2e-3  # seconds
+# Share of the ideal speed-up the processes reach (measured 0.85-0.95).
+PROCESS_EFFICIENCY = 0.85
+EXPECTED_EPOCHS = 30
+
+
+def distributed_world():
+    """``(rank, world_size)`` of the default ``torch.distributed`` group.
+
+    None unless a group with more than one rank is initialised (as after
+    ``torch.distributed.init_process_group`` in a script that ``torchrun``
+    launched).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    world = dist.get_world_size()
+    return (dist.get_rank(), world) if world > 1 else None
+
+
+def launched_by_torchrun():
+    """Whether the environment is that of a ``torchrun`` worker."""
+    return (
+        "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
+    )
+
+
+def estimated_serial_epoch(layer_sizes, n_samples, batch_size):
+    """Seconds of one one-thread epoch, from the model's multiply-adds."""
+    n_batches = -(-n_samples // batch_size)
+    macs = sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    # forward + backward (two products per layer) = 3x the forward's.
+    return n_batches * BATCH_OVERHEAD + 3 * macs * n_samples / MACS_PER_SECOND
+
+
+def choose_backend(
+    *,
+    parallel,
+    device_type,
+    cpus,
+    layer_sizes,
+    n_samples,
+    batch_size,
+    max_iter,
+    max_time,
+    pool_warm,
+):
+    """The back-end ``"auto"`` stands for, and the reason in words.
+
+    Returns
+    -------
+    backend : {"threads", "processes"}
+    reason : str
+    """
+    if not parallel:
+        return "threads", "the mode runs one loop in the calling thread"
+    if device_type != "cpu":
+        return "threads", f"device type {device_type!r}: threads drive its streams"
+    if cpus < 2:
+        return "threads", "one CPU available"
+    epoch = estimated_serial_epoch(layer_sizes, n_samples, batch_size)
+    epochs = min(max_iter, EXPECTED_EPOCHS)
+    if max_time is not None:
+        epochs = min(epochs, max(1.0, max_time / max(epoch, 1e-9)))
+    saved = epochs * epoch * (1 - 1 / (PROCESS_EFFICIENCY * cpus))
+    cost = (0.0 if pool_warm else COLD_START) + epochs * EPOCH_OVERHEAD
+    if saved > cost:
+        return "processes", (
+            f"about {saved:.2f} s saved over {epochs:.0f} epochs against "
+            f"{cost:.2f} s of start-up and hand-over"
+        )
+    return "threads", (
+        f"about {saved:.2f} s to save over {epochs:.0f} epochs, less than "
+        f"{cost:.2f} s of start-up and hand-over"
+    )

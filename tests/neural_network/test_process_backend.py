@@ -1,0 +1,444 @@
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+"""The process back-end of AsyncLayerwiseMLPClassifier: learning, exactness of
+``sync``, and the lifecycle rules of the worker pool (no orphan, no segment
+left, errors with the worker's traceback)."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skasync import AsyncLayerwiseMLPClassifier
+from skasync.neural_network._process_engines import FaultInjection
+from skasync.utils import _processes
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="the process back-end's pool uses Linux memfd and pidfd",
+)
+
+PARALLEL_MODES = ["pd-asgd", "d-asgd", "hogwild", "sync"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X / 16).astype(np.float32), y
+
+
+def _clf(mode, **params):
+    params = {
+        "hidden_layer_sizes": (32,),
+        "batch_size": 64,
+        "max_iter": 15,
+        "random_state": 0,
+        **params,
+    }
+    return AsyncLayerwiseMLPClassifier(mode=mode, backend="processes", **params)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose (its parent has not reaped it yet).
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def _wait_gone(pids, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(_alive(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _arena_mapped(pid):
+    with open(f"/proc/{pid}/maps") as maps:
+        return "skasync-arena" in maps.read()
+
+
+# ------------------------------------------------------------------- learning
+@pytest.mark.parametrize("mode", PARALLEL_MODES)
+def test_every_mode_learns_digits_in_processes(digits, mode):
+    X, y = digits
+    clf = _clf(mode).fit(X, y)
+    assert clf.backend_ == "processes"
+    assert clf.n_workers_ == 2  # the test machine's cores, at least 2 here
+    assert clf.score(X, y) > 0.9
+    n_batches = -(-X.shape[0] // 64)
+    # Every batch of every epoch updated every layer exactly once.
+    assert clf.n_updates_ == [n_batches * clf.n_iter_] * 2
+    assert clf.throughput_["samples_per_second"] > 0
+    assert clf.throughput_["startup_seconds"] >= 0
+
+
+def test_sync_processes_equals_the_serial_reference(digits):
+    """Sharded gradients summed over the gloo group give serial's steps."""
+    X, y = digits
+    params = {"max_iter": 3, "tol": 0.0, "n_iter_no_change": 100}
+    sync = _clf("sync", **params).fit(X, y)
+    serial = AsyncLayerwiseMLPClassifier(
+        mode="serial", hidden_layer_sizes=(32,), batch_size=64, random_state=0, **params
+    ).fit(X, y)
+    for a, b in zip(sync.coefs_ + sync.intercepts_, serial.coefs_ + serial.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sync.loss_curve_, serial.loss_curve_, rtol=1e-5)
+    again = _clf("sync", **params).fit(X, y)
+    for a, b in zip(sync.coefs_, again.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weighted_fit_in_processes_matches_serial(digits):
+    X, y = digits
+    weights = np.random.RandomState(0).uniform(0.5, 2.0, size=len(y))
+    params = {"max_iter": 2, "tol": 0.0, "n_iter_no_change": 100}
+    sync = _clf("sync", **params).fit(X, y, sample_weight=weights)
+    serial = AsyncLayerwiseMLPClassifier(
+        mode="serial", hidden_layer_sizes=(32,), batch_size=64, random_state=0, **params
+    ).fit(X, y, sample_weight=weights)
+    for a, b in zip(sync.coefs_, serial.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_pd_asgd_processes_options(digits, solver):
+    X, y = digits
+    clf = _clf(
+        "pd-asgd",
+        solver=solver,
+        learning_rate_init=0.01 if solver == "sgd" else 0.003,
+        backward_weights="snapshot",
+        update_lock="layer",
+        early_stopping=True,
+    ).fit(X, y)
+    assert clf.score(X, y) > 0.9
+    assert clf.validation_scores_ and clf.best_validation_score_ > 0.85
+    assert clf.queue_size_ == clf.n_backward_workers_ + 2
+
+
+def test_partial_fit_and_warm_start_reuse_the_pool(digits):
+    X, y = digits
+    clf = _clf("hogwild", max_iter=1)
+    clf.partial_fit(X, y, classes=np.unique(y))
+    pool = _processes._POOL
+    for _ in range(3):
+        clf.partial_fit(X, y)
+    assert _processes._POOL is pool  # one start-up for every call
+    assert clf.throughput_["startup_seconds"] < pool.startup_seconds
+    assert clf.n_iter_ == 4
+
+
+# ------------------------------------------------------------------ lifecycle
+def test_no_worker_touches_the_model_after_fit(digits):
+    X, y = digits
+    clf = _clf("pd-asgd", max_iter=3).fit(X, y)
+    before = [W.detach().clone() for W in clf.module_.parameters()]
+    time.sleep(0.3)
+    for W, old in zip(clf.module_.parameters(), before):
+        torch.testing.assert_close(W.detach(), old, rtol=0, atol=0)
+    pool = _processes._POOL
+    # The arena is unmapped everywhere: the model's tensors are private again.
+    assert not _arena_mapped(os.getpid())
+    assert not any(_arena_mapped(pid) for pid in pool.pids)
+
+
+def test_fitted_model_pickles_and_predicts_without_the_pool(digits):
+    X, y = digits
+    clf = _clf("hogwild", max_iter=3).fit(X, y)
+    expected = clf.predict_proba(X)
+    _processes.shutdown_pool()
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), expected)
+    assert _processes._POOL is None
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().split(")")[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_workers_use_no_cpu(digits):
+    X, y = digits
+    _clf("hogwild", max_iter=2).fit(X, y)
+    pids = _processes._POOL.pids
+    before = [_cpu_seconds(pid) for pid in pids]
+    time.sleep(1.5)
+    after = [_cpu_seconds(pid) for pid in pids]
+    assert all(b - a < 0.05 for a, b in zip(before, after))
+
+
+def test_idle_workers_end_after_the_timeout(monkeypatch):
+    monkeypatch.setenv("SKASYNC_POOL_IDLE_TIMEOUT", "0.5")
+    pool = _processes.WorkerPool(2)
+    try:
+        assert _wait_gone(pool.pids, seconds=15)
+    finally:
+        pool.terminate()
+
+
+def test_worker_exception_reaches_the_caller_with_its_traceback(digits):
+    X, y = digits
+    clf = _clf("hogwild")
+    clf._engine_hook = FaultInjection("step", worker=1, after=3, action="raise")
+    with pytest.raises(_processes.WorkerError, match="injected failure") as info:
+        clf.fit(X, y)
+    assert "_process_engines.py" in str(info.value)  # the worker's frames
+    pids = _processes.WorkerPool.__dict__  # noqa: F841 - keeps the name in scope
+    assert _processes._POOL is None or not _processes._POOL.alive
+
+
+def test_a_worker_that_dies_mid_fit_is_reported_and_the_rest_stopped(digits):
+    X, y = digits
+    clf = _clf("pd-asgd")
+    clf._engine_hook = FaultInjection("backward", worker=0, after=5, action="exit")
+    with pytest.raises(_processes.WorkerDied, match="backend='processes'"):
+        clf.fit(X, y)
+    pool = _processes._POOL
+    assert _wait_gone(pool.pids)
+    # The next fit starts a new pool and works.
+    assert _clf("hogwild", max_iter=2).fit(X, y).score(X, y) > 0.5
+
+
+def test_hook_that_does_not_pickle_is_a_clear_error(digits):
+    X, y = digits
+    clf = _clf("hogwild")
+    clf._engine_hook = lambda event, worker: None
+    with pytest.raises(TypeError, match="does not pickle"):
+        clf.fit(X, y)
+
+
+def _run_script(code, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+SCRIPT_HEAD = """
+    import os, sys, time, signal, threading
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from skasync import AsyncLayerwiseMLPClassifier
+    from skasync.neural_network._process_engines import FaultInjection
+    from skasync.utils import _processes
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+"""
+
+
+def test_parent_sigkill_leaves_no_orphan():
+    """A parent killed mid-fit takes its workers with it."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                SCRIPT_HEAD
+                + """
+    clf = AsyncLayerwiseMLPClassifier(mode="hogwild", backend="processes",
+                                      max_iter=10_000, tol=0, random_state=0)
+    clf._engine_hook = FaultInjection("step", worker=0, action="sleep", seconds=0.01)
+    threading.Timer(
+        4.0, lambda: print(*_processes._POOL.pids, flush=True)
+    ).start()
+    clf.fit(X, y)
+    """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        line = parent.stdout.readline()
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert _wait_gone(pids), "worker processes outlived their SIGKILLed parent"
+
+
+def test_ctrl_c_stops_the_workers_at_once():
+    result = _run_script(
+        SCRIPT_HEAD
+        + """
+    clf = AsyncLayerwiseMLPClassifier(mode="pd-asgd", backend="processes",
+                                      max_iter=10_000, tol=0, random_state=0)
+    clf._engine_hook = FaultInjection("backward", worker=0, action="sleep", seconds=0.01)
+    pids = []
+    def interrupt():
+        pids.extend(_processes._POOL.pids)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Timer(4.0, interrupt).start()
+    try:
+        clf.fit(X, y)
+    except KeyboardInterrupt:
+        start = time.monotonic()
+        def alive(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            return True
+        while any(alive(p) for p in pids) and time.monotonic() - start < 5:
+            time.sleep(0.05)
+        print("interrupted", [alive(p) for p in pids], _processes._POOL.alive)
+    """
+    )
+    assert "interrupted [False, False] False" in result.stdout, result.stderr[-3000:]
+
+
+def test_no_shared_memory_name_is_left_behind(digits):
+    X, y = digits
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    _clf("pd-asgd", max_iter=2).fit(X, y)
+    _clf("sync", max_iter=2).fit(X, y)
+    _processes.shutdown_pool()
+    after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    assert after <= before
+
+
+# ------------------------------------------------------------------ bad input
+def test_unknown_backend_names_the_parameter(digits):
+    X, y = digits
+    with pytest.raises(InvalidParameterError, match="backend"):
+        AsyncLayerwiseMLPClassifier(backend="gpu").fit(X, y)
+
+
+def test_processes_on_cuda_is_a_clear_error(digits, monkeypatch):
+    X, y = digits
+    # Without a GPU, make resolve_device accept "cuda": the back-end check
+    # must refuse before any CUDA call.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    clf = AsyncLayerwiseMLPClassifier(
+        mode="hogwild", backend="processes", device="cuda"
+    )
+    with pytest.raises(ValueError, match="backend='processes' trains on the CPU"):
+        clf.fit(X, y)
+
+
+def test_auto_picks_threads_for_small_data_and_processes_for_large():
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 5)
+    y = rng.randint(0, 2, 60)
+    small = AsyncLayerwiseMLPClassifier(mode="hogwild", max_iter=2).fit(X, y)
+    assert small.backend_ == "threads"
+    from skasync.neural_network._backends import choose_backend
+
+    backend, reason = choose_backend(
+        parallel=True,
+        device_type="cpu",
+        cpus=2,
+        layer_sizes=[40, 256, 256, 10],
+        n_samples=54_000,
+        batch_size=128,
+        max_iter=30,
+        max_time=None,
+        pool_warm=False,
+    )
+    assert backend == "processes", reason
+    assert (
+        choose_backend(
+            parallel=True,
+            device_type="cuda",
+            cpus=2,
+            layer_sizes=[40, 256, 256, 10],
+            n_samples=54_000,
+            batch_size=128,
+            max_iter=30,
+            max_time=None,
+            pool_warm=True,
+        )[0]
+        == "threads"
+    )
+
+
+# ------------------------------------------------------------ torch.distributed
+def test_torchrun_two_ranks_train_one_model(tmp_path):
+    """Two local gloo ranks under torchrun end with identical weights, equal
+    to the serial reference (the sharded sync step is the full-batch step)."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import numpy as np
+            import torch.distributed as dist
+            from sklearn.datasets import load_digits
+            from skasync import AsyncLayerwiseMLPClassifier
+
+            dist.init_process_group("gloo")
+            X, y = load_digits(return_X_y=True)
+            clf = AsyncLayerwiseMLPClassifier(
+                (32,), mode="sync", batch_size=64, max_iter=3, tol=0,
+                n_iter_no_change=100, random_state=None,
+            ).fit(X / 16, y)
+            assert clf.backend_ == "torch.distributed", clf.backend_
+            np.save(f"{sys.argv[1]}/rank{dist.get_rank()}.npy", clf.coefs_[0])
+            dist.destroy_process_group()
+            """
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(_free_port()),
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0 = np.load(tmp_path / "rank0.npy")
+    rank1 = np.load(tmp_path / "rank1.npy")
+    np.testing.assert_array_equal(rank0, rank1)
+    assert np.abs(rank0).sum() > 0
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------ sklearn checks
+def _expected(estimator):
+    return estimator._expected_failed_checks()
+
+
+@parametrize_with_checks(
+    [AsyncLayerwiseMLPClassifier(backend="processes", mode="hogwild", max_iter=20)],
+    expected_failed_checks=_expected,
+)
+def test_sklearn_checks_on_a_processes_instance(estimator, check):
+    check(estimator)
