@@ -7,7 +7,9 @@ one row per mode at its own best learning rate, scikit-learn's
 :class:`~sklearn.neural_network.MLPClassifier` of the same hidden layers as
 the baseline, and a plot of the training-loss curves.
 
-* :func:`demo_async`: :class:`~skasync.AsyncLayerwiseMLPClassifier`.
+* :func:`demo_async`: :class:`~skasync.AsyncLayerwiseMLPClassifier`, and
+  :func:`_compare_backends`: its parallel modes on threads and on
+  processes.
 * :func:`demo_block_local`: :class:`~skasync.BlockLocalClassifier`.
 
 torch is imported when a section runs, not with this module.
@@ -36,7 +38,7 @@ def demo_async(progress, output_dir, n_jobs):
         learning_rate_init=0.05,
         random_state=0,
     )
-    return _compare_modes(
+    text, plot_path = _compare_modes(
         estimator,
         mode_names(ASYNC_MODES),
         [0.02, 0.1],
@@ -45,6 +47,57 @@ def demo_async(progress, output_dir, n_jobs):
         progress,
         output_dir,
         n_jobs,
+    )
+    return text + "\n\n" + _compare_backends(estimator), plot_path
+
+
+def _compare_backends(estimator):
+    """The parallel modes on threads and on processes: fit time and start-up."""
+    from sklearn.base import clone
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from skasync.neural_network._modes import ASYNC_MODES, modes_where
+    from skasync.utils._processes import get_pool
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )
+    pool_start = 0.0
+    rows = []
+    for mode in modes_where(ASYNC_MODES, parallel=True):
+        for backend in ("threads", "processes"):
+            model = clone(estimator).set_params(mode=mode, backend=backend)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                if backend == "processes" and not pool_start:
+                    # The pool's first start is paid once per Python process.
+                    pool, started = get_pool(2)
+                    pool_start = pool.startup_seconds if started else 0.0
+                seconds = timed_fit(model, X_train, y_train)
+            rows.append(
+                [
+                    mode,
+                    model.backend_,
+                    model.throughput_["samples_per_second"],
+                    model.throughput_["startup_seconds"],
+                    model.score(X_test, y_test),
+                    seconds,
+                ]
+            )
+    auto = clone(estimator).fit(X_train, y_train)
+    table = format_table(
+        ["mode", "backend", "samples/s", "start-up s", "test accuracy", "fit s"], rows
+    )
+    return (
+        f"Threads or processes (the pool's first start: {pool_start:.2f} s, paid once "
+        f"per Python process)\n{table}\n"
+        f"digits is small: backend='auto' picks {auto.backend_!r} here "
+        f"({auto._backend_reason}). Processes pay on larger data: see "
+        "benchmarks/results/backends.md."
     )
 
 

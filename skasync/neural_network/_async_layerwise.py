@@ -160,10 +160,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         3 at their defaults) and, with processes, one process per CPU.
     queue_size : int or None, default=None
         Forward results that may wait for a backward worker; None uses the
-        number of backward workers, plus 2 with processes (a forward process
-        runs a waiting backward itself when the queue is full, which should
-        mean that the backward processes lag). Together with the backward
-        workers it bounds the staleness.
+        number of backward workers, plus 5 with processes (a forward process
+        runs a waiting backward itself when the queue is full and 3 batches
+        wait, that is when the backward processes lag). Together with the
+        backward workers it bounds the staleness.
 
         Small data is not bad input: a fit never runs more forward,
         backward or hogwild threads than there are batches per epoch, nor
@@ -483,10 +483,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             )
         # The backward threads each hold one item; a longer queue only
         # raises the staleness bound. A forward process runs a waiting
-        # backward itself when the queue is full, which balances the cores
-        # only if a full queue means that the backward processes lag: two
-        # more slots than backward processes.
-        spare = 2 if self.backend_ == "processes" else 0
+        # backward itself when the queue is full and 3 batches wait, which
+        # balances the cores only if the queue has room for that backlog:
+        # five more slots than backward processes (measured, see
+        # _process_engines._STEAL_BACKLOG).
+        spare = 5 if self.backend_ == "processes" else 0
         self.queue_size_ = self.queue_size or max(1, self.n_backward_workers_) + spare
 
     def _n_update_workers(self):
@@ -699,6 +700,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         weights = context.sample_weight
         if self._process_trainer is not None:
             stats = self._process_trainer.run_epoch(batches, context)
+            self._worker_samples = self._process_trainer.worker_samples
         else:
             config = self._engine_config()
             shared = SharedMLP(

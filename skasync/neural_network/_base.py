@@ -393,7 +393,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         X_train = to_tensor(data.X, device)
         y_train = torch.as_tensor(data.y, dtype=torch.long, device=device)
         w_train = (
-            None if data.sample_weight is None else to_tensor(data.sample_weight, device)
+            None
+            if data.sample_weight is None
+            else to_tensor(data.sample_weight, device)
         )
         validation = None
         if data.X_val is not None:

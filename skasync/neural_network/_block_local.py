@@ -356,7 +356,10 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
 
     _parameter_constraints: ClassVar[dict] = {
         **BaseTorchClassifier._parameter_constraints,
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_norm": ["boolean"],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],

@@ -222,7 +222,7 @@ class SharedMLP:
         self.locks = locks
 
     # -- forward / backward ------------------------------------------------
-    def forward(self, X, y, coef=None, penalty_n=None):
+    def forward(self, X, y, coef=None, penalty_n=None, out=None):
         """Forward pass of one batch through the live weights.
 
         Parameters
@@ -236,6 +236,10 @@ class SharedMLP:
         penalty_n : float or None
             What the L2 penalty is divided by: the batch's weight sum
             (MLPClassifier's ``sw_sum``); None uses ``n_samples``.
+        out : list of torch.Tensor or None
+            Buffers of shape ``(n_samples, width)`` for the inputs of layers
+            ``1 .. n_layers - 1``: the hidden activations are written there
+            (the process back-end's ring slots) instead of new tensors.
 
         Returns
         -------
@@ -259,7 +263,11 @@ class SharedMLP:
         last = self.n_layers - 1
         for layer, (W, b) in enumerate(zip(weights, self.biases)):
             inputs.append(h)
-            h = F.linear(h, W, b)
+            if out is not None and layer < last:
+                # F.linear's own CPU kernel (addmm), into the slot.
+                h = torch.addmm(b, h, W.t(), out=out[layer + 1])
+            else:
+                h = F.linear(h, W, b)
             if layer < last:
                 h = self.activation(h)
         log_proba = torch.log_softmax(h, dim=1)

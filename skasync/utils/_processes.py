@@ -62,6 +62,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -196,6 +197,12 @@ class TokenPipe:
                 return
             except BlockingIOError:  # pragma: no cover - the pipe holds 16k tokens
                 select.select([], [self.write_fd], [], _POLL_SECONDS)
+
+    def count(self):
+        """Tokens in the pipe now (a snapshot: others may take them)."""
+        buffer = bytearray(4)
+        fcntl.ioctl(self.read_fd, termios.FIONREAD, buffer)
+        return int.from_bytes(buffer, sys.byteorder) // _TOKEN.size
 
     def try_get(self):
         """A token, or None when the pipe is empty."""
