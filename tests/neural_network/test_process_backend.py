@@ -345,32 +345,24 @@ def test_auto_picks_threads_for_small_data_and_processes_for_large():
     assert small.backend_ == "threads"
     from skasync.neural_network._backends import choose_backend
 
-    backend, reason = choose_backend(
-        parallel=True,
-        device_type="cpu",
-        cpus=2,
-        layer_sizes=[40, 256, 256, 10],
-        n_samples=54_000,
-        batch_size=128,
-        max_iter=30,
-        max_time=None,
-        pool_warm=False,
-    )
+    mnist1d = {
+        "parallel": True,
+        "device_type": "cpu",
+        "cpus": 2,
+        "layer_sizes": [40, 256, 256, 10],
+        "n_samples": 54_000,
+        "batch_size": 128,
+        "max_iter": 30,
+        "max_time": None,
+        "pool_warm": False,
+    }
+    backend, reason = choose_backend(**mnist1d)
     assert backend == "processes", reason
-    assert (
-        choose_backend(
-            parallel=True,
-            device_type="cuda",
-            cpus=2,
-            layer_sizes=[40, 256, 256, 10],
-            n_samples=54_000,
-            batch_size=128,
-            max_iter=30,
-            max_time=None,
-            pool_warm=True,
-        )[0]
-        == "threads"
-    )
+    # A 0.1 s budget leaves nothing to save from a cold start.
+    assert choose_backend(**{**mnist1d, "max_time": 0.1})[0] == "threads"
+    assert choose_backend(**{**mnist1d, "device_type": "cuda"})[0] == "threads"
+    assert choose_backend(**{**mnist1d, "cpus": 1})[0] == "threads"
+    assert choose_backend(**{**mnist1d, "parallel": False})[0] == "threads"
 
 
 # ------------------------------------------------------------ torch.distributed
