@@ -24,7 +24,7 @@ rendered from it, to ``--out`` (default ``benchmarks/results``).
 Usage::
 
     python benchmarks/bench_real_series.py --quick     # 100 trees, 1 seed
-    python benchmarks/bench_real_series.py             # 500 trees, 3 seeds
+    python benchmarks/bench_real_series.py --seeds 1   # 500 trees (the committed run)
 """
 
 # Authors: The skasync developers
@@ -94,13 +94,13 @@ SERIES = {
     "co2 (monthly, diff)": (
         load_co2_monthly,
         12,
-        120,
+        60,
         "Mauna Loa CO2, weekly 1958-2001 -> monthly means, differenced (525)",
     ),
     "elnino": (
         load_elnino,
         12,
-        120,
+        60,
         "monthly sea-surface temperature 1950-2010 (732)",
     ),
     "macro infl": (
