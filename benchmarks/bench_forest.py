@@ -12,6 +12,12 @@
 3. Scaling: ar1_06 of length n = 1 000, 10 000, 100 000 (``--quick`` stops at
    10 000), 5 lags, 500 trees, n_jobs 1 and 2; fit seconds and peak RSS, each
    configuration in its own subprocess.
+4. Speed anchor against LightGBM's random-forest mode (``--anchor-only`` runs
+   just this and writes ``forest_anchor.*``): the same series and sizes,
+   100 trees, one thread; fit seconds (median of 3) and
+   one-step test MSE of skasync ``moving``, sklearn and LightGBM
+   ``boosting_type="rf"`` at full depth and with 255 leaves, one subprocess
+   per n; and the first fit of a fresh process against a warm one.
 
 Writes ``forest.json``, then ``forest.md`` and ``forest.png`` rendered from it,
 to ``--out`` (default ``benchmarks/results``; ``forest.quick.*`` with ``--quick``).
@@ -341,6 +347,161 @@ def probe_parallel_capacity():
     return 2 * t1 / t2
 
 
+# --------------------------------------------------------------- speed anchor
+ANCHOR_TREES = 100
+ANCHOR_MODELS = ("skasync moving", "sklearn", "LightGBM rf full depth", "LightGBM rf 255 leaves")
+
+
+def _anchor_model(name, n_rows, seed=1):
+    if name == "skasync moving":
+        from skasync import ARSieveForestRegressor
+
+        return ARSieveForestRegressor(
+            n_estimators=ANCHOR_TREES,
+            bootstrap="moving",
+            max_features=2,
+            min_node_size=5,
+            random_state=seed,
+            n_jobs=1,
+        )
+    if name == "sklearn":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(
+            n_estimators=ANCHOR_TREES,
+            max_features=2,
+            min_samples_split=6,
+            random_state=seed,
+            n_jobs=1,
+        )
+    from lightgbm import LGBMRegressor
+
+    # Random-forest mode: bagging without replacement (the 0.632 of distinct
+    # rows of a bootstrap), 2 of the 5 lags per node as mtry 2. Full depth:
+    # as many leaves as the bagged rows allow with 3 per leaf (a larger cap
+    # only makes LightGBM allocate histograms for leaves that cannot exist).
+    full = int(0.632 * n_rows / 3) + 1
+    return LGBMRegressor(
+        boosting_type="rf",
+        n_estimators=ANCHOR_TREES,
+        num_leaves=max(full, 2) if name.endswith("full depth") else 255,
+        max_depth=-1,
+        min_child_samples=3,
+        bagging_fraction=0.632,
+        bagging_freq=1,
+        feature_fraction_bynode=0.4,
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+    )
+
+
+def anchor_child(n, full_max_n):
+    """Fit every anchor model at size ``n``; print a JSON line (subprocess)."""
+    import warnings
+
+    from skasync.datasets import make_series
+
+    warnings.simplefilter("ignore", UserWarning)  # LightGBM's feature names
+    _warm_up()
+    y = make_series("ar1_06", n, random_state=1)
+    Xtr, ytr, Xte, yte = _split(y)
+    _anchor_model("LightGBM rf 255 leaves", 200).fit(Xtr[:200], ytr[:200])
+    out = []
+    for name in ANCHOR_MODELS:
+        if n > full_max_n and name in ("sklearn", "LightGBM rf full depth"):
+            continue
+        fit_s, est = _median_fit(
+            lambda m=name: _anchor_model(m, len(ytr)), Xtr, ytr
+        )
+        mse = float(np.mean((est.predict(Xte) - yte) ** 2))
+        out.append({"model": name, "n": n, "rows": len(ytr), "fit": fit_s, "mse": mse})
+    print(json.dumps(out))
+
+
+FIRST_FIT = """
+import time
+t0 = time.perf_counter()
+from skasync import ARSieveForestRegressor
+from skasync.datasets import make_series
+from skasync.preprocessing import make_lag_matrix
+t1 = time.perf_counter()
+X, y = make_lag_matrix(make_series("ar1_06", 10_000, random_state=1), 5)
+times = []
+for _ in range(3):
+    forest = ARSieveForestRegressor(
+        n_estimators=100, bootstrap="moving", max_features=2, random_state=1, n_jobs=1
+    )
+    t = time.perf_counter()
+    forest.fit(X, y)
+    times.append(time.perf_counter() - t)
+print(t1 - t0, times[0], min(times[1:]))
+"""
+
+
+def run_first_fit(reps=3):
+    """Import, first and warm fit seconds in ``reps`` fresh processes."""
+    out = []
+    for _ in range(reps):
+        proc = subprocess.run(
+            [sys.executable, "-c", FIRST_FIT],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        imp, first, warm = map(float, proc.stdout.split())
+        out.append({"import": imp, "first": first, "warm": warm})
+    return out
+
+
+def run_anchor(sizes, full_max_n):
+    out = []
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--anchor-child", str(n), str(full_max_n)]
+        stdout = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out += json.loads(stdout.strip().splitlines()[-1])
+        print(f"anchor n={n} done", flush=True)
+    return out
+
+
+def render_anchor(anchor, first_fit, full_max_n):
+    """The speed-anchor section (Markdown lines)."""
+    lines = [
+        f"## Speed anchor: LightGBM random-forest mode ({ANCHOR_TREES} trees, one thread)",
+        "",
+        "ar1_06 seed 1, 5 lags, training rows t = 5..n-101, one-step MSE on the "
+        "last 100 values; fit seconds: median of 3 fits "
+        "after a warm-up, one subprocess per n. skasync: `bootstrap='moving'`, "
+        "mtry 2, min_node_size 5. sklearn: mtry 2, min_samples_split 6. "
+        "LightGBM: `boosting_type='rf'`, bagging_fraction 0.632 every tree, "
+        "feature_fraction_bynode 0.4 (2 of 5 lags), min_child_samples 3, "
+        "255 bins, `num_leaves` 255 or, for full depth, as many as the bagged "
+        "rows allow with 3 per leaf (0.632 rows / 3 + 1). sklearn and full "
+        f"depth only up to n = {full_max_n:,}.",
+        "",
+    ]
+    lines += markdown_table(
+        ["n", "model", "fit s", "test MSE"],
+        [
+            [f"{r['n']:,}", r["model"], f"{r['fit']:.2f}", f"{r['mse']:.3f}"]
+            for r in anchor
+        ],
+    )
+    first = [r["first"] for r in first_fit]
+    warm = [r["warm"] for r in first_fit]
+    imp = [r["import"] for r in first_fit]
+    lines += [
+        "",
+        f"First fit in a fresh process ({len(first_fit)} processes, n = 10 000, "
+        f"100 trees, moving, one thread; numba's on-disk cache already written): "
+        f"median {statistics.median(first):.2f} s against "
+        f"{statistics.median(warm):.2f} s for a later fit in the same process; "
+        f"`import skasync` {statistics.median(imp):.2f} s.",
+        "",
+    ]
+    return lines
+
+
 # --------------------------------------------------------------------- report
 def render(results):
     """The Markdown report, from the JSON results alone."""
@@ -562,6 +723,10 @@ def render(results):
         "any n_jobs."
     )
     w("")
+    if "anchor" in results:
+        lines += render_anchor(
+            results["anchor"], results["first_fit"], run["anchor_full_max_n"]
+        )
     w(f"![accuracy and scaling]({run['figure']})")
     w("")
     return "\n".join(lines) + "\n"
@@ -644,11 +809,60 @@ def main(argv=None):
         help="largest n for sklearn in the scaling table (its fit "
         "grows ~x10-15 per decade: ~6 min per config at 100 000)",
     )
+    parser.add_argument(
+        "--anchor-only",
+        action="store_true",
+        help="run only the LightGBM speed anchor and the first-fit timing "
+        "(writes forest_anchor.*)",
+    )
+    parser.add_argument(
+        "--anchor-full-max-n",
+        type=int,
+        default=10_000,
+        help="largest n for sklearn and full-depth LightGBM in the anchor table "
+        "(full depth takes minutes at 100 000)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--anchor-child", nargs=2, help=argparse.SUPPRESS)
     args = parse_args(parser, argv)
     if args.child:
         method, n, n_jobs = args.child
         child(method, int(n), int(n_jobs))
+        return
+    if args.anchor_child:
+        anchor_child(*map(int, args.anchor_child))
+        return
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    if args.anchor_only:
+        t_start = time.perf_counter()
+        env = environment()
+        results = {
+            "command": args.command,
+            "environment": env,
+            "anchor": run_anchor(sizes, args.anchor_full_max_n),
+            "first_fit": run_first_fit(),
+            "anchor_full_max_n": args.anchor_full_max_n,
+        }
+        results["seconds"] = time.perf_counter() - t_start
+
+        def render_only(res):
+            head = [
+                "# ARSieveForestRegressor: speed anchor against LightGBM rf",
+                "",
+                f"Generated by `{res['command']}` on {res['environment']['date']} "
+                f"({res['environment']['machine']}, "
+                f"{res['environment']['cpu_count']} CPUs shared with other jobs, "
+                f"load average {res['environment']['load_average']:.2f}); total "
+                f"{res['seconds'] / 60:.1f} min.",
+                "",
+            ]
+            body = render_anchor(
+                res["anchor"], res["first_fit"], res["anchor_full_max_n"]
+            )
+            return "\n".join(head + body) + "\n"
+
+        results = write_results(args, "forest_anchor", results, render_only)
+        print(render_only(results))
         return
     if args.seeds > len(SEEDS):
         parser.error(f"the reference set has {len(SEEDS)} replications")
@@ -660,10 +874,11 @@ def main(argv=None):
     accuracy = run_accuracy(SEEDS[: args.seeds])
     speed = run_speed()
     print(f"speed {speed}", flush=True)
-    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     capacity_before = probe_parallel_capacity()
     scaling = run_scaling(sizes, args.sklearn_max_n)
     capacity_after = probe_parallel_capacity()
+    anchor = run_anchor(sizes, args.anchor_full_max_n)
+    first_fit = run_first_fit()
     results = {
         "command": args.command,
         "environment": env,
@@ -673,11 +888,14 @@ def main(argv=None):
             "capacity_before": capacity_before,
             "capacity_after": capacity_after,
             "sklearn_max_n": args.sklearn_max_n,
+            "anchor_full_max_n": args.anchor_full_max_n,
             "figure": f"{result_stem('forest', args.quick)}.png",
         },
         "accuracy": accuracy,
         "speed": speed,
         "scaling": scaling,
+        "anchor": anchor,
+        "first_fit": first_fit,
     }
     results = write_results(args, "forest", results, render, plot)
     print(render(results))

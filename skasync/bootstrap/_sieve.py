@@ -94,14 +94,37 @@ def _yw_residuals(xc, coef):
     return e - e.mean()
 
 
-def _fit_yule_walker(x, order, order_max):
-    from statsmodels.tsa.stattools import acovf, levinson_durbin
+def _autocovariances(xc, n_lags):
+    """Biased (``1/n``) autocovariances of a demeaned series, lags 0..n_lags."""
+    n = xc.shape[0]
+    return np.array([xc[: n - k] @ xc[k:] for k in range(n_lags + 1)]) / n
 
+
+def _levinson_durbin(acov, order_max):
+    """Yule-Walker fits of every order 1..order_max by Levinson-Durbin.
+
+    ``phi[1:k + 1, k]`` are the AR(k) coefficients and ``sigma[k]`` its
+    innovation variance, as statsmodels' ``levinson_durbin`` (not imported:
+    loading ``statsmodels.tsa.stattools`` doubled the first fit of a process).
+    """
+    phi = np.zeros((order_max + 1, order_max + 1))
+    sigma = np.zeros(order_max + 1)
+    sigma[0] = acov[0]
+    phi[1, 1] = acov[1] / acov[0]
+    sigma[1] = acov[0] - phi[1, 1] * acov[1]
+    for k in range(2, order_max + 1):
+        phi[k, k] = (acov[k] - phi[1:k, k - 1] @ acov[1:k][::-1]) / sigma[k - 1]
+        phi[1:k, k] = phi[1:k, k - 1] - phi[k, k] * phi[1:k, k - 1][::-1]
+        sigma[k] = sigma[k - 1] * (1.0 - phi[k, k] ** 2)
+    return phi, sigma
+
+
+def _fit_yule_walker(x, order, order_max):
     n = x.shape[0]
     mean = float(x.mean())
     xc = x - mean
     # Biased (1/n) autocovariances of the demeaned series, as R's ar.yw.
-    acov = acovf(x, adjusted=False, demean=True, fft=False, nlag=order_max)
+    acov = _autocovariances(xc, order_max)
     gamma0 = float(acov[0])
     if not gamma0 > 0.0 or gamma0 <= 1e-28 * max(mean * mean, 1e-300):
         raise ValueError(
@@ -112,10 +135,10 @@ def _fit_yule_walker(x, order, order_max):
     sig[0] = gamma0
     phi = None
     if order_max >= 1:
-        res = levinson_durbin(acov, nlags=order_max, isacov=True)
-        phi = res.phi
-        # statsmodels leaves sigma[0] = 0; the order-0 variance is gamma(0).
-        sig[1:] = res.sigma[1:]
+        # A degenerate order divides by zero; the AIC below rules it out.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi, sigma = _levinson_durbin(acov, order_max)
+        sig[1:] = sigma[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
         aic = n * np.log(sig) + 2.0 * np.arange(order_max + 1)
     # Non-positive / NaN innovation variances (degenerate fits) are not eligible,

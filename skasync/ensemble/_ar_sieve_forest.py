@@ -35,7 +35,12 @@ from ._forest_builder import (
     grow_sieve_chunk,
     tree_chunks,
 )
-from ._input_checks import count_lag_columns, fit_sieve, resolve_max_features
+from ._input_checks import (
+    count_lag_columns,
+    fit_sieve,
+    resolve_max_features,
+    truncate_sieve,
+)
 from ._tree import bin_features, predict_mean, unpack_trees
 
 __all__ = ["ARSieveForestRegressor", "ForecastResult"]
@@ -97,7 +102,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
       and as many rows as the training data, and grows a tree on all its rows.
       ``phi`` is the fitted ``ar_coef_`` zero-padded to the number of lag
       columns, or truncated to it when the AIC order is larger (as in the
-      reference ``rangertsARS`` runs); see ``sieve_coef_``. The trees never see
+      reference ``rangertsARS`` runs); see ``sieve_coef_``. A truncation
+      that is not stationary warns (its series diverge): then pass
+      ``ar_order_max`` equal to the number of lags. The trees never see
       the observations, so there is no out-of-bag estimate.
     - ``"iid"``, ``"moving"``, ``"stationary"``, ``"circular"``,
       ``"nonoverlapping"``: each tree grows on the rows of an in-bag multiset
@@ -399,9 +406,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self.n_lags_ = int(n_lags)
         # Zero-pad, or truncate as the reference rangertsARS runs do (their
         # residuals stay those of the full AR(p) fit).
-        sieve_coef = np.zeros(n_lags)
-        p = min(self.ar_order_, n_lags)
-        sieve_coef[:p] = self.ar_coef_[:p]
+        sieve_coef = truncate_sieve(self.ar_coef_, n_lags, simulates=not block)
         self.sieve_coef_ = sieve_coef
 
         rng = check_random_state(self.random_state)

@@ -7,11 +7,14 @@ Structure:
 - :func:`resolve_max_features`: ``max_features`` as a number of features.
 - :func:`fit_sieve`: the AR sieve fit on the training series, with errors
   that name the parameter to change.
+- :func:`truncate_sieve`: the sieve's coefficients padded or truncated to
+  the lag columns, with a warning when the truncation is explosive.
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -20,7 +23,7 @@ from ..bootstrap import fit_ar_sieve
 from ..preprocessing import check_lag_matrix
 from ..preprocessing._lags import same_observations
 
-__all__ = ["count_lag_columns", "fit_sieve", "resolve_max_features"]
+__all__ = ["count_lag_columns", "fit_sieve", "resolve_max_features", "truncate_sieve"]
 
 
 def resolve_max_features(max_features, n_features):
@@ -140,3 +143,46 @@ def fit_sieve(series, order, order_max, method):
             f"{method!r}) on the training series of {n} values "
             f"rebuilt from X and y: {exc}"
         ) from exc
+
+
+def truncate_sieve(coef, n_lags, simulates):
+    """The sieve coefficients zero-padded or truncated to ``n_lags``.
+
+    Truncation is what the reference ``rangertsARS`` runs do. Truncating an
+    AR(p) with ``p > n_lags`` can leave a polynomial with a root inside the
+    unit circle (an explosive AR(n_lags)); series simulated from it diverge,
+    which is seen on seasonal monthly series whose AIC order is 14-26 with 12
+    lags (``docs/benchmarks.rst``). Then, if the trees simulate
+    (``simulates``), a warning names the fix.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (order,)
+        The fitted AR coefficients ``phi_1..phi_p``.
+    n_lags : int
+        Number of lag columns.
+    simulates : bool
+        Whether the trees grow on series simulated from the result.
+
+    Returns
+    -------
+    sieve_coef : ndarray of shape (n_lags,)
+    """
+    order = coef.shape[0]
+    sieve_coef = np.zeros(n_lags)
+    sieve_coef[: min(order, n_lags)] = coef[:n_lags]
+    if simulates and order > n_lags:
+        # Inverse roots of 1 - sum_j phi_j z^j: the roots of z^p - sum phi_j z^(p-j).
+        root = float(np.abs(np.roots(np.r_[1.0, -sieve_coef])).max())
+        if root >= 1.0:
+            warnings.warn(
+                f"The AIC order of the AR sieve ({order}) exceeds the {n_lags} "
+                f"lag columns, and its coefficients truncated to {n_lags} lags "
+                f"are not stationary (largest inverse root {root:.3f} >= 1): "
+                "the series the trees grow on diverge. Pass "
+                f"ar_order_max={n_lags} (or ar_order <= {n_lags}) to fit the "
+                f"sieve within the lags, or use at least {order} lag columns.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return sieve_coef

@@ -4,6 +4,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -74,6 +75,28 @@ def test_sieve_coef_truncated_to_lag_columns():
     forest.fit(X, target)
     assert forest.ar_order_ == 3 and forest.ar_coef_.shape == (3,)
     np.testing.assert_allclose(forest.sieve_coef_, forest.ar_coef_[:2])
+
+
+def test_explosive_truncated_sieve_warns_and_names_the_fix():
+    # AR(3) whose first two coefficients alone are explosive: z^2 - 1.5 z + 0.2
+    # has the root (1.5 + sqrt(1.45)) / 2 = 1.35 outside the unit circle.
+    y = make_ar(600, coef=(1.5, -0.2, -0.4), random_state=0)
+    X, target = make_lag_matrix(y, 2)
+    with pytest.warns(UserWarning, match="ar_order_max=2"):
+        forest = ARSieveForestRegressor(n_estimators=2, random_state=0).fit(X, target)
+    assert forest.ar_order_ == 3
+    # Independently: the truncated recursion diverges.
+    x = np.zeros(200)
+    x[1] = 1.0
+    for t in range(2, 200):
+        x[t] = forest.sieve_coef_ @ x[t - 2 : t][::-1]
+    assert np.abs(x[-1]) > 1e10
+    # The fix the warning names, and the bootstraps that never simulate.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed = ARSieveForestRegressor(n_estimators=2, ar_order_max=2, random_state=0)
+        assert fixed.fit(X, target).ar_order_ <= 2
+        ARSieveForestRegressor(n_estimators=2, bootstrap="moving").fit(X, target)
 
 
 def test_tree_sample_sizes_follow_rangerts(ar1):
