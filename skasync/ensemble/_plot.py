@@ -6,6 +6,8 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from skasync.utils._plotting import check_matplotlib_support
+
 __all__ = ["ForecastDisplay"]
 
 
@@ -157,6 +159,7 @@ class ForecastDisplay:
         -------
         self : ForecastDisplay
         """
+        check_matplotlib_support(f"{type(self).__name__}.plot")
         import matplotlib.pyplot as plt  # lazy: matplotlib is optional
 
         if ax is None:
