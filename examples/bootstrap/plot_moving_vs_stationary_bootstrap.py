@@ -83,7 +83,9 @@ for method in ["moving", "stationary"]:
     rng = np.random.RandomState(0)
     total = np.zeros(n)
     for _ in range(n_resamples):
-        rows = block_bootstrap_indices(n, method, block_size=block_size, random_state=rng)
+        rows = block_bootstrap_indices(
+            n, method, block_size=block_size, random_state=rng
+        )
         total += np.bincount(rows, minlength=n)
     counts[method] = total / n_resamples
 
@@ -93,7 +95,9 @@ ax.plot(counts["stationary"], color="C1", label='"stationary"')
 ax.axhline(1, color="0.3", lw=1)
 ax.set_xlabel("time point")
 ax.set_ylabel("mean draws per resample")
-ax.set_title(f"Inclusion frequency over {n_resamples} resamples, block_size={block_size}")
+ax.set_title(
+    f"Inclusion frequency over {n_resamples} resamples, block_size={block_size}"
+)
 ax.legend()
 fig.tight_layout()
 plt.show()

@@ -29,6 +29,7 @@ import statsmodels.api as sm
 
 from skasync import ARSieveForestRegressor, make_lag_matrix
 from skasync.datasets import make_arma, make_setar
+from skasync.ensemble import ForecastDisplay
 
 sunspots = sm.datasets.sunspots.load_pandas().data
 series = {
@@ -86,7 +87,6 @@ for name in series:
 # beside what was observed.  Over several steps the sieve's smooth linear
 # dynamics give a plausible cycle, with an interval that widens with the
 # horizon.
-from skasync.ensemble import ForecastDisplay
 
 values = series["sunspots"]
 years = sunspots["YEAR"].to_numpy()
@@ -105,9 +105,7 @@ steps = display.line_.get_xdata()[1:]
 ax.plot(steps, values[-horizon:], "k:", label="observed later")
 ticks = ax.get_xticks()
 ax.set_xticks(ticks[(ticks >= 0) & (ticks <= steps[-1])])
-ax.set_xticklabels(
-    [str(int(years[len(train) - 80 + int(t)])) for t in ax.get_xticks()]
-)
+ax.set_xticklabels([str(int(years[len(train) - 80 + int(t)])) for t in ax.get_xticks()])
 ax.set_xlabel("year")
 ax.set_ylabel("sunspot number")
 ax.legend(loc="upper left", fontsize="small")

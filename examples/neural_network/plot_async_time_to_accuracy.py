@@ -82,7 +82,9 @@ serial = fitted["serial"]
 n_train = X.shape[0] - math.ceil(common["validation_fraction"] * X.shape[0])
 steps = serial.n_iter_ * math.ceil(n_train / common["batch_size"])
 delay = 2 * serial.history_[-1]["wall_time"] / steps
-print(f"one serial step: {1000 * delay / 2:.1f} ms; straggler delay {1000 * delay:.1f} ms")
+print(
+    f"one serial step: {1000 * delay / 2:.1f} ms; straggler delay {1000 * delay:.1f} ms"
+)
 delayed = {
     mode: AsyncLayerwiseMLPClassifier(
         mode=mode, straggler_delay=delay, **common, **params
@@ -104,7 +106,11 @@ for ax, fits, title in [
 ]:
     for k, (label, clf) in enumerate(fits.items()):
         TrainingCurveDisplay.from_estimator(
-            clf, x="wall_time", y="validation_score", ax=ax, label=label,
+            clf,
+            x="wall_time",
+            y="validation_score",
+            ax=ax,
+            label=label,
             color=f"C{k}",
         )
     ax.axhline(target, color="0.5", ls=":", lw=1)
