@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from skasync.utils._plotting import check_matplotlib_support
+from skasync.utils._plotting import axes_or_new, check_matplotlib_support
 
 __all__ = ["TrainingCurveDisplay"]
 
@@ -220,11 +220,7 @@ class TrainingCurveDisplay:
         -------
         self : TrainingCurveDisplay
         """
-        check_matplotlib_support(f"{type(self).__name__}.plot")
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
+        ax = axes_or_new(ax, f"{type(self).__name__}.plot")
         kwargs.setdefault("marker", ".")
         (self.line_,) = ax.plot(
             self.x_values,
