@@ -80,10 +80,10 @@ width = 0.8 / len(modes)
 for k, mode in enumerate(modes):
     axes[0].bar(blocks + (k - 1) * width, scores[mode], width, label=mode)
 axes[0].set_xticks(blocks, [f"block {b}" for b in blocks[:-1]] + ["output"])
-axes[0].set_ylim(0.5, 1.0)
+axes[0].set_ylim(0.5, 1.07)
 axes[0].set_ylabel("test accuracy")
 axes[0].set_title("block_scores (probe per block)")
-axes[0].legend(fontsize="small", loc="lower right")
+axes[0].legend(fontsize="small", loc="upper center", ncols=3)
 
 step_ms = [fitted[mode].timing_["step_ms"] for mode in modes]
 axes[1].bar(modes, step_ms, color=["C0", "C1", "C2"])
