@@ -38,7 +38,7 @@ numpydoc_class_members_toctree = False
 # resolve through intersphinx when online and are not errors offline.
 numpydoc_xref_param_type = False
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*/*.ipynb"]
+exclude_patterns = ["_build"]
 html_theme = "pydata_sphinx_theme"
 html_static_path = []
 html_title = "skasync"
