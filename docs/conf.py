@@ -1,6 +1,16 @@
-"""Sphinx configuration for skasync (build: ``sphinx-build -W -b html docs docs/_build``)."""
+"""Sphinx configuration for skasync (build: ``sphinx-build -W -b html docs docs/_build``).
 
-import skasync
+The example gallery (sphinx-gallery) runs every ``examples/**/plot_*.py`` and
+writes its pages to ``docs/auto_examples``; the user guide draws its figures
+at build time with matplotlib's ``plot`` directive.
+"""
+
+import matplotlib
+
+# Before any pyplot import: the examples and plot directives draw off-screen.
+matplotlib.use("Agg")
+
+import skasync  # noqa: E402
 
 project = "skasync"
 author = "The skasync developers"
@@ -14,6 +24,8 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "numpydoc",
+    "matplotlib.sphinxext.plot_directive",
+    "sphinx_gallery.gen_gallery",
 ]
 autosummary_generate = True
 # Inherited members are documented (fit/predict of the torch classifiers live
@@ -33,6 +45,34 @@ html_title = "skasync"
 intersphinx_mapping = {}
 nitpicky = False
 suppress_warnings = ["autosummary.import_cycle"]
+
+# The example gallery.  Each example must end in a figure and run in under
+# 30 s on two cores; sg_execution_times.rst lists the measured times.
+sphinx_gallery_conf = {
+    "examples_dirs": ["../examples"],
+    "gallery_dirs": ["auto_examples"],
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    # Mini-galleries (``.. minigallery:: skasync.X``) in the user guide.
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("skasync",),
+    "reference_url": {"skasync": None},
+    "image_scrapers": ("matplotlib",),
+    "matplotlib_animations": False,
+    "min_reported_time": 0,
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    # A failing example fails the build, as a warning would.
+    "abort_on_example_error": True,
+}
+
+# matplotlib's ``.. plot::`` directive (user-guide figures).
+plot_include_source = True
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 100)]
+plot_rcparams = {"figure.figsize": (6.4, 3.6), "savefig.bbox": "tight"}
+plot_pre_code = "import numpy as np\nimport matplotlib.pyplot as plt\n"
 
 
 def _skip_sklearn_members(app, what, name, obj, skip, options):

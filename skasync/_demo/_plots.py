@@ -1,13 +1,12 @@
 """The demo's figures (written only when matplotlib is installed).
 
-* :func:`plot_loss_curves`: training loss per epoch of each mode.
+* :func:`plot_loss_curves`: training loss of each mode against wall-clock
+  time (:class:`~skasync.neural_network.TrainingCurveDisplay`).
 * :func:`plot_forecast`: a recursive forecast of the forest with its interval.
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
-
-import numpy as np
 
 
 def _pyplot():
@@ -29,47 +28,44 @@ def _save(plt, fig, path):
     return path
 
 
-def plot_loss_curves(curves, title, path):
-    """Plot ``{label: loss per epoch}`` on a log scale; the path, or None."""
+def plot_loss_curves(estimators, title, path):
+    """Plot the training loss of ``{label: fitted classifier}`` against
+    wall-clock time, on a log scale; the path, or None without matplotlib.
+    """
     plt = _pyplot()
     if plt is None:
         return None
+    from skasync.neural_network import TrainingCurveDisplay
+
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, curve in curves.items():
-        ax.plot(np.arange(1, len(curve) + 1), curve, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
+    for label, estimator in estimators.items():
+        TrainingCurveDisplay.from_estimator(
+            estimator, x="wall_time", ax=ax, label=label
+        )
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend()
     return _save(plt, fig, path)
 
 
 def plot_forecast(forest, history, future, path, horizon=20):
     """Plot the last 60 values of ``history``, then ``forest``'s forecast.
 
-    The forecast is recursive over ``horizon`` steps with its 90 % interval,
-    drawn beside the first ``horizon`` values of ``future``. Returns the
-    path, or None without matplotlib.
+    The forecast is recursive over ``horizon`` steps with its 90 % interval
+    (a :class:`~skasync.ensemble.ForecastDisplay`), drawn beside the first
+    ``horizon`` values of ``future``. Returns the path, or None without
+    matplotlib.
     """
     plt = _pyplot()
     if plt is None:
         return None
-    forecast = forest.forecast(history, horizon, quantiles=(0.05, 0.95))
-    steps = np.arange(1, horizon + 1)
+    from skasync.ensemble import ForecastDisplay
+
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(np.arange(-60, 0) + 1, history[-60:], color="black", label="history")
-    ax.plot(steps, future[:horizon], color="grey", linestyle=":", label="actual")
-    ax.plot(steps, forecast.mean, color="C0", label="forecast")
-    ax.fill_between(
-        steps,
-        forecast.quantiles[:, 0],
-        forecast.quantiles[:, 1],
-        color="C0",
-        alpha=0.25,
-        label="90% interval",
+    display = ForecastDisplay.from_estimator(
+        forest, history, horizon, n_history=60, name="forecast", ax=ax
     )
-    ax.set_xlabel("step")
+    steps = display.line_.get_xdata()[1:]
+    ax.plot(steps, future[:horizon], color="0.3", linestyle=":", label="actual")
     ax.set_title("ARSieveForestRegressor recursive forecast")
     ax.legend()
     return _save(plt, fig, path)

@@ -5,7 +5,7 @@ digits in ``Pipeline(StandardScaler(), classifier)``, a grid search over
 every ``mode`` of the classifier's mode table and two learning rates, then
 one row per mode at its own best learning rate, scikit-learn's
 :class:`~sklearn.neural_network.MLPClassifier` of the same hidden layers as
-the baseline, and a plot of the training-loss curves.
+the baseline, and a plot of the training-loss curves against wall-clock time.
 
 * :func:`demo_async`: :class:`~skasync.AsyncLayerwiseMLPClassifier`, and
   :func:`_compare_backends`: its parallel modes on threads and on
@@ -130,6 +130,7 @@ def _compare_modes(
     estimator, modes, learning_rates, section, title, progress, output_dir, n_jobs
 ):
     """Grid-search ``modes`` x ``learning_rates``; table and loss-curve plot."""
+    from sklearn.base import clone
     from sklearn.datasets import load_digits
     from sklearn.model_selection import GridSearchCV, train_test_split
     from sklearn.neural_network import MLPClassifier
@@ -162,7 +163,8 @@ def _compare_modes(
         ]
         best = max(candidates, key=lambda i: results["mean_test_score"][i])
         params = results["params"][best]
-        model = pipeline.set_params(**params)
+        # A clone per mode: the plot needs every mode's fitted history_.
+        model = clone(pipeline).set_params(**params)
         seconds = timed_fit(model, X_train, y_train)
         rows.append(
             [
@@ -173,7 +175,7 @@ def _compare_modes(
                 seconds,
             ]
         )
-        curves[mode] = list(model[-1].loss_curve_)
+        curves[mode] = model[-1]
     sk_model = Pipeline(
         [
             ("scale", StandardScaler()),

@@ -6,6 +6,8 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from skasync.utils._plotting import axes_or_new
+
 __all__ = ["ForecastDisplay"]
 
 
@@ -157,10 +159,7 @@ class ForecastDisplay:
         -------
         self : ForecastDisplay
         """
-        import matplotlib.pyplot as plt  # lazy: matplotlib is optional
-
-        if ax is None:
-            _, ax = plt.subplots()
+        ax = axes_or_new(ax, f"{type(self).__name__}.plot")
         history = np.asarray(self.history, dtype=np.float64)
         n = history.shape[0]
         steps = np.arange(n, n + len(self.mean))

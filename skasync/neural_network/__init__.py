@@ -1,4 +1,5 @@
-"""Torch-based classifiers: asynchronous layer-wise SGD and block-local learning."""
+"""Torch-based classifiers: asynchronous layer-wise SGD and block-local learning,
+and the Display of their training curves."""
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
@@ -8,9 +9,10 @@ import importlib
 _EXPORTS = {
     "AsyncLayerwiseMLPClassifier": "skasync.neural_network._async_layerwise",
     "BlockLocalClassifier": "skasync.neural_network._block_local",
+    "TrainingCurveDisplay": "skasync.neural_network._training_curve",
 }
 
-__all__ = ["AsyncLayerwiseMLPClassifier", "BlockLocalClassifier"]
+__all__ = ["AsyncLayerwiseMLPClassifier", "BlockLocalClassifier", "TrainingCurveDisplay"]
 
 
 def __getattr__(name):
