@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from skasync.neural_network._shared_mlp import SharedMLP, TrainingLog, _Batch
-from skasync.utils._processes import SharedArena, get_pool, receive_fds
+from skasync.utils._processes import SharedArena, pool_for_fit, receive_fds
 
 # Indices of the arena's "control" array.
 _NEXT_BATCH, _FORWARDS_DONE, _STOP = 0, 1, 2
@@ -195,9 +195,10 @@ class ProcessTrainer:
             config,
         )
         self.n_processes = n_processes
-        self.pool, started = get_pool(n_processes)
-        self.pool_start_seconds = self.pool.startup_seconds if started else 0.0
         self.arena = None
+        self._lease = contextlib.ExitStack()
+        self.pool, started = self._lease.enter_context(pool_for_fit(n_processes))
+        self.pool_start_seconds = self.pool.startup_seconds if started else 0.0
         try:
             self.arena = SharedArena(
                 _arena_specs(linears, X, sample_weight, config, batch_size, n_processes)
@@ -303,6 +304,12 @@ class ProcessTrainer:
 
     def close(self):
         """Give the model private copies of its tensors; workers drop the arena."""
+        try:
+            self._release_arena()
+        finally:
+            self._lease.close()  # the pool serves the next fit
+
+    def _release_arena(self):
         if self.arena is None:
             return
         if self.arena.arrays:

@@ -267,6 +267,7 @@ class WorkerPool:
         self.connections = []
         self.sentinels = []
         self.closed = False
+        self.in_use = False
         self.ring_free = TokenPipe()
         self.ring_ready = TokenPipe()
         start = time.perf_counter()
@@ -443,7 +444,7 @@ def _signal_name(number):
 
 
 _POOL = None
-_POOL_LOCK = threading.Lock()
+_POOL_LOCK = threading.RLock()
 
 
 def get_pool(n_workers):
@@ -456,12 +457,48 @@ def get_pool(n_workers):
     global _POOL
     with _POOL_LOCK:
         if _POOL is not None and (_POOL.n_workers != n_workers or not _POOL.alive):
+            if _POOL.in_use:
+                raise RuntimeError("the shared pool is serving a fit")
             _POOL.shutdown()
             _POOL = None
         if _POOL is None:
             _POOL = WorkerPool(n_workers)
             return _POOL, True
         return _POOL, False
+
+
+@contextlib.contextmanager
+def pool_for_fit(n_workers):
+    """Lend a pool to one fit: ``with pool_for_fit(n) as (pool, started):``.
+
+    The shared, reusable pool when it is free; while it serves another fit
+    (fits in several threads of one process), a private pool that is shut
+    down when the block ends, so that two fits never share workers.
+    """
+    with _POOL_LOCK:
+        busy = _POOL is not None and _POOL.in_use
+    if busy:
+        pool = WorkerPool(n_workers)
+        try:
+            yield pool, True
+        finally:
+            pool.shutdown()
+        return
+    with _POOL_LOCK:
+        # Another thread may have taken the shared pool meanwhile.
+        if _POOL is not None and _POOL.in_use:
+            pool = None
+        else:
+            pool, started = get_pool(n_workers)
+            pool.in_use = True
+    if pool is None:
+        with pool_for_fit(n_workers) as lease:
+            yield lease
+        return
+    try:
+        yield pool, started
+    finally:
+        pool.in_use = False
 
 
 def shutdown_pool():
@@ -519,6 +556,7 @@ __all__ = [
     "WorkerError",
     "WorkerPool",
     "get_pool",
+    "pool_for_fit",
     "pool_is_warm",
     "receive_fds",
     "shutdown_pool",

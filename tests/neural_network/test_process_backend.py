@@ -143,6 +143,41 @@ def test_partial_fit_and_warm_start_reuse_the_pool(digits):
     assert clf.n_iter_ == 4
 
 
+def test_fits_in_two_threads_never_share_workers(digits):
+    """A second concurrent fit gets a private pool, shut down when it ends."""
+    import threading
+
+    X, y = digits
+    _clf("hogwild", max_iter=1).fit(X, y)  # a warm shared pool
+    shared = _processes._POOL
+    results = {}
+
+    def fit(name, mode):
+        results[name] = _clf(mode).fit(X, y)
+
+    threads = [
+        threading.Thread(target=fit, args=(name, mode))
+        for name, mode in (("a", "pd-asgd"), ("b", "sync"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {name: clf.score(X, y) > 0.9 for name, clf in results.items()} == {
+        "a": True,
+        "b": True,
+    }
+    n_batches = -(-X.shape[0] // 64)
+    for clf in results.values():
+        assert clf.n_updates_ == [clf.n_iter_ * n_batches] * 2
+    assert _processes._POOL is shared and not shared.in_use
+    # Only the shared pool's workers are left.
+    children = subprocess.run(
+        ["pgrep", "-P", str(os.getpid())], capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(int(pid) for pid in children) == sorted(shared.pids)
+
+
 # ------------------------------------------------------------------ lifecycle
 def test_no_worker_touches_the_model_after_fit(digits):
     X, y = digits
