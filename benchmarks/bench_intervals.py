@@ -21,6 +21,13 @@ Intervals compared:
 * ``ARSB residual-paths``: ARSieveForestRegressor (AR-sieve bootstrap),
   ``forecast(interval_method="residual-paths")``, the default;
 * ``ARSB tree-paths``: the same forest, the old method;
+* ``ARSB sieve-resid paths`` (ablation): paths run by the forest mean, as
+  residual-paths, but driven by the AR-sieve residuals ``ar_resid_`` of the
+  old method;
+* ``ARSB conformal h-step`` (candidate): the point forecast plus the
+  empirical quantiles of the forest's recursive h-step errors from every
+  training origin (honest for the AR-sieve forest, whose trees never saw the
+  observations), horizon by horizon;
 * ``moving residual-paths`` / ``moving tree-paths``: the moving-block forest
   (block size 10, ``oob_score=True``);
 * ``skforecast ARSB``: skforecast's ``ForecasterRecursive`` around the same
@@ -53,6 +60,8 @@ from scipy.signal import lfilter
 
 from skasync import ARSieveForestRegressor
 from skasync.datasets import make_ar, make_arma, make_garch, make_setar
+from skasync.ensemble._forecast import recursive_forecast
+from skasync.ensemble._tree import predict_mean
 from skasync.preprocessing import make_lag_matrix
 
 N_LAGS = 5
@@ -101,7 +110,37 @@ def forest_intervals(y, seed):
                 y, HORIZON, QUANTILES, interval_method=method, random_state=seed, **kw
             )
             out[f"{name} {method}"] = res.quantiles
+        if bootstrap == "ar-sieve":
+            out.update(candidate_intervals(fitted, y, X, target, res.mean, seed))
     return out
+
+
+def candidate_intervals(fitted, y, X, target, mean, seed):
+    """The two candidates that lost, on the fitted AR-sieve forest."""
+    sieve = recursive_forecast(
+        fitted._forest,
+        y[::-1][:N_LAGS],
+        HORIZON,
+        QUANTILES,
+        method="residual-paths",
+        resid=fitted.ar_resid_,
+        n_paths=1000,
+        random_state=seed,
+    )
+    # h-step errors of the recursive forest mean from every training origin.
+    n = target.shape[0]
+    lags = X.copy()
+    conformal = np.empty((HORIZON, len(QUANTILES)))
+    for step in range(HORIZON):
+        pred = predict_mean(fitted._forest, lags)
+        errors = target[step:] - pred[: n - step]
+        conformal[step] = mean[step] + np.quantile(errors, QUANTILES)
+        lags[:, 1:] = lags[:, :-1]
+        lags[:, 0] = pred
+    return {
+        "ARSB sieve-resid paths": sieve.quantiles,
+        "ARSB conformal h-step": conformal,
+    }
 
 
 def skforecast_intervals(y, seed):
