@@ -28,7 +28,12 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..utils._validation import check_int, check_no_bool_counts, check_series
-from ._forecast import ForecastResult, check_levels, recursive_forecast
+from ._forecast import (
+    ForecastResult,
+    check_interval_method,
+    check_levels,
+    recursive_forecast,
+)
 from ._forest_builder import (
     grow_block_chunk,
     grow_forest,
@@ -169,8 +174,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         quantile bins per feature (faster on long series, approximate splits).
     oob_score : bool, default=False
         Compute ``oob_prediction_`` and ``oob_score_`` (R²) from the out-of-bag
-        rows of each tree. Only for the i.i.d. and block bootstraps;
-        ``"ar-sieve"`` trees have no out-of-bag rows, so True raises.
+        rows of each tree, and keep the out-of-bag residuals as
+        ``forecast_resid_`` (needed by the default prediction intervals of
+        :meth:`forecast`). Only for the i.i.d. and block bootstraps;
+        ``"ar-sieve"`` trees have no out-of-bag rows, so True raises (they need
+        none: every training row is out-of-sample for them).
     n_jobs : int or None, default=None
         Number of joblib jobs growing trees (threads by default; the trees are
         grown by nogil numba code). None means 1 unless in a
@@ -213,6 +221,13 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         Only with ``oob_score=True`` and an i.i.d./block bootstrap.
     oob_score_ : float
         R² of ``oob_prediction_`` on the rows that have one.
+    forecast_resid_ : ndarray of shape (n_honest,)
+        Centred one-step residuals of the forest on training rows its trees did
+        not learn from, the innovations of ``forecast(...,
+        interval_method="residual-paths")``: every row for ``"ar-sieve"``
+        (its trees grow on synthetic series only), the rows with an
+        out-of-bag prediction otherwise. Absent for an i.i.d./block bootstrap
+        fitted with ``oob_score=False``.
 
     See Also
     --------
@@ -455,6 +470,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         # estimators_ (per-tree views) is built on first access.
         self.__dict__.pop("estimators_", None)
 
+        self.__dict__.pop("forecast_resid_", None)
         if self.oob_score:
             has = oob_cnt > 0
             pred = np.full(n_rows, np.nan)
@@ -466,6 +482,13 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                     "n_estimators or set oob_score=False."
                 )
             self.oob_score_ = float(r2_score(y[has], pred[has]))
+            honest = y[has] - pred[has]
+        elif not block:
+            # The sieve trees never saw the observed rows: their residuals there
+            # are out-of-sample, like out-of-bag ones.
+            honest = y - predict_mean(self._forest, X)
+        if self.oob_score or not block:
+            self.forecast_resid_ = honest - honest.mean()
         return self
 
     def predict(self, X):
@@ -485,17 +508,33 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         return predict_mean(self._forest, X)
 
     def forecast(
-        self, history, horizon, quantiles=None, *, n_paths=None, random_state=0
+        self,
+        history,
+        horizon,
+        quantiles=None,
+        *,
+        interval_method="residual-paths",
+        n_paths=None,
+        random_state=0,
     ):
         """Recursive multi-step forecasts from the end of a series.
 
         The point forecast feeds each prediction back as lag 1. Prediction
-        intervals (``quantiles``) come from ``n_paths`` simulated future paths:
-        path ``k`` is run recursively by tree ``k mod n_estimators`` alone, on
-        its own path (model uncertainty: the spread between trees), and each
-        step adds an innovation drawn i.i.d. from the centred AR sieve
-        residuals ``ar_resid_`` (noise uncertainty; a residual bootstrap).
-        The quantiles are pointwise over the paths.
+        intervals (``quantiles``) are pointwise quantiles of ``n_paths``
+        simulated future paths; ``interval_method`` says how a path is run:
+
+        - ``"residual-paths"`` (default): each step is the forest mean on the
+          path's own lags plus an innovation drawn i.i.d. from
+          ``forecast_resid_``, the forest's one-step residuals on rows its
+          trees did not learn from (every training row for ``"ar-sieve"``,
+          the out-of-bag rows for the other bootstraps, which therefore need
+          ``oob_score=True``). Calibrated: see the user guide's "Prediction
+          intervals" and ``benchmarks/results/intervals.md``.
+        - ``"tree-paths"``: path ``k`` is run by tree ``k mod n_estimators``
+          alone, plus an innovation drawn from the centred AR sieve residuals
+          ``ar_resid_``. A single tree's error and the residual both count as
+          noise, so these intervals are too wide (a nominal 90 % interval
+          covers about 96 %); kept for compatibility.
 
         Parameters
         ----------
@@ -506,10 +545,15 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         horizon : int
             Number of steps ahead, >= 1.
         quantiles : sequence of float in (0, 1) or None, default=None
-            Quantile levels of the simulated paths, e.g. ``(0.05, 0.95)`` for
-            a 90 % interval. None skips the simulation.
+            Quantile levels of the simulated paths, strictly increasing, e.g.
+            ``(0.05, 0.95)`` for a 90 % interval. None skips the simulation.
+        interval_method : {"residual-paths", "tree-paths"}, \
+default="residual-paths"
+            How the simulated paths are run (see above). Ignored when
+            ``quantiles`` is None.
         n_paths : int or None, default=None
-            Number of simulated paths; None means one per tree.
+            Number of simulated paths; None means 1000 for
+            ``"residual-paths"`` and one per tree for ``"tree-paths"``.
         random_state : int, RandomState instance or None, default=0
             Controls the innovation draws of the simulated paths.
 
@@ -547,14 +591,31 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 f"pass at least the last {L} observations."
             )
         horizon = check_int(horizon, "horizon", 1)
+        levels = check_levels(quantiles)
+        method = check_interval_method(interval_method)
+        if method == "tree-paths":
+            resid = self.ar_resid_
+        elif levels is None:
+            resid = None  # point forecasts need no innovations
+        elif not hasattr(self, "forecast_resid_"):
+            raise ValueError(
+                "interval_method='residual-paths' draws its innovations from the "
+                f"out-of-bag residuals, which a bootstrap={self.bootstrap!r} "
+                "forest keeps only when fitted with oob_score=True. Refit with "
+                "oob_score=True, or pass interval_method='tree-paths' (wider "
+                "than nominal)."
+            )
+        else:
+            resid = self.forecast_resid_
         return recursive_forecast(
             self._forest,
-            self.ar_resid_,
             h[::-1][:L],
             horizon,
-            check_levels(quantiles),
-            n_paths,
-            random_state,
+            levels,
+            method=method,
+            resid=resid,
+            n_paths=n_paths,
+            random_state=random_state,
         )
 
     # ------------------------------------------------------------------ misc

@@ -102,6 +102,7 @@ class ForecastDisplay:
         horizon,
         *,
         quantiles=(0.05, 0.95),
+        interval_method="residual-paths",
         n_paths=None,
         random_state=0,
         n_history=100,
@@ -120,6 +121,10 @@ class ForecastDisplay:
             Number of steps ahead.
         quantiles : sequence of float or None, default=(0.05, 0.95)
             Levels of the band (first and last are shaded); None for no band.
+        interval_method : {"residual-paths", "tree-paths"}, \
+default="residual-paths"
+            How the paths are simulated, see
+            :meth:`ARSieveForestRegressor.forecast`.
         n_paths : int or None, default=None
             Simulated paths, see :meth:`ARSieveForestRegressor.forecast`.
         random_state : int, RandomState instance or None, default=0
@@ -137,7 +142,12 @@ class ForecastDisplay:
         """
         check_is_fitted(estimator)
         result = estimator.forecast(
-            history, horizon, quantiles, n_paths=n_paths, random_state=random_state
+            history,
+            horizon,
+            quantiles,
+            interval_method=interval_method,
+            n_paths=n_paths,
+            random_state=random_state,
         )
         return cls.from_forecast(
             history,

@@ -1,0 +1,174 @@
+"""Prediction intervals of ARSieveForestRegressor.forecast (issue 11).
+
+The coverage tests compare the intervals with the true conditional law of the
+future values of a simulated AR process, computed here from the AR
+coefficients (not from the forest): for a Gaussian AR(p) the h-step value
+given the past is normal with the recursive mean and variance
+``sum_{j<h} psi_j^2`` (psi the MA(infinity) weights).
+"""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from skasync import ARSieveForestRegressor
+from skasync.datasets import make_ar
+from skasync.preprocessing import make_lag_matrix
+
+HORIZON = 5
+
+
+def true_conditional(history, coef, horizon):
+    """Mean and standard deviation of y_{n+h} | y_{..n}, h = 1..horizon."""
+    coef = np.asarray(coef, dtype=float)
+    p = coef.size
+    lags = list(history[::-1][:p])  # newest first
+    mean = []
+    for _ in range(horizon):
+        m = float(np.dot(coef, lags))
+        mean.append(m)
+        lags = [m, *lags[:-1]]
+    psi = [1.0]
+    for j in range(1, horizon):
+        psi.append(sum(coef[i] * psi[j - 1 - i] for i in range(min(p, j))))
+    sd = np.sqrt(np.cumsum(np.square(psi)))
+    return np.array(mean), sd
+
+
+def conditional_coverage(coef, bootstrap, level, n_series=30, n=300):
+    """True probability content of the forecast intervals, one per series."""
+    a = (1 - level) / 2
+    content = []
+    for seed in range(n_series):
+        y = make_ar(n, coef=coef, random_state=seed)
+        X, target = make_lag_matrix(y, 4)
+        forest = ARSieveForestRegressor(
+            n_estimators=50,
+            bootstrap=bootstrap,
+            oob_score=bootstrap != "ar-sieve",
+            random_state=seed,
+        ).fit(X, target)
+        res = forest.forecast(y, HORIZON, quantiles=(a, 1 - a), random_state=seed)
+        mean, sd = true_conditional(y, coef, HORIZON)
+        lo, hi = res.quantiles[:, 0], res.quantiles[:, 1]
+        content.append(norm.cdf((hi - mean) / sd) - norm.cdf((lo - mean) / sd))
+    return np.array(content).mean(axis=1)
+
+
+@pytest.mark.parametrize(
+    "coef, bootstrap",
+    [((0.6,), "ar-sieve"), ((0.6, -0.3), "ar-sieve"), ((0.6, -0.3), "moving")],
+)
+def test_default_intervals_cover_the_true_conditional_law(coef, bootstrap):
+    content = conditional_coverage(coef, bootstrap, level=0.9)
+    # The true probability content of each interval (no sampled futures), so
+    # the Monte-Carlo error is that of 30 series only: SE ~0.35 points, 7x
+    # below the issue's tolerance of 2.5 points. Measured: 88.8, 88.8, 91.2 %;
+    # the old tree-paths intervals give 94.3 % on AR(1) and fail.
+    se = content.std(ddof=1) / np.sqrt(content.size)
+    assert se < 0.008
+    assert abs(content.mean() - 0.9) < 0.025, (content.mean(), se)
+
+
+def test_tree_paths_are_wider_than_nominal():
+    # The old method, kept for compatibility: each path is run by one tree, so
+    # the tree's own error counts as noise on top of the residuals.
+    y = make_ar(300, coef=(0.6,), random_state=0)
+    forest = ARSieveForestRegressor(n_estimators=50, random_state=0).fit(
+        *make_lag_matrix(y, 4)
+    )
+    kw = dict(quantiles=(0.05, 0.95), n_paths=2000)
+    old = forest.forecast(y, 1, interval_method="tree-paths", **kw).quantiles
+    new = forest.forecast(y, 1, **kw).quantiles
+    true_width = 2 * norm.ppf(0.95)  # unit innovations
+    assert old[0, 1] - old[0, 0] > 1.15 * true_width
+    assert abs((new[0, 1] - new[0, 0]) / true_width - 1) < 0.15
+
+
+def test_forecast_resid_are_honest_residuals():
+    y = make_ar(200, coef=(0.6,), random_state=3)
+    X, target = make_lag_matrix(y, 3)
+    sieve = ARSieveForestRegressor(n_estimators=20, random_state=0).fit(X, target)
+    resid = target - sieve.predict(X)
+    np.testing.assert_allclose(sieve.forecast_resid_, resid - resid.mean())
+    block = ARSieveForestRegressor(
+        n_estimators=20, bootstrap="moving", oob_score=True, random_state=0
+    ).fit(X, target)
+    has = np.isfinite(block.oob_prediction_)
+    resid = target[has] - block.oob_prediction_[has]
+    np.testing.assert_allclose(block.forecast_resid_, resid - resid.mean())
+    plain = ARSieveForestRegressor(n_estimators=5, bootstrap="moving").fit(X, target)
+    assert not hasattr(plain, "forecast_resid_")
+    # a refit without oob_score drops the residuals of the earlier fit
+    assert not hasattr(
+        block.set_params(oob_score=False).fit(X, target), "forecast_resid_"
+    )
+
+
+@pytest.mark.parametrize(
+    "quantiles, match",
+    [
+        ((0.0, 0.9), r"open interval \(0, 1\)"),
+        ((0.1, 1.0), r"open interval \(0, 1\)"),
+        ((-0.1, 0.5), r"open interval \(0, 1\)"),
+        (1.5, r"open interval \(0, 1\)"),
+        ((0.95, 0.05), r"sorted in increasing order.*\(0.05, 0.95\)"),
+        ((0.05, 0.5, 0.5, 0.95), "without repeats"),
+        ((0.1, 0.9, 0.5), "sorted"),
+    ],
+)
+def test_bad_quantiles_raise(quantiles, match):
+    y = make_ar(80, random_state=0)
+    forest = ARSieveForestRegressor(n_estimators=5, random_state=0).fit(
+        *make_lag_matrix(y, 2)
+    )
+    with pytest.raises(ValueError, match=match):
+        forest.forecast(y, 3, quantiles=quantiles)
+
+
+def test_residual_paths_without_oob_name_the_parameter():
+    y = make_ar(120, random_state=0)
+    X, target = make_lag_matrix(y, 3)
+    forest = ARSieveForestRegressor(n_estimators=10, bootstrap="moving").fit(X, target)
+    with pytest.raises(
+        ValueError, match=r"oob_score=True.*interval_method='tree-paths'"
+    ):
+        forest.forecast(y, 4, quantiles=(0.05, 0.95))
+    # point forecasts and the old method need no out-of-bag residuals
+    assert forest.forecast(y, 4).quantiles is None
+    res = forest.forecast(y, 4, quantiles=(0.05, 0.95), interval_method="tree-paths")
+    assert res.quantiles.shape == (4, 2)
+    with pytest.raises(ValueError, match="interval_method must be one of"):
+        forest.forecast(y, 4, quantiles=(0.05, 0.95), interval_method="conformal")
+
+
+def test_small_series_default_intervals():
+    # A few dozen points is small data, not bad input.
+    y = make_ar(30, coef=(0.5,), random_state=2)
+    forest = ARSieveForestRegressor(n_estimators=30, random_state=0).fit(
+        *make_lag_matrix(y, 3)
+    )
+    assert forest.forecast_resid_.shape == (27,)
+    res = forest.forecast(y, 6, quantiles=(0.1, 0.5, 0.9))
+    assert np.all(np.isfinite(res.quantiles))
+    assert np.all(np.diff(res.quantiles, axis=1) > 0)
+
+
+def test_forecast_display_with_oob_forest():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from skasync.ensemble import ForecastDisplay
+
+    y = make_ar(150, random_state=1)
+    X, target = make_lag_matrix(y, 3)
+    forest = ARSieveForestRegressor(
+        n_estimators=10, bootstrap="moving", oob_score=True, random_state=0
+    ).fit(X, target)
+    disp = ForecastDisplay.from_estimator(forest, y, horizon=6, quantiles=(0.1, 0.9))
+    assert disp.quantiles.shape == (6, 2) and disp.levels == (0.1, 0.9)
+    old = ForecastDisplay.from_estimator(
+        forest, y, horizon=6, interval_method="tree-paths", ax=disp.ax_
+    )
+    assert old.ax_ is disp.ax_
+    plt.close(disp.figure_)
