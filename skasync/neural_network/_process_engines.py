@@ -248,7 +248,7 @@ class ProcessTrainer:
 
     def _ensure_group(self):
         pool = self.pool
-        if getattr(pool, "group_size", None) == self.n_processes:
+        if pool.group_size == self.n_processes:
             return
         port = _free_port()
         pool.run(

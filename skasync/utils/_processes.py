@@ -268,6 +268,8 @@ class WorkerPool:
         self.sentinels = []
         self.closed = False
         self.in_use = False
+        # Size of the torch.distributed group the workers have joined (sync).
+        self.group_size = None
         self.ring_free = TokenPipe()
         self.ring_ready = TokenPipe()
         start = time.perf_counter()
@@ -373,7 +375,12 @@ class WorkerPool:
                         f"the {what}; its traceback:\n{payload}"
                     )
             if conn in ready or sentinel in ready:
-                code = process.wait()
+                # The connection closed or the process ended: it is dying.
+                try:
+                    code = process.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    code = process.wait()
                 cause = (
                     f"killed by signal {-code} ({_signal_name(-code)})"
                     if code < 0
