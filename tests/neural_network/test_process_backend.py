@@ -277,6 +277,16 @@ SCRIPT_HEAD = """
     from skasync.utils import _processes
     X, y = load_digits(return_X_y=True)
     X = X / 16
+
+    def when_training(action):
+        # Wait until a fit is running on the pool (its start may take long
+        # on a loaded machine), then act.
+        def wait():
+            while _processes._POOL is None or not _processes._POOL.in_use:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            action()
+        threading.Thread(target=wait, daemon=True).start()
 """
 
 
@@ -292,9 +302,7 @@ def test_parent_sigkill_leaves_no_orphan():
     clf = AsyncLayerwiseMLPClassifier(mode="hogwild", backend="processes",
                                       max_iter=10_000, tol=0, random_state=0)
     clf._engine_hook = FaultInjection("step", worker=0, action="sleep", seconds=0.01)
-    threading.Timer(
-        4.0, lambda: print(*_processes._POOL.pids, flush=True)
-    ).start()
+    when_training(lambda: print(*_processes._POOL.pids, flush=True))
     clf.fit(X, y)
     """
             ),
@@ -324,7 +332,7 @@ def test_ctrl_c_stops_the_workers_at_once():
     def interrupt():
         pids.extend(_processes._POOL.pids)
         os.kill(os.getpid(), signal.SIGINT)
-    threading.Timer(4.0, interrupt).start()
+    when_training(interrupt)
     try:
         clf.fit(X, y)
     except KeyboardInterrupt:
