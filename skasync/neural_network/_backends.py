@@ -18,13 +18,19 @@ when all of these hold:
 * the mode has parallel workers and the device is the CPU (on a GPU the
   threads drive CUDA streams and the GIL is not the limit);
 * more than one CPU is available;
-* the time the processes are expected to save exceeds what they cost:
-  ``epochs * serial_epoch * (1 - 1 / (PROCESS_EFFICIENCY * cpus))`` against
-  the pool's start-up (zero when a warm pool of the right size is waiting)
-  plus ``epochs * EPOCH_OVERHEAD``. ``serial_epoch`` is estimated from the
-  batch count and the multiply-adds of a batch (forward and backward) at
-  the rates below; ``epochs`` is ``min(max_iter, EXPECTED_EPOCHS)``, capped
-  by ``max_time``.
+* the time the processes are expected to save exceeds their start-up
+  (zero when a warm pool of the right size is waiting):
+  ``epochs * (threads_epoch - processes_epoch) > COLD_START``, where
+
+  - ``serial_epoch`` is estimated from the batch count and the
+    multiply-adds of a batch (forward and backward) at the rates below;
+  - ``threads_epoch`` is ``serial_epoch``, times ``THREAD_SLOWDOWN`` when
+    the mean layer op is below ``SMALL_OP_MACS`` (the threads then take
+    turns at the GIL more than they compute);
+  - ``processes_epoch`` is ``serial_epoch / (PROCESS_EFFICIENCY * cpus)``
+    plus ``EPOCH_OVERHEAD`` (the epoch's jobs and hand-offs);
+  - ``epochs`` is ``min(max_iter, EXPECTED_EPOCHS)``, capped by
+    ``max_time``.
 
 The constants were measured on the benchmark machine (2 cores, torch 2.13
 CPU; see ``docs/benchmarks.rst``).
@@ -35,6 +41,8 @@ CPU; see ``docs/benchmarks.rst``).
 
 import os
 
+import numpy as np
+
 BACKENDS = ("auto", "threads", "processes")
 
 # One-thread cost of a batch: a fixed part (about 30 torch calls and the
@@ -43,9 +51,15 @@ BACKENDS = ("auto", "threads", "processes")
 BATCH_OVERHEAD = 2.5e-4  # seconds
 MACS_PER_SECOND = 5e10
 # Pool start-up when no warm pool is waiting (interpreter + torch import,
-# the workers starting in parallel), and the per-epoch cost of the jobs.
+# the workers starting in parallel; 1.0-1.6 s measured), and the per-epoch
+# cost of the jobs (digits: 30 epochs of Hogwild! in processes took 0.081 s
+# against 0.083 s serial, which leaves about 1 ms per epoch).
 COLD_START = 2.0  # seconds
-EPOCH_OVERHEAD = 2e-3  # seconds
+EPOCH_OVERHEAD = 1e-3  # seconds
+# Threads against serial: 1.8x slower on digits (64-128-10, batch 200:
+# 9.5e5 multiply-adds per layer op), even at MNIST-1D width 256 (3.3e6).
+SMALL_OP_MACS = 2e6
+THREAD_SLOWDOWN = 1.8
 # Share of the ideal speed-up the processes reach (measured 0.85-0.95).
 PROCESS_EFFICIENCY = 0.85
 EXPECTED_EPOCHS = 30
@@ -107,17 +121,22 @@ def choose_backend(
     if cpus < 2:
         return "threads", "one CPU available"
     epoch = estimated_serial_epoch(layer_sizes, n_samples, batch_size)
+    op_macs = batch_size * np.mean(
+        [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
+    )
+    threads_epoch = epoch * (THREAD_SLOWDOWN if op_macs < SMALL_OP_MACS else 1.0)
+    processes_epoch = epoch / (PROCESS_EFFICIENCY * cpus) + EPOCH_OVERHEAD
     epochs = min(max_iter, EXPECTED_EPOCHS)
     if max_time is not None:
-        epochs = min(epochs, max(1.0, max_time / max(epoch, 1e-9)))
-    saved = epochs * epoch * (1 - 1 / (PROCESS_EFFICIENCY * cpus))
-    cost = (0.0 if pool_warm else COLD_START) + epochs * EPOCH_OVERHEAD
+        epochs = min(epochs, max(1.0, max_time / max(threads_epoch, 1e-9)))
+    saved = epochs * (threads_epoch - processes_epoch)
+    cost = 0.0 if pool_warm else COLD_START
     if saved > cost:
         return "processes", (
             f"about {saved:.2f} s saved over {epochs:.0f} epochs against "
-            f"{cost:.2f} s of start-up and hand-over"
+            f"{cost:.2f} s of start-up"
         )
     return "threads", (
-        f"about {saved:.2f} s to save over {epochs:.0f} epochs, less than "
-        f"{cost:.2f} s of start-up and hand-over"
+        f"about {saved:.2f} s to save over {epochs:.0f} epochs, not more than "
+        f"{cost:.2f} s of start-up"
     )
