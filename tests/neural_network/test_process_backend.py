@@ -171,9 +171,12 @@ def test_fits_in_two_threads_never_share_workers(digits):
     for clf in results.values():
         assert clf.n_updates_ == [clf.n_iter_ * n_batches] * 2
     assert _processes._POOL is shared and not shared.in_use
-    # Only the shared pool's workers are left.
+    # Only the shared pool's workers are left (other children, such as
+    # joblib's, are not ours).
     children = subprocess.run(
-        ["pgrep", "-P", str(os.getpid())], capture_output=True, text=True
+        ["pgrep", "-P", str(os.getpid()), "-f", "skasync.utils._process_worker"],
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert sorted(int(pid) for pid in children) == sorted(shared.pids)
 
