@@ -328,6 +328,9 @@ def test_ctrl_c_stops_the_workers_at_once():
     result = _run_script(
         SCRIPT_HEAD
         + """
+    # A shell that starts the tests in the background makes them ignore
+    # SIGINT (POSIX), and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     clf = AsyncLayerwiseMLPClassifier(mode="pd-asgd", backend="processes",
                                       max_iter=10_000, tol=0, random_state=0)
     clf._engine_hook = FaultInjection("backward", worker=0, action="sleep", seconds=0.01)
