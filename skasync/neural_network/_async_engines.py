@@ -30,8 +30,9 @@ Structure
   ``_run_decoupled``, ``_run_hogwild``, ``_run_sync`` with ``_sync_step``).
 * ``_Epoch``: what one epoch's workers share: the data permuted once (a
   batch is a contiguous slice, a view, not a per-batch index gather), the
-  next batch, per-batch losses and sample counts, the test hook and the
-  straggler delays.
+  next batch, per-batch losses and sample counts.  The test hook and the
+  straggler delays are methods of the config (``notify``, ``straggle``),
+  shared with the process engines.
 * ``_Streams``: on CUDA, a stream per in-flight batch from a pool; nothing
   in the hot loop reads a value back to the host.
 
@@ -86,6 +87,16 @@ class AsyncLayerwiseConfig:
     # ("forward", "backward", "step", "update"); used to inject delays,
     # failures and interrupts.
     hook: object = None
+
+    def notify(self, event, worker):
+        """Call the test hook, if any (every engine, threads or processes)."""
+        if self.hook is not None:
+            self.hook(event, worker)
+
+    def straggle(self, worker):
+        """Sleep ``straggler_delay`` if ``worker`` is a straggler."""
+        if self.straggler_delay > 0 and worker in self.straggler_ids:
+            time.sleep(self.straggler_delay)
 
 
 class _Streams:
@@ -157,14 +168,6 @@ class _Epoch:
         t = next(self.next_batch)
         return t if t < len(self.batches) else None
 
-    def hook(self, event, worker):
-        if self.config.hook is not None:
-            self.config.hook(event, worker)
-
-    def delay(self, worker):
-        cfg = self.config
-        if cfg.straggler_delay > 0 and worker in cfg.straggler_ids:
-            time.sleep(cfg.straggler_delay)
 
     def batch_mass(self, index):
         """Rows of batch ``index``, or their weight sum in a weighted fit."""
@@ -233,8 +236,8 @@ def run_epoch(shared, X, y, batches, context, config, device, sample_weight=None
 def _run_serial(epoch):
     shared = epoch.shared
     while (t := epoch.take_batch()) is not None:
-        epoch.hook("step", 0)
-        epoch.delay(0)
+        epoch.config.notify("step", 0)
+        epoch.config.straggle(0)
         batch = epoch.forward(t)
         shared.train_on(batch)
         epoch.samples.append(batch.n)
@@ -252,7 +255,7 @@ def _run_decoupled(epoch, device, layerwise):
 
         def forward_worker(worker):
             while not group.stopping and (t := epoch.take_batch()) is not None:
-                epoch.hook("forward", worker)
+                epoch.config.notify("forward", worker)
                 stream = streams.get(t)
                 with streams.use(stream):
                     batch = epoch.forward(t)
@@ -268,8 +271,8 @@ def _run_decoupled(epoch, device, layerwise):
                 if group.stopping:
                     return
                 batch, stream = item
-                epoch.hook("backward", worker)
-                epoch.delay(worker)
+                epoch.config.notify("backward", worker)
+                epoch.config.straggle(worker)
                 with streams.use(stream):
                     shared.train_on(batch, layerwise=layerwise)
                 epoch.samples.append(batch.n)
@@ -292,8 +295,8 @@ def _run_hogwild(epoch, device):
         def worker_loop(worker):
             stream = streams.get(worker)
             while not group.stopping and (t := epoch.take_batch()) is not None:
-                epoch.hook("step", worker)
-                epoch.delay(worker)
+                epoch.config.notify("step", worker)
+                epoch.config.straggle(worker)
                 with streams.use(stream):
                     batch = epoch.forward(t)
                     shared.train_on(batch)
@@ -348,8 +351,8 @@ def _run_sync(epoch, device):
                         stream.wait_event(updated)
                 if not go_on:
                     return
-                epoch.hook("step", worker)
-                epoch.delay(worker)
+                epoch.config.notify("step", worker)
+                epoch.config.straggle(worker)
                 # Views of the batch's slice, as torch.tensor_split of its rows.
                 X_shard = torch.tensor_split(epoch.X[rows], k)[worker]
                 y_shard = torch.tensor_split(epoch.y[rows], k)[worker]

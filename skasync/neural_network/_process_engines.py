@@ -545,7 +545,6 @@ class _EpochRun:
         self.losses, self.loss_masses = [], []
         self.samples = 0
         self.stopped_by_time = False
-        self.hook = fit.config.hook
         self.batch_lock = fit.arena.lock(_BATCH_LOCK)
 
     # -- batches -------------------------------------------------------------
@@ -593,14 +592,6 @@ class _EpochRun:
         self.loss_masses.append(rows.shape[0] if mass is None else mass)
         return batch
 
-    def event(self, name, worker):
-        if self.hook is not None:
-            self.hook(name, worker)
-
-    def delay(self, worker):
-        cfg = self.fit.config
-        if cfg.straggler_delay > 0 and worker in cfg.straggler_ids:
-            time.sleep(cfg.straggler_delay)
 
     def summary(self):
         loss_sum = 0.0
@@ -618,8 +609,8 @@ class _EpochRun:
     def hogwild(self):
         worker = self.fit.index
         while (t := self.take_batch()) is not None:
-            self.event("step", worker)
-            self.delay(worker)
+            self.fit.config.notify("step", worker)
+            self.fit.config.straggle(worker)
             batch = self.forward(t)
             self.fit.shared.train_on(batch)
             self.samples += batch.n
@@ -629,7 +620,7 @@ class _EpochRun:
         free, ready = state["ring_free"], state["ring_ready"]
         cfg = self.fit.config
         while (t := self.take_batch()) is not None:
-            self.event("forward", worker)
+            self.fit.config.notify("forward", worker)
             slot = free.try_get()
             while slot is None:
                 # The ring is full. When _STEAL_BACKLOG batches wait, the
@@ -657,8 +648,8 @@ class _EpochRun:
             slot = ready.get(lambda: False)
             if slot == _END_OF_EPOCH:
                 return
-            self.event("backward", worker)
-            self.delay(worker)
+            self.fit.config.notify("backward", worker)
+            self.fit.config.straggle(worker)
             self.backward(slot, free)
 
     def backward(self, slot, free):
@@ -750,10 +741,8 @@ def sync_epoch(
     samples = 0
     stopped = False
     for t in range(len(ends) - 1):
-        if config.hook is not None:
-            config.hook("step", rank)
-        if config.straggler_delay > 0 and rank in config.straggler_ids:
-            time.sleep(config.straggler_delay)
+        config.notify("step", rank)
+        config.straggle(rank)
         rows = order[ends[t] : ends[t + 1]]
         n = rows.shape[0]
         if w is None:

@@ -312,8 +312,7 @@ class SharedMLP:
         The gradients are consumed: the step may modify them in place.
         """
         cfg = self.config
-        if cfg.hook is not None:
-            cfg.hook("update", layer)
+        cfg.notify("update", layer)
         W, b = self.weights[layer], self.biases[layer]
         buffers = self.buffers[layer]
         # MLPClassifier's penalty 0.5 * alpha * ||W||^2 / n_samples, as
