@@ -26,7 +26,8 @@ Structure
 ---------
 * :class:`AsyncLayerwiseConfig`: the fit's resolved settings (frozen), built
   by the estimator's ``_engine_config()``.
-* :func:`run_epoch`: one epoch in the configured mode (``_run_serial``,
+* :func:`run_epoch`: one epoch in the configured mode, returning
+  :func:`epoch_stats` (shared with the process and torch.distributed engines) (``_run_serial``,
   ``_run_decoupled``, ``_run_hogwild``, ``_run_sync`` with ``_sync_step``).
 * ``_Epoch``: what one epoch's workers share: the data permuted once (a
   batch is a contiguous slice, a view, not a per-batch index gather), the
@@ -222,13 +223,22 @@ def run_epoch(shared, X, y, batches, context, config, device, sample_weight=None
         if epoch.losses
         else math.nan
     )
-    n_loss = sum(epoch.loss_counts) or 1
-    shared.log.samples += n_seen
-    shared.log.busy_seconds += seconds
+    return epoch_stats(shared.log, total, sum(epoch.loss_counts), n_seen, seconds)
+
+
+def epoch_stats(log, loss_sum, loss_mass, samples, seconds):
+    """One epoch's statistics, as every engine returns them.
+
+    Adds the epoch's samples and seconds to ``log``'s totals (the
+    estimator's ``throughput_``). ``loss_sum`` is the batch losses weighted
+    by their mass (rows or weight sum), ``loss_mass`` that mass.
+    """
+    log.samples += samples
+    log.busy_seconds += seconds
     return {
-        "loss_sum": total,
-        "loss_samples": n_loss,
-        "samples": n_seen,
+        "loss_sum": loss_sum if loss_mass else math.nan,
+        "loss_samples": loss_mass or 1,
+        "samples": samples,
         "seconds": seconds,
     }
 

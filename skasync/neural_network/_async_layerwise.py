@@ -21,6 +21,7 @@ from skasync.neural_network._async_engines import (
     MODES,
     THREADED_MODES,
     AsyncLayerwiseConfig,
+    epoch_stats,
     run_epoch,
 )
 from skasync.neural_network._backends import (
@@ -768,14 +769,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         seconds = time.perf_counter() - start
         context.stopped_by_time = stats["stopped_by_time"]
         self._log.versions = shared.book.totals()
-        self._log.samples += stats["samples"]
-        self._log.busy_seconds += seconds
-        return {
-            "loss_sum": stats["loss_sum"] if stats["loss_mass"] else math.nan,
-            "loss_samples": stats["loss_mass"] or 1,
-            "samples": stats["samples"],
-            "seconds": seconds,
-        }
+        return epoch_stats(
+            self._log, stats["loss_sum"], stats["loss_mass"], stats["samples"], seconds
+        )
 
     def _forward_logits(self, X):
         return self.module_(X)

@@ -51,6 +51,7 @@ import time
 import numpy as np
 import torch
 
+from skasync.neural_network._async_engines import epoch_stats
 from skasync.neural_network._shared_mlp import SharedMLP, TrainingLog, _Batch
 from skasync.utils._processes import SharedArena, pool_for_fit, receive_fds
 
@@ -231,7 +232,7 @@ class ProcessTrainer:
             arena[f"W{layer}"][...] = linear.weight.detach().numpy()
             arena[f"b{layer}"][...] = linear.bias.detach().numpy()
             for key, tensor in buffers.items():
-                arena[f"{key[0]}{layer}{key[1:]}"][...] = tensor.numpy()
+                arena[_buffer_name(key, layer)][...] = tensor.numpy()
         arena["X"][...] = X.numpy()
         arena["y"][...] = y.numpy()
         if sample_weight is not None:
@@ -244,7 +245,7 @@ class ProcessTrainer:
             linear.weight.data = _tensor(self.arena[f"W{layer}"])
             linear.bias.data = _tensor(self.arena[f"b{layer}"])
             for key, tensor in buffers.items():
-                tensor.data = _tensor(self.arena[f"{key[0]}{layer}{key[1:]}"])
+                tensor.data = _tensor(self.arena[_buffer_name(key, layer)])
 
     def _ensure_group(self):
         pool = self.pool
@@ -290,17 +291,13 @@ class ProcessTrainer:
         # Rows each worker stepped (the forward processes' share shows how
         # much backward work they took over).
         self.worker_samples = [r["samples"] for r in results]
-        samples = sum(r["samples"] for r in results)
-        loss_sum = sum(r["loss_sum"] for r in results)
-        loss_mass = sum(r["loss_mass"] for r in results)
-        self.log.samples += samples
-        self.log.busy_seconds += seconds
-        return {
-            "loss_sum": loss_sum if loss_mass else math.nan,
-            "loss_samples": loss_mass or 1,
-            "samples": samples,
-            "seconds": seconds,
-        }
+        return epoch_stats(
+            self.log,
+            sum(r["loss_sum"] for r in results),
+            sum(r["loss_mass"] for r in results),
+            sum(r["samples"] for r in results),
+            seconds,
+        )
 
     def close(self):
         """Give the model private copies of its tensors; workers drop the arena."""
@@ -325,6 +322,15 @@ class ProcessTrainer:
         self.arena = None
 
 
+# The optimizer buffers of a layer, as SharedMLP's ``buffers`` dicts name them.
+_BUFFER_KEYS = ("W_m", "b_m", "W_v", "b_v")
+
+
+def _buffer_name(key, layer):
+    """Arena name of buffer ``key`` ("W_m", ...) of ``layer``: "W0_m"."""
+    return f"{key[0]}{layer}{key[1:]}"
+
+
 def _free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -335,11 +341,11 @@ def _arena_specs(linears, X, sample_weight, config, batch_size, n_processes):
     n_layers = len(linears)
     specs = {}
     for layer, linear in enumerate(linears):
-        for name, param in (("W", linear.weight), ("b", linear.bias)):
-            shape = tuple(param.shape)
+        shapes = {"W": tuple(linear.weight.shape), "b": tuple(linear.bias.shape)}
+        for name, shape in shapes.items():
             specs[f"{name}{layer}"] = (shape, np.float32)
-            specs[f"{name}{layer}_m"] = (shape, np.float32)
-            specs[f"{name}{layer}_v"] = (shape, np.float32)
+        for key in _BUFFER_KEYS:
+            specs[_buffer_name(key, layer)] = (shapes[key[0]], np.float32)
     n, d = X.shape
     specs["X"] = ((n, d), np.float32)
     specs["y"] = ((n,), np.int64)
@@ -435,8 +441,8 @@ def attach(state, layout, size, config, n_processes, threads):
     ]
     buffers = [
         {
-            key: _tensor(arena[f"{key[0]}{layer}{key[1:]}"])
-            for key in ("W_m", "b_m", "W_v", "b_v")
+            key: _tensor(arena[_buffer_name(key, layer)])
+            for key in _BUFFER_KEYS
         }
         for layer in range(n_layers)
     ]
