@@ -413,27 +413,32 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _hidden_sizes(self):
         return check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
 
-    def _uses_processes(self):
-        return getattr(self, "backend_", self.backend) == "processes"
+    def _uses_processes(self, backend=None):
+        """Whether ``backend`` (default: this fit's ``backend_``) is processes."""
+        if backend is None:
+            backend = getattr(self, "backend_", self.backend)
+        return backend == "processes"
 
-    def _default_backward(self):
-        """What ``n_backward_workers=None`` stands for on this back-end."""
-        if self._uses_processes():
+    def _default_backward(self, backend=None):
+        """What ``n_backward_workers=None`` stands for on ``backend``."""
+        if self._uses_processes(backend):
             n_forward = self.n_forward_workers or _DEFAULT_FORWARD
             return max(1, available_cpus() - n_forward)
         return _DEFAULT_BACKWARD
 
-    def _requested_threads(self):
-        """Workers the parameters ask for, before the data cap them."""
+    def _requested_threads(self, backend=None):
+        """Workers the parameters ask for on ``backend``, before the data cap them."""
         n_forward = self.n_forward_workers or _DEFAULT_FORWARD
-        n_backward = self.n_backward_workers or self._default_backward()
+        n_backward = self.n_backward_workers or self._default_backward(backend)
         if self.mode == "serial":
             return 1
         if self.mode in ("hogwild", "sync"):
             if self.n_workers:
                 return self.n_workers
             return (
-                available_cpus() if self._uses_processes() else n_forward + n_backward
+                available_cpus()
+                if self._uses_processes(backend)
+                else n_forward + n_backward
             )
         return n_forward + n_backward
 
@@ -578,9 +583,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if self.backend != "auto":
             self.backend_ = self.backend
             return
-        self.backend_ = "threads"  # what the worker counts below assume
         sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
-        n_processes = self._requested_threads_as("processes")
+        n_processes = self._requested_threads("processes")
         self.backend_, self._backend_reason = choose_backend(
             parallel=self.mode in THREADED_MODES,
             device_type=device_type,
@@ -592,14 +596,6 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             max_time=self.max_time,
             pool_warm=pool_is_warm(n_processes),
         )
-
-    def _requested_threads_as(self, backend):
-        previous = getattr(self, "backend_", None)
-        self.backend_ = backend
-        try:
-            return self._requested_threads()
-        finally:
-            self.backend_ = previous
 
     def _check_params_against_data(self, n_train_samples, batch_size):
         self._hidden_sizes()
