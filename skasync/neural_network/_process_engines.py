@@ -636,7 +636,7 @@ class _EpochRun:
                 if waiting is not None:
                     self.backward(waiting, free)
                 else:
-                    _wait_readable(free)
+                    free.wait()
                 slot = free.try_get()
             self.store(slot, self.forward(t, self.fit.slots[slot]))
             ready.put(slot)
@@ -697,12 +697,6 @@ class _EpochRun:
             slot.coef[:n] if weighted else None,
             penalty if weighted else None,
         )
-
-
-def _wait_readable(*pipes):
-    import select
-
-    select.select([p.read_fd for p in pipes], [], [], 0.05)
 
 
 # ---------------------------------------------------------------- sync (DDP)

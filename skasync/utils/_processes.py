@@ -220,7 +220,11 @@ class TokenPipe:
                 return token
             if should_stop():
                 return None
-            select.select([self.read_fd], [], [], _POLL_SECONDS)
+            self.wait()
+
+    def wait(self):
+        """Block until a token may be there, for a short slice at most."""
+        select.select([self.read_fd], [], [], _POLL_SECONDS)
 
     def drain(self):
         """Remove every token (between fits)."""
