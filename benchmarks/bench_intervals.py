@@ -18,18 +18,21 @@ innovation variance for all.
 
 Intervals compared:
 
-* ``ARSB residual-paths``: ARSieveForestRegressor (AR-sieve bootstrap),
-  ``forecast(interval_method="residual-paths")``, the default;
-* ``ARSB tree-paths``: the same forest, the old method;
+* ``ARSB conformal``: ARSieveForestRegressor (AR-sieve bootstrap),
+  ``forecast(interval_method="auto")``, the default, which is
+  ``"conformal"`` here: the point forecast plus split-conformal quantiles of
+  the forest's recursive h-step errors from every training origin (honest
+  for the AR-sieve forest, whose trees never saw the observations), horizon
+  by horizon;
+* ``ARSB residual-paths``: the same forest, paths run by the forest mean and
+  driven by its honest one-step residuals ``forecast_resid_``;
+* ``ARSB tree-paths``: the same forest, the method before issue 11;
 * ``ARSB sieve-resid paths`` (ablation): paths run by the forest mean, as
   residual-paths, but driven by the AR-sieve residuals ``ar_resid_`` of the
   old method;
-* ``ARSB conformal h-step`` (candidate): the point forecast plus the
-  empirical quantiles of the forest's recursive h-step errors from every
-  training origin (honest for the AR-sieve forest, whose trees never saw the
-  observations), horizon by horizon;
 * ``moving residual-paths`` / ``moving tree-paths``: the moving-block forest
-  (block size 10, ``oob_score=True``);
+  (block size 10, ``oob_score=True``); its default (``"auto"``) is
+  ``residual-paths``, since its trees learnt the training rows;
 * ``skforecast ARSB``: skforecast's ``ForecasterRecursive`` around the same
   AR-sieve forest settings (lags 5), ``predict_quantiles`` with bootstrapped
   in-sample residuals (binned, its default; 500 paths);
@@ -53,6 +56,7 @@ Usage::
 
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from _common import environment, make_parser, markdown_table, parse_args, write_results
@@ -61,7 +65,6 @@ from scipy.signal import lfilter
 from skasync import ARSieveForestRegressor
 from skasync.datasets import make_ar, make_arma, make_garch, make_setar
 from skasync.ensemble._forecast import recursive_forecast
-from skasync.ensemble._tree import predict_mean
 from skasync.preprocessing import make_lag_matrix
 
 N_LAGS = 5
@@ -99,11 +102,18 @@ def forest(bootstrap, seed):
     )
 
 
+DEFAULT = "ARSB conformal"
+
+
 def forest_intervals(y, seed):
     X, target = make_lag_matrix(y, N_LAGS)
     out = {}
     for name, bootstrap in (("ARSB", "ar-sieve"), ("moving", "moving")):
         fitted = forest(bootstrap, seed).fit(X, target)
+        default = fitted.forecast(y, HORIZON, QUANTILES, random_state=seed)
+        if bootstrap == "ar-sieve":
+            assert default.interval_method == "conformal"
+            out[DEFAULT] = default.quantiles
         for method in ("residual-paths", "tree-paths"):
             kw = {"n_paths": 1000} if method == "tree-paths" else {}
             res = fitted.forecast(
@@ -111,13 +121,13 @@ def forest_intervals(y, seed):
             )
             out[f"{name} {method}"] = res.quantiles
         if bootstrap == "ar-sieve":
-            out.update(candidate_intervals(fitted, y, X, target, res.mean, seed))
+            out["ARSB sieve-resid paths"] = sieve_resid_paths(fitted, y, seed)
     return out
 
 
-def candidate_intervals(fitted, y, X, target, mean, seed):
-    """The two candidates that lost, on the fitted AR-sieve forest."""
-    sieve = recursive_forecast(
+def sieve_resid_paths(fitted, y, seed):
+    """The ablation: residual-paths driven by the AR-sieve residuals."""
+    return recursive_forecast(
         fitted._forest,
         y[::-1][:N_LAGS],
         HORIZON,
@@ -126,21 +136,7 @@ def candidate_intervals(fitted, y, X, target, mean, seed):
         resid=fitted.ar_resid_,
         n_paths=1000,
         random_state=seed,
-    )
-    # h-step errors of the recursive forest mean from every training origin.
-    n = target.shape[0]
-    lags = X.copy()
-    conformal = np.empty((HORIZON, len(QUANTILES)))
-    for step in range(HORIZON):
-        pred = predict_mean(fitted._forest, lags)
-        errors = target[step:] - pred[: n - step]
-        conformal[step] = mean[step] + np.quantile(errors, QUANTILES)
-        lags[:, 1:] = lags[:, :-1]
-        lags[:, 0] = pred
-    return {
-        "ARSB sieve-resid paths": sieve.quantiles,
-        "ARSB conformal h-step": conformal,
-    }
+    ).quantiles
 
 
 def skforecast_intervals(y, seed):
@@ -263,7 +259,7 @@ def render_markdown(results):
                 row += [f"{w:.3f}" for w in r["winkler"]]
                 rows.append(row)
             lines += markdown_table(header, rows) + [""]
-    lines += ["## Summary: default (ARSB residual-paths) against the rest", ""]
+    lines += [f"## Summary: the default ({DEFAULT}) against the rest", ""]
     lines += summary_lines(results)
     return "\n".join(lines) + "\n"
 
@@ -278,7 +274,7 @@ def summary_lines(results):
         "best Winkler (90 %)",
     ]
     rows = []
-    default = "ARSB residual-paths"
+    default = DEFAULT
     for dgp, label in results["dgps"].items():
         for n in results["sizes"]:
             cell = results["cells"][f"{dgp}/{n}"]
@@ -289,6 +285,49 @@ def summary_lines(results):
             best = min(cell, key=lambda name: cell[name]["winkler"][1])
             rows.append([label, n, f"{100 * gap:.1f}", f"{ratio:.3f} ({linear})", best])
     return markdown_table(header, rows)
+
+
+DOCS_TABLE = Path(__file__).resolve().parent.parent / "docs" / "intervals_table.inc"
+DOCS_COLUMNS = (
+    DEFAULT,
+    "ARSB residual-paths",
+    "moving residual-paths",
+    "ARSB tree-paths",
+    "skforecast ARSB",
+)
+
+
+def docs_table(results):
+    """The csv-table that the user guide and docs/benchmarks.rst include."""
+    header = ["process", "n"]
+    header += [
+        f"{name} (default)" if name == DEFAULT else name for name in DOCS_COLUMNS
+    ]
+    header += ["linear"] + [f"W90 {name}" for name in DOCS_COLUMNS]
+    header += ["W90 linear", "best W90"]
+    lines = [
+        ".. csv-table:: Coverage (%) of the 80 / 90 / 95 % intervals over horizons "
+        f"1-{HORIZON} ({results['n_series']} series per row), and the Winkler score "
+        "of the 90 % interval (W90, lower is better). Written by "
+        "benchmarks/bench_intervals.py.",
+        "   :header: " + ", ".join(f'"{h}"' for h in header),
+        "   :widths: auto",
+        "",
+    ]
+    for dgp, label in results["dgps"].items():
+        for n in results["sizes"]:
+            cell = results["cells"][f"{dgp}/{n}"]
+            linear = "ARIMA(1,0,1)" if "ARIMA(1,0,1)" in cell else "AutoReg"
+            names = [*DOCS_COLUMNS, linear]
+            row = [label, str(n)]
+            row += [
+                " / ".join(f"{100 * c:.1f}" for c in cell[m]["coverage"]) for m in names
+            ]
+            row[-1] += f" ({linear})"
+            row += [f"{cell[m]['winkler'][1]:.3f}" for m in names]
+            row.append(min(cell, key=lambda m: cell[m]["winkler"][1]))
+            lines.append("   " + ", ".join(f'"{v}"' for v in row))
+    return "\n".join(lines) + "\n"
 
 
 def plot(results, path):
@@ -311,7 +350,7 @@ def plot(results, path):
         for j, dgp in enumerate(dgps):
             ax = axes[i, j]
             for name, r in results["cells"][f"{dgp}/{n}"].items():
-                style = "-" if "residual" in name else ":"
+                style = "-" if name == DEFAULT or "residual" in name else ":"
                 ax.plot(
                     steps,
                     100 * np.array(r["coverage_by_horizon"][1]),
@@ -359,6 +398,8 @@ def main(argv=None):
         "cells": cells,
     }
     results = write_results(args, "intervals", payload, render_markdown, plot)
+    if not args.quick:
+        DOCS_TABLE.write_text(docs_table(results))
     print(render_markdown(results))
 
 

@@ -27,12 +27,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..preprocessing._lags import make_lag_matrix
 from ..utils._validation import check_int, check_no_bool_counts, check_series
 from ._forecast import (
     ForecastResult,
     check_interval_method,
     check_levels,
     recursive_forecast,
+    resolve_interval_method,
 )
 from ._forest_builder import (
     grow_block_chunk,
@@ -489,6 +491,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             honest = y - predict_mean(self._forest, X)
         if self.oob_score or not block:
             self.forecast_resid_ = honest - honest.mean()
+        # For the same reason every training row is an honest forecast origin
+        # of the "conformal" intervals; kept as the series (n + lags values).
+        self._calibration_series = None if block else series
         return self
 
     def predict(self, X):
@@ -513,28 +518,38 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         horizon,
         quantiles=None,
         *,
-        interval_method="residual-paths",
+        interval_method="auto",
         n_paths=None,
         random_state=0,
     ):
         """Recursive multi-step forecasts from the end of a series.
 
         The point forecast feeds each prediction back as lag 1. Prediction
-        intervals (``quantiles``) are pointwise quantiles of ``n_paths``
-        simulated future paths; ``interval_method`` says how a path is run:
+        intervals (``quantiles``) come from one of these ``interval_method``:
 
-        - ``"residual-paths"`` (default): each step is the forest mean on the
-          path's own lags plus an innovation drawn i.i.d. from
-          ``forecast_resid_``, the forest's one-step residuals on rows its
-          trees did not learn from (every training row for ``"ar-sieve"``,
-          the out-of-bag rows for the other bootstraps, which therefore need
-          ``oob_score=True``). Calibrated: see the user guide's "Prediction
-          intervals" and ``benchmarks/results/intervals.md``.
+        - ``"conformal"``: the point forecast plus split-conformal quantiles,
+          horizon by horizon, of the forest's own errors at that horizon when
+          forecasting recursively from every row of the training series. Only
+          ``bootstrap="ar-sieve"``: its trees grow on synthetic series, so the
+          training rows are honest origins. No paths are simulated.
+        - ``"residual-paths"``: pointwise quantiles of ``n_paths`` simulated
+          paths. Each step is the forest mean on the path's own lags plus an
+          innovation drawn i.i.d. from ``forecast_resid_``, the forest's
+          one-step residuals on rows its trees did not learn from (every
+          training row for ``"ar-sieve"``, the out-of-bag rows for the other
+          bootstraps, which therefore need ``oob_score=True``).
+        - ``"auto"`` (default): ``"conformal"`` for an AR-sieve forest with at
+          least enough training origins for the most extreme level at the
+          last horizon (39 for ``quantiles=(0.025, 0.975)``), else
+          ``"residual-paths"``. ``result.interval_method`` says which ran.
         - ``"tree-paths"``: path ``k`` is run by tree ``k mod n_estimators``
           alone, plus an innovation drawn from the centred AR sieve residuals
           ``ar_resid_``. A single tree's error and the residual both count as
           noise, so these intervals are too wide (a nominal 90 % interval
           covers about 96 %); kept for compatibility.
+
+        The coverage and interval score of each method are in the user guide's
+        "Prediction intervals" and ``benchmarks/results/intervals.md``.
 
         Parameters
         ----------
@@ -547,22 +562,24 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         quantiles : sequence of float in (0, 1) or None, default=None
             Quantile levels of the simulated paths, strictly increasing, e.g.
             ``(0.05, 0.95)`` for a 90 % interval. None skips the simulation.
-        interval_method : {"residual-paths", "tree-paths"}, \
-default="residual-paths"
-            How the simulated paths are run (see above). Ignored when
+        interval_method : {"auto", "conformal", "residual-paths", \
+"tree-paths"}, default="auto"
+            How the intervals are made (see above). Ignored when
             ``quantiles`` is None.
         n_paths : int or None, default=None
             Number of simulated paths; None means 1000 for
             ``"residual-paths"`` and one per tree for ``"tree-paths"``.
+            Unused by ``"conformal"``.
         random_state : int, RandomState instance or None, default=0
             Controls the innovation draws of the simulated paths.
 
         Returns
         -------
         result : ForecastResult
-            Named tuple ``(mean, quantiles, levels)``: ``mean`` of shape
-            ``(horizon,)``, ``quantiles`` of shape ``(horizon, n_levels)`` or
-            None, ``levels`` the quantile levels or None.
+            Named tuple ``(mean, quantiles, levels, interval_method)``:
+            ``mean`` of shape ``(horizon,)``, ``quantiles`` of shape
+            ``(horizon, n_levels)`` or None, ``levels`` the quantile levels or
+            None, ``interval_method`` the method that ran or None.
 
         Examples
         --------
@@ -593,10 +610,18 @@ default="residual-paths"
         horizon = check_int(horizon, "horizon", 1)
         levels = check_levels(quantiles)
         method = check_interval_method(interval_method)
+        calibration = getattr(self, "_calibration_series", None)
+        if levels is not None:
+            method = resolve_interval_method(
+                method,
+                n_calibration=0 if calibration is None else calibration.shape[0] - L,
+                horizon=horizon,
+                levels=levels,
+            )
         if method == "tree-paths":
             resid = self.ar_resid_
-        elif levels is None:
-            resid = None  # point forecasts need no innovations
+        elif levels is None or method == "conformal":
+            resid = None  # point forecasts and conformal bounds draw no paths
         elif not hasattr(self, "forecast_resid_"):
             raise ValueError(
                 "interval_method='residual-paths' draws its innovations from the "
@@ -616,6 +641,9 @@ default="residual-paths"
             resid=resid,
             n_paths=n_paths,
             random_state=random_state,
+            calibration=None
+            if method != "conformal"
+            else make_lag_matrix(calibration, L),
         )
 
     # ------------------------------------------------------------------ misc

@@ -5,11 +5,16 @@ Structure:
 - :class:`ForecastResult`: what :meth:`ARSieveForestRegressor.forecast` returns.
 - ``INTERVAL_METHODS``: the names of the interval methods.
 - :func:`check_levels`: the requested quantile levels, checked.
+- :func:`resolve_interval_method`: what ``interval_method="auto"`` means for
+  a given forest, horizon and levels.
 - :func:`recursive_forecast`: the point forecast (the forest mean fed back as
   lag 1) and, when levels are requested, the pointwise quantiles of simulated
   paths: run by the forest mean and driven by the forest's honest one-step
   residuals (``"residual-paths"``), or each run by one tree and driven by the
   sieve residuals (``"tree-paths"``, the method before issue 11).
+- :func:`horizon_errors` and :func:`conformal_quantiles`: the ``"conformal"``
+  intervals, the point forecast plus split-conformal quantiles of the forest's
+  own h-step errors on the training series, horizon by horizon.
 """
 
 # Authors: The skasync developers
@@ -28,16 +33,23 @@ __all__ = [
     "ForecastResult",
     "check_interval_method",
     "check_levels",
+    "conformal_quantiles",
+    "horizon_errors",
     "recursive_forecast",
+    "resolve_interval_method",
 ]
 
 #: Interval methods of :meth:`ARSieveForestRegressor.forecast`, default first.
-INTERVAL_METHODS = ("residual-paths", "tree-paths")
+INTERVAL_METHODS = ("auto", "conformal", "residual-paths", "tree-paths")
 
 #: Default number of simulated paths of ``"residual-paths"``.
 DEFAULT_RESIDUAL_PATHS = 1000
 
-ForecastResult = namedtuple("ForecastResult", ["mean", "quantiles", "levels"])
+ForecastResult = namedtuple(
+    "ForecastResult",
+    ["mean", "quantiles", "levels", "interval_method"],
+    defaults=(None,),
+)
 ForecastResult.__doc__ = """Result of :meth:`ARSieveForestRegressor.forecast`.
 
 Attributes
@@ -51,6 +63,9 @@ quantiles : ndarray of shape (horizon, n_levels) or None
     a 90 % prediction interval.
 levels : tuple of float or None
     The requested quantile levels, in the order of the columns of ``quantiles``.
+interval_method : str or None
+    The interval method that made ``quantiles`` (what ``"auto"`` resolved to),
+    or None without quantiles.
 """
 
 
@@ -104,8 +119,146 @@ def check_interval_method(interval_method):
     return interval_method
 
 
+def conformal_error_count(levels):
+    """Fewest h-step errors whose conformal quantiles at ``levels`` are finite.
+
+    With ``m`` errors the split-conformal bound at level ``tau`` is order
+    statistic ``floor((m + 1) tau)`` (lower levels) or ``ceil((m + 1) tau)``
+    (upper levels); both must lie in ``1..m``.
+    """
+    m = 1
+    while not all(1 <= k <= m for k in _order_statistics(m, levels)):
+        m += 1
+    return m
+
+
+def _order_statistics(m, levels):
+    # 1-based ranks among m sorted errors; median-or-above levels round up so
+    # an upper bound is never below the nominal share of errors.
+    return [
+        int(np.ceil((m + 1) * tau - 1e-9))
+        if tau >= 0.5
+        else int(np.floor((m + 1) * tau + 1e-9))
+        for tau in levels
+    ]
+
+
+def resolve_interval_method(interval_method, *, n_calibration, horizon, levels):
+    """The interval method ``forecast`` runs.
+
+    Parameters
+    ----------
+    interval_method : str
+        One of ``INTERVAL_METHODS`` (checked by :func:`check_interval_method`).
+    n_calibration : int
+        Rows of the training series whose h-step errors are honest (every row
+        of an AR-sieve forest: its trees grew on synthetic series); 0 when
+        there are none (the block and i.i.d. bootstraps).
+    horizon : int
+        Number of steps ahead.
+    levels : tuple of float
+        Quantile levels (checked by :func:`check_levels`).
+
+    Returns
+    -------
+    method : {"conformal", "residual-paths", "tree-paths"}
+        ``"auto"`` is ``"conformal"`` when there are enough honest errors at
+        the last horizon for the most extreme level, else ``"residual-paths"``.
+
+    Raises
+    ------
+    ValueError
+        For ``"conformal"`` without honest errors, or with too few of them.
+    """
+    n_errors = n_calibration - horizon + 1
+    enough = n_errors >= conformal_error_count(levels)
+    if interval_method == "auto":
+        return "conformal" if enough else "residual-paths"
+    if interval_method == "conformal" and n_calibration == 0:
+        raise ValueError(
+            "interval_method='conformal' needs the forest's h-step errors on "
+            "training rows its trees did not learn from, which only "
+            "bootstrap='ar-sieve' has (the trees grow on synthetic series). Use "
+            "interval_method='residual-paths' with oob_score=True, or 'auto'."
+        )
+    if interval_method == "conformal" and not enough:
+        raise ValueError(
+            f"interval_method='conformal' at horizon={horizon} has "
+            f"{max(n_errors, 0)} training origins, too few for quantiles "
+            f"{levels} (it needs {conformal_error_count(levels)}). Use a shorter "
+            "horizon, less extreme quantiles, or interval_method='auto', which "
+            "simulates paths ('residual-paths') instead."
+        )
+    return interval_method
+
+
+def horizon_errors(forest, X, y, horizon):
+    """Errors of the recursive forest mean at each horizon, from every origin.
+
+    Parameters
+    ----------
+    forest : PackedForest
+        The fitted trees; feature ``j`` is lag ``j + 1``.
+    X : ndarray of shape (n_rows, n_lags)
+        Consecutive rows of the training lag matrix.
+    y : ndarray of shape (n_rows,)
+        Their targets.
+    horizon : int
+        Number of steps ahead, at most ``n_rows``.
+
+    Returns
+    -------
+    errors : list of ndarray
+        ``errors[h][i] = y[i + h] - forecast`` of step ``h + 1`` made from the
+        lags of row ``i``, for ``i = 0..n_rows - h - 1``.
+    """
+    n_rows = y.shape[0]
+    lags = np.array(X, dtype=np.float64)
+    errors = []
+    for step in range(horizon):
+        pred = predict_mean(forest, lags[: n_rows - step])
+        errors.append(y[step:] - pred)
+        lags = lags[: n_rows - step - 1]
+        lags[:, 1:] = lags[:, :-1].copy()
+        lags[:, 0] = pred[:-1]
+    return errors
+
+
+def conformal_quantiles(mean, errors, levels):
+    """Point forecast plus split-conformal quantiles of the h-step errors.
+
+    Parameters
+    ----------
+    mean : ndarray of shape (horizon,)
+        Recursive point forecasts.
+    errors : list of ndarray
+        ``errors[h]``: the honest errors at step ``h + 1`` (see
+        :func:`horizon_errors`), at least :func:`conformal_error_count` each.
+    levels : tuple of float
+        Quantile levels.
+
+    Returns
+    -------
+    quantiles : ndarray of shape (horizon, n_levels)
+    """
+    q = np.empty((mean.shape[0], len(levels)))
+    for step, err in enumerate(errors):
+        ranks = _order_statistics(err.shape[0], levels)
+        q[step] = mean[step] + np.sort(err)[np.asarray(ranks) - 1]
+    return q
+
+
 def recursive_forecast(
-    forest, lags, horizon, levels, *, method, resid, n_paths, random_state
+    forest,
+    lags,
+    horizon,
+    levels,
+    *,
+    method,
+    resid,
+    n_paths,
+    random_state,
+    calibration=None,
 ):
     """Recursive forecasts from the lags of the first step.
 
@@ -120,9 +273,11 @@ def recursive_forecast(
     levels : tuple of float or None
         Quantile levels (checked by :func:`check_levels`); None skips the
         simulation.
-    method : {"residual-paths", "tree-paths"}
-        ``"residual-paths"``: every path is run by the forest mean;
-        ``"tree-paths"``: path ``k`` is run by tree ``k mod n_trees`` alone.
+    method : {"conformal", "residual-paths", "tree-paths"}
+        ``"conformal"``: :func:`conformal_quantiles` of the errors on
+        ``calibration``, no paths; ``"residual-paths"``: every path is run by
+        the forest mean; ``"tree-paths"``: path ``k`` is run by tree
+        ``k mod n_trees`` alone.
     resid : ndarray of shape (n_resid,)
         Innovations, drawn i.i.d. at each step of each simulated path.
     n_paths : int or None
@@ -130,6 +285,9 @@ def recursive_forecast(
         ``"residual-paths"`` and one per tree for ``"tree-paths"``.
     random_state : int, RandomState instance or None
         Controls the innovation draws.
+    calibration : tuple of ndarray or None, default=None
+        ``(X, y)``, the training lag matrix and targets whose h-step errors
+        calibrate ``"conformal"``; unused by the other methods.
 
     Returns
     -------
@@ -147,6 +305,11 @@ def recursive_forecast(
         lags[0] = mean[step]
     if levels is None:
         return ForecastResult(mean, None, None)
+    if method == "conformal":
+        errors = horizon_errors(forest, *calibration, horizon)
+        return ForecastResult(
+            mean, conformal_quantiles(mean, errors, levels), levels, method
+        )
 
     n_paths = check_int(n_paths, "n_paths", 1, allow_none=True)
     by_tree = method == "tree-paths"
@@ -167,4 +330,4 @@ def recursive_forecast(
         Z[:, 1:] = Z[:, :-1]
         Z[:, 0] = value
     q = np.quantile(paths, levels, axis=0).T
-    return ForecastResult(mean, q, levels)
+    return ForecastResult(mean, q, levels, method)

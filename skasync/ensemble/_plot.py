@@ -102,7 +102,7 @@ class ForecastDisplay:
         horizon,
         *,
         quantiles=(0.05, 0.95),
-        interval_method="residual-paths",
+        interval_method="auto",
         n_paths=None,
         random_state=0,
         n_history=100,
@@ -121,10 +121,9 @@ class ForecastDisplay:
             Number of steps ahead.
         quantiles : sequence of float or None, default=(0.05, 0.95)
             Levels of the band (first and last are shaded); None for no band.
-        interval_method : {"residual-paths", "tree-paths"}, \
-default="residual-paths"
-            How the paths are simulated, see
-            :meth:`ARSieveForestRegressor.forecast`.
+        interval_method : {"auto", "conformal", "residual-paths", \
+"tree-paths"}, default="auto"
+            How the band is made, see :meth:`ARSieveForestRegressor.forecast`.
         n_paths : int or None, default=None
             Simulated paths, see :meth:`ARSieveForestRegressor.forecast`.
         random_state : int, RandomState instance or None, default=0
