@@ -51,7 +51,7 @@ from skasync.utils import _processes
 
 TARGET_FRACTION = 0.98
 MODES = ["hogwild", "pd-asgd", "d-asgd", "sync"]
-WIDTHS = {256: {"epochs": 12, "lr": 0.02}, 1024: {"epochs": 4, "lr": 0.02}}
+WIDTHS = {256: {"epochs": 12, "lr": 0.02}, 1024: {"epochs": 6, "lr": 0.02}}
 BATCH = 128
 
 
@@ -300,6 +300,10 @@ def summarise(results):
         if pd and hog and pd["tta"] and hog["tta"]:
             goals[f"hogwild / pd-asgd time to target (processes), width {width}"] = (
                 hog["tta"] / pd["tta"]
+            )
+        if pd:
+            goals[f"pd-asgd processes test acc - serial test acc, width {width}"] = (
+                pd["test"] - serial_row["test"]
             )
         sk = by.get(("sklearn MLPClassifier", "1 BLAS thread"))
         if sk and pd:

@@ -32,7 +32,11 @@ from skasync.neural_network._backends import (
 from skasync.neural_network._base import BaseTorchClassifier
 from skasync.neural_network._fit_records import EpochResult
 from skasync.neural_network._modes import ASYNC_MODES, modes_where
-from skasync.neural_network._process_engines import ProcessTrainer, sync_epoch
+from skasync.neural_network._process_engines import (
+    PROCESS_SPARE_SLOTS,
+    ProcessTrainer,
+    sync_epoch,
+)
 from skasync.neural_network._shared_mlp import SharedMLP, TrainingLog
 from skasync.neural_network._torch_utils import (
     ACTIVATIONS,
@@ -161,8 +165,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         3 at their defaults) and, with processes, one process per CPU.
     queue_size : int or None, default=None
         Forward results that may wait for a backward worker; None uses the
-        number of backward workers, plus 5 with processes (a forward process
-        runs a waiting backward itself when the queue is full and 3 batches
+        number of backward workers, plus 3 with processes (a forward process
+        runs a waiting backward itself when the queue is full and 2 batches
         wait, that is when the backward processes lag). Together with the
         backward workers it bounds the staleness.
 
@@ -489,11 +493,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             )
         # The backward threads each hold one item; a longer queue only
         # raises the staleness bound. A forward process runs a waiting
-        # backward itself when the queue is full and 3 batches wait, which
-        # balances the cores only if the queue has room for that backlog:
-        # five more slots than backward processes (measured, see
-        # _process_engines._STEAL_BACKLOG).
-        spare = 5 if self.backend_ == "processes" else 0
+        # backward itself when the queue is full and a backlog waits, which
+        # balances the cores only if the queue has room for that backlog
+        # (measured, see _process_engines._STEAL_BACKLOG).
+        spare = PROCESS_SPARE_SLOTS if self.backend_ == "processes" else 0
         self.queue_size_ = self.queue_size or max(1, self.n_backward_workers_) + spare
 
     def _n_update_workers(self):

@@ -62,10 +62,18 @@ _BATCH_LOCK = 0
 _END_OF_EPOCH = -1
 # A forward process runs a waiting backward itself only when this many wait:
 # the backward processes then stay busy during its backward (about two
-# forwards long) and the next forward. Measured on MNIST-1D (width 256, one
-# forward and one backward process): a backlog of 3 with 6 slots ran at 1.67x
-# serial, 2 with 4 slots at 1.52x, 2 with 3 slots at 1.36x.
-_STEAL_BACKLOG = 3
+# forwards long) and the next forward. The ring has PROCESS_SPARE_SLOTS slots
+# more than backward processes, room for that backlog plus the next forward.
+# The queue depth is also the staleness, so the backlog is the smallest that
+# keeps the cores busy. Measured on MNIST-1D (one forward and one backward
+# process, 2 seeds; samples/s, then mean staleness of the first layer):
+#
+#   backlog, slots   width 256             width 1024
+#   3, 6             315k, 4.1 updates     31.8k, 4.4 updates
+#   2, 4             321k, 2.2             33.6k, 2.4
+#   1, 3             273k, 1.3             29.7k, 1.3
+_STEAL_BACKLOG = 2
+PROCESS_SPARE_SLOTS = _STEAL_BACKLOG + 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_pd_asgd_processes_options(digits, solver):
     ).fit(X, y)
     assert clf.score(X, y) > 0.9
     assert clf.validation_scores_ and clf.best_validation_score_ > 0.85
-    assert clf.queue_size_ == clf.n_backward_workers_ + 5
+    assert clf.queue_size_ == clf.n_backward_workers_ + 3
 
 
 def test_partial_fit_and_warm_start_reuse_the_pool(digits):
