@@ -33,6 +33,7 @@ from ._forecast import (
     ForecastResult,
     check_interval_method,
     check_levels,
+    horizon_errors,
     recursive_forecast,
     resolve_interval_method,
 )
@@ -469,8 +470,10 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self._forest, oob_sum, oob_cnt = grow_forest(
             func, args_list, self.n_estimators, self.n_jobs, self.verbose
         )
-        # estimators_ (per-tree views) is built on first access.
+        # estimators_ (per-tree views) and the conformal errors are built on
+        # first use.
         self.__dict__.pop("estimators_", None)
+        self.__dict__.pop("_horizon_errors_cache", None)
 
         self.__dict__.pop("forecast_resid_", None)
         if self.oob_score:
@@ -485,15 +488,18 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 )
             self.oob_score_ = float(r2_score(y[has], pred[has]))
             honest = y[has] - pred[has]
-        elif not block:
-            # The sieve trees never saw the observed rows: their residuals there
-            # are out-of-sample, like out-of-bag ones.
-            honest = y - predict_mean(self._forest, X)
-        if self.oob_score or not block:
             self.forecast_resid_ = honest - honest.mean()
-        # For the same reason every training row is an honest forecast origin
-        # of the "conformal" intervals; kept as the series (n + lags values).
-        self._calibration_series = None if block else series
+        # The sieve trees never saw the observed rows, so every training row
+        # is an honest forecast origin (and its residual an out-of-sample
+        # one); the series is kept (n + lags values) for the conformal
+        # intervals and forecast_resid_, both computed on first use.
+        # Without check_input_order the rows are not known to be consecutive
+        # lags of y, so the series is not rebuilt from them.
+        lag_only = self.check_input_order and n_lags == n_features
+        self._calibration_series = series if lag_only and not block else None
+        if not lag_only and not block:
+            honest = y - predict_mean(self._forest, X)
+            self.forecast_resid_ = honest - honest.mean()
         return self
 
     def predict(self, X):
@@ -641,10 +647,22 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             resid=resid,
             n_paths=n_paths,
             random_state=random_state,
-            calibration=None
-            if method != "conformal"
-            else make_lag_matrix(calibration, L),
+            errors=self._horizon_errors(horizon) if method == "conformal" else None,
         )
+
+    def _horizon_errors(self, horizon):
+        """h-step errors from every training origin, kept for later forecasts.
+
+        A backtest forecasts many times from one fitted forest; the errors
+        cost ``horizon`` predictions of every training row, so they are
+        computed once per fit (again only for a longer horizon).
+        """
+        errors = self.__dict__.get("_horizon_errors_cache")
+        if errors is None or len(errors) < horizon:
+            X, y = make_lag_matrix(self._calibration_series, self.n_features_in_)
+            errors = horizon_errors(self._forest, X, y, horizon)
+            self._horizon_errors_cache = errors
+        return errors
 
     # ------------------------------------------------------------------ misc
     def _expected_failed_checks(self):
@@ -673,6 +691,21 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         return tags
 
     @cached_property
+    def forecast_resid_(self):
+        # AR-sieve forests only (block forests set it in fit, with OOB rows):
+        # predicting every training row costs 15-20 % of a fit, so it is
+        # done when a forecast first needs the residuals.
+        series = getattr(self, "_calibration_series", None)
+        if series is None:
+            raise AttributeError(
+                "forecast_resid_ exists for bootstrap='ar-sieve' forests and for "
+                "the other bootstraps fitted with oob_score=True."
+            )
+        X, y = make_lag_matrix(series, self.n_features_in_)
+        honest = y - predict_mean(self._forest, X)
+        return honest - honest.mean()
+
+    @cached_property
     def estimators_(self):
         """list of Tree: the fitted trees, as views into the packed forest."""
         # Made on first access: building 500 namedtuples of views costs ~1.5 ms,
@@ -681,6 +714,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        # The per-tree views are rebuilt from the packed forest when accessed.
+        # The per-tree views and the conformal errors are rebuilt when used.
         state.pop("estimators_", None)
+        state.pop("_horizon_errors_cache", None)
         return state

@@ -178,8 +178,10 @@ def resolve_interval_method(interval_method, *, n_calibration, horizon, levels):
         raise ValueError(
             "interval_method='conformal' needs the forest's h-step errors on "
             "training rows its trees did not learn from, which only "
-            "bootstrap='ar-sieve' has (the trees grow on synthetic series). Use "
-            "interval_method='residual-paths' with oob_score=True, or 'auto'."
+            "bootstrap='ar-sieve' has (the trees grow on synthetic series), "
+            "fitted on a lag matrix with check_input_order=True (so the rows are "
+            "consecutive origins). Use interval_method='residual-paths' (with "
+            "oob_score=True for the other bootstraps), or 'auto'."
         )
     if interval_method == "conformal" and not enough:
         raise ValueError(
@@ -258,7 +260,7 @@ def recursive_forecast(
     resid,
     n_paths,
     random_state,
-    calibration=None,
+    errors=None,
 ):
     """Recursive forecasts from the lags of the first step.
 
@@ -274,10 +276,9 @@ def recursive_forecast(
         Quantile levels (checked by :func:`check_levels`); None skips the
         simulation.
     method : {"conformal", "residual-paths", "tree-paths"}
-        ``"conformal"``: :func:`conformal_quantiles` of the errors on
-        ``calibration``, no paths; ``"residual-paths"``: every path is run by
-        the forest mean; ``"tree-paths"``: path ``k`` is run by tree
-        ``k mod n_trees`` alone.
+        ``"conformal"``: :func:`conformal_quantiles` of ``errors``, no
+        paths; ``"residual-paths"``: every path is run by the forest mean;
+        ``"tree-paths"``: path ``k`` is run by tree ``k mod n_trees`` alone.
     resid : ndarray of shape (n_resid,)
         Innovations, drawn i.i.d. at each step of each simulated path.
     n_paths : int or None
@@ -285,9 +286,9 @@ def recursive_forecast(
         ``"residual-paths"`` and one per tree for ``"tree-paths"``.
     random_state : int, RandomState instance or None
         Controls the innovation draws.
-    calibration : tuple of ndarray or None, default=None
-        ``(X, y)``, the training lag matrix and targets whose h-step errors
-        calibrate ``"conformal"``; unused by the other methods.
+    errors : list of ndarray or None, default=None
+        ``errors[h]``: the honest h-step errors of :func:`horizon_errors`, at
+        least ``horizon`` of them, for ``"conformal"``; unused otherwise.
 
     Returns
     -------
@@ -306,9 +307,8 @@ def recursive_forecast(
     if levels is None:
         return ForecastResult(mean, None, None)
     if method == "conformal":
-        errors = horizon_errors(forest, *calibration, horizon)
         return ForecastResult(
-            mean, conformal_quantiles(mean, errors, levels), levels, method
+            mean, conformal_quantiles(mean, errors[:horizon], levels), levels, method
         )
 
     n_paths = check_int(n_paths, "n_paths", 1, allow_none=True)

@@ -7,6 +7,8 @@ given the past is normal with the recursive mean and variance
 ``sum_{j<h} psi_j^2`` (psi the MA(infinity) weights).
 """
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -101,6 +103,8 @@ def test_forecast_resid_are_honest_residuals():
     y = make_ar(200, coef=(0.6,), random_state=3)
     X, target = make_lag_matrix(y, 3)
     sieve = ARSieveForestRegressor(n_estimators=20, random_state=0).fit(X, target)
+    # computed on first use, not by fit (it predicts every training row)
+    assert "forecast_resid_" not in vars(sieve)
     resid = target - sieve.predict(X)
     np.testing.assert_allclose(sieve.forecast_resid_, resid - resid.mean())
     block = ARSieveForestRegressor(
@@ -109,6 +113,20 @@ def test_forecast_resid_are_honest_residuals():
     has = np.isfinite(block.oob_prediction_)
     resid = target[has] - block.oob_prediction_[has]
     np.testing.assert_allclose(block.forecast_resid_, resid - resid.mean())
+    # rows not known to be consecutive lags: fit computes them from X itself,
+    # and no conformal intervals
+    X_exo = np.column_stack([X, np.arange(target.size, dtype=float)])
+    exo = ARSieveForestRegressor(
+        n_estimators=20, check_input_order=False, random_state=0
+    ).fit(X_exo, target)
+    resid = target - exo.predict(X_exo)
+    np.testing.assert_allclose(exo.forecast_resid_, resid - resid.mean())
+    unchecked = ARSieveForestRegressor(
+        n_estimators=20, check_input_order=False, random_state=0
+    ).fit(X, target)
+    assert unchecked.forecast(y, 3, (0.1, 0.9)).interval_method == "residual-paths"
+    with pytest.raises(ValueError, match="check_input_order=True"):
+        unchecked.forecast(y, 3, (0.1, 0.9), interval_method="conformal")
     plain = ARSieveForestRegressor(n_estimators=5, bootstrap="moving").fit(X, target)
     assert not hasattr(plain, "forecast_resid_")
     # a refit without oob_score drops the residuals of the earlier fit
@@ -174,7 +192,10 @@ def test_conformal_bounds_are_order_statistics_of_h_step_errors():
     X, target = make_lag_matrix(y, 3)
     forest = ARSieveForestRegressor(n_estimators=20, random_state=0).fit(X, target)
     levels = (0.05, 0.2, 0.5, 0.9)
+    # the errors are kept between forecasts: a shorter horizon first
+    short = forest.forecast(y, 2, levels, interval_method="conformal")
     res = forest.forecast(y, 4, levels, interval_method="conformal")
+    np.testing.assert_array_equal(short.quantiles, res.quantiles[:2])
     assert res.interval_method == "conformal"
     point = forest.forecast(y, 4)
     np.testing.assert_array_equal(res.mean, point.mean)
@@ -188,6 +209,19 @@ def test_conformal_bounds_are_order_statistics_of_h_step_errors():
             assert np.sum(err <= bound + 1e-12) >= rank
             assert np.sum(err < bound - 1e-12) < rank
             assert np.any(np.isclose(err, bound))
+    # a pickled forest recomputes them; a refit on other data replaces them
+    again = pickle.loads(pickle.dumps(forest)).forecast(y, 4, levels)
+    np.testing.assert_array_equal(again.quantiles, res.quantiles)
+    y2 = make_ar(150, coef=(0.6, -0.3), random_state=5)
+    X2, target2 = make_lag_matrix(y2, 3)
+    forest.fit(X2, target2)
+    refit = forest.forecast(y, 4, levels, interval_method="conformal")
+    err = reference_horizon_errors(forest, X2, target2, 1)[0]
+    m = err.size
+    np.testing.assert_allclose(
+        refit.quantiles[0, 0] - refit.mean[0],
+        np.sort(err)[int(np.floor((m + 1) * 0.05)) - 1],
+    )
 
 
 def test_auto_falls_back_to_residual_paths_on_few_origins():
