@@ -20,6 +20,7 @@ Structure:
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -126,7 +127,11 @@ def conformal_error_count(levels):
     statistic ``floor((m + 1) tau)`` (lower levels) or ``ceil((m + 1) tau)``
     (upper levels); both must lie in ``1..m``.
     """
-    m = 1
+    # The closed form (m + 1) tau >= 1 below the median and (m + 1) tau <= m
+    # above it, then a step or two for the rounding of the ranks.
+    low = [1.0 / tau - 1.0 for tau in levels if tau < 0.5]
+    high = [tau / (1.0 - tau) for tau in levels if tau >= 0.5]
+    m = max(1, math.floor(max(low + high)))
     while not all(1 <= k <= m for k in _order_statistics(m, levels)):
         m += 1
     return m

@@ -15,6 +15,7 @@ from scipy.stats import norm
 
 from skasync import ARSieveForestRegressor
 from skasync.datasets import make_ar
+from skasync.ensemble._forecast import conformal_error_count
 from skasync.preprocessing import make_lag_matrix
 
 HORIZON = 5
@@ -270,3 +271,31 @@ def test_forecast_display_with_oob_forest():
     )
     assert old.ax_ is disp.ax_
     plt.close(disp.figure_)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        (0.025, 0.975),
+        (0.05, 0.95),
+        (0.1, 0.5, 0.9),
+        (0.2,),
+        (0.5,),
+        (0.99,),
+        (0.001, 0.5),
+        (1 / 3,),
+        (0.75,),
+        (0.025, 0.05, 0.1, 0.9, 0.95, 0.975),
+    ],
+)
+def test_conformal_error_count_is_the_fewest_with_finite_bounds(levels):
+    def finite(m):
+        # the split-conformal ranks, written out: floor below, ceil above
+        ranks = [
+            np.floor((m + 1) * t + 1e-9) if t < 0.5 else np.ceil((m + 1) * t - 1e-9)
+            for t in levels
+        ]
+        return all(1 <= r <= m for r in ranks)
+
+    m = conformal_error_count(levels)
+    assert finite(m) and not finite(m - 1)
