@@ -24,7 +24,7 @@ rendered from it, to ``--out`` (default ``benchmarks/results``).
 Usage::
 
     python benchmarks/bench_real_series.py --quick     # 100 trees, 1 seed
-    python benchmarks/bench_real_series.py --seeds 1   # 500 trees (the committed run)
+    python benchmarks/bench_real_series.py --seeds 3   # 500 trees (the committed run)
 """
 
 # Authors: The skasync developers
