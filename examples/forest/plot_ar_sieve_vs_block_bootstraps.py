@@ -80,13 +80,15 @@ for name in series:
 # A recursive forecast with its interval
 # --------------------------------------
 # :meth:`~skasync.ARSieveForestRegressor.forecast` feeds each step's forecast
-# back as lag 1 of the next step; with ``quantiles`` it also simulates future
-# paths (tree spread plus AR-sieve innovations) and returns pointwise
-# quantiles.  :class:`~skasync.ensemble.ForecastDisplay` draws them as a fan
-# chart; here the forest is trained up to 1988 and forecasts 20 years,
-# beside what was observed.  Over several steps the sieve's smooth linear
-# dynamics give a plausible cycle, with an interval that widens with the
-# horizon.
+# back as lag 1 of the next step; with ``quantiles`` it also returns a
+# prediction interval.  For an AR-sieve forest the default
+# (``interval_method="auto"``, here ``"conformal"``) adds to each step the
+# quantiles of the forest's own errors at that horizon, measured by
+# forecasting recursively from every year of the training series.
+# :class:`~skasync.ensemble.ForecastDisplay` draws the result as a fan chart;
+# here the forest is trained up to 1988 and forecasts 20 years, beside what
+# was observed.  Over several steps the sieve's smooth linear dynamics give a
+# plausible cycle, with an interval that widens with the horizon.
 
 values = series["sunspots"]
 years = sunspots["YEAR"].to_numpy()
