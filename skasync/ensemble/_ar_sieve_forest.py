@@ -56,6 +56,11 @@ __all__ = ["ARSieveForestRegressor", "ForecastResult"]
 BOOTSTRAPS = ("ar-sieve", "iid", "moving", "stationary", "circular", "nonoverlapping")
 
 
+def _centred(resid):
+    """Residuals minus their mean: the innovations paths draw from."""
+    return resid - resid.mean()
+
+
 # scikit-learn's common checks that fit random (non-lag) X.
 _CHECKS_THAT_FIT_RANDOM_X = (
     "check_dict_unchanged",
@@ -487,8 +492,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                     "n_estimators or set oob_score=False."
                 )
             self.oob_score_ = float(r2_score(y[has], pred[has]))
-            honest = y[has] - pred[has]
-            self.forecast_resid_ = honest - honest.mean()
+            self.forecast_resid_ = _centred(y[has] - pred[has])
         # The sieve trees never saw the observed rows, so every training row
         # is an honest forecast origin (and its residual an out-of-sample
         # one); the series is kept (n + lags values) for the conformal
@@ -498,8 +502,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         lag_only = self.check_input_order and n_lags == n_features
         self._calibration_series = series if lag_only and not block else None
         if not lag_only and not block:
-            honest = y - predict_mean(self._forest, X)
-            self.forecast_resid_ = honest - honest.mean()
+            self.forecast_resid_ = _centred(y - predict_mean(self._forest, X))
         return self
 
     def predict(self, X):
@@ -702,8 +705,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 "the other bootstraps fitted with oob_score=True."
             )
         X, y = make_lag_matrix(series, self.n_features_in_)
-        honest = y - predict_mean(self._forest, X)
-        return honest - honest.mean()
+        return _centred(y - predict_mean(self._forest, X))
 
     @cached_property
     def estimators_(self):
