@@ -147,6 +147,9 @@ def make_model(mode, cfg, seed, delay):
     return AsyncLayerwiseMLPClassifier(
         cfg["hidden"],
         mode=mode,
+        # This study is of the threaded engines (the default "auto" would pick
+        # processes on MNIST-1D); bench_backends.py runs both back-ends.
+        backend="threads",
         learning_rate_init=cfg["lr"],
         momentum=0.9,
         nesterovs_momentum=True,
