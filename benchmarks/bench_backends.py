@@ -19,7 +19,7 @@ epoch (``history_``), so:
   for the process back-end ("start-up included").
 
 Run (pauses nothing itself: keep other work off the machine):
-    python benchmarks/bench_backends.py            # ~20 min on 2 cores
+    python benchmarks/bench_backends.py            # ~10 min on 2 cores
     python benchmarks/bench_backends.py --quick    # 1 seed, 10k samples, width 256
 Writes backends.json, backends.md and backends.png to --out.
 """
