@@ -9,6 +9,7 @@ Structure
 * :func:`digits_split` and :func:`load_mnist1d`: the one loader of each
   data set the torch benchmarks use.
 * :func:`environment`: the machine and package versions of a run.
+* :func:`time_to`: the time a learning curve first reaches a target.
 * :func:`write_results`: writes ``<name>.json`` first, then renders
   ``<name>.md`` (and ``<name>.png``) from that JSON alone;
   :func:`markdown_table` builds the Markdown tables.
@@ -248,6 +249,18 @@ def _to_json(value):
     if isinstance(value, (np.ndarray, tuple)):
         return value.tolist() if isinstance(value, np.ndarray) else list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def time_to(curve, target, column=1):
+    """Time of the first point of ``curve`` whose ``column`` reaches ``target``.
+
+    ``curve`` is a sequence of rows ``(time, score, ...)``; None when no row
+    reaches the target.
+    """
+    for row in curve:
+        if row[column] >= target:
+            return row[0]
+    return None
 
 
 def result_stem(name, quick):

@@ -39,6 +39,7 @@ from _common import (
     make_parser,
     markdown_table,
     parse_args,
+    time_to,
     usable_cores,
     write_results,
 )
@@ -197,13 +198,6 @@ def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None):
         out["busy"] = clf._log.busy_seconds
         out["samples"] = clf._log.samples
     return out
-
-
-def time_to(curve, threshold, column=1):
-    for row in curve:
-        if row[column] >= threshold:
-            return row[0]
-    return None
 
 
 def peak_matmul_flops():

@@ -38,6 +38,7 @@ from _common import (
     make_parser,
     markdown_table,
     parse_args,
+    time_to,
     usable_cores,
     write_results,
 )
@@ -217,13 +218,6 @@ def cold_start(n_workers):
 
 
 # ------------------------------------------------------------------ analysis
-def time_to(curve, target):
-    for wall, score in curve:
-        if score >= target:
-            return wall
-    return None
-
-
 def summarise(results):
     rows = []
     goals = {}

@@ -34,7 +34,14 @@ import time
 import warnings
 
 import numpy as np
-from _common import environment, make_parser, markdown_table, parse_args, write_results
+from _common import (
+    environment,
+    make_parser,
+    markdown_table,
+    parse_args,
+    result_stem,
+    write_results,
+)
 
 from skasync.ensemble._ar_sieve_forest import BOOTSTRAPS
 
@@ -637,7 +644,7 @@ def main(argv=None):
         "run": {
             "n_trees": n_trees,
             "seeds": seeds,
-            "figure": f"{'real_series.quick' if args.quick else 'real_series'}.png",
+            "figure": f"{result_stem('real_series', args.quick)}.png",
         },
         "backtests": backtests,
         "diagnosis": diagnosis,
