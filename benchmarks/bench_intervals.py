@@ -39,7 +39,17 @@ Intervals compared:
 * ``skforecast moving``: the same around the moving-block forest;
 * ``AutoReg``: statsmodels ``AutoReg`` with the AIC order among 1..5,
   Gaussian intervals; ``ARIMA(1,0,1)``: statsmodels' Gaussian intervals of
-  the true model class, on the ARMA DGP only.
+  the true model class, on the ARMA DGP only;
+* ``oracle``: the limit, not a method. Quantiles of the true conditional
+  distribution of the next 10 values given the simulator's state at the
+  forecast origin (true coefficients, last innovation and GARCH variance),
+  from 20 000 Monte-Carlo paths. No interval built from n observations can
+  expect a lower Winkler score, so the gap of a method to the oracle is its
+  headroom.
+
+``--add-oracle`` computes only the oracle rows, for the seeds and sizes of
+the ``intervals.json`` already in ``--out``, and renders the report again:
+the oracle depends on the simulated series alone, not on the other methods.
 
 The run measures coverage, not time. Writes ``intervals.json``, then
 ``intervals.md`` and ``intervals.png`` to ``--out`` (default
@@ -49,17 +59,26 @@ Usage::
 
     python benchmarks/bench_intervals.py --quick
     python benchmarks/bench_intervals.py
+    python benchmarks/bench_intervals.py --add-oracle
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import json
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import environment, make_parser, markdown_table, parse_args, write_results
+from _common import (
+    environment,
+    make_parser,
+    markdown_table,
+    parse_args,
+    result_stem,
+    write_results,
+)
 from scipy.signal import lfilter
 
 from skasync import ARSieveForestRegressor
@@ -91,6 +110,70 @@ DGPS = {
     "setar": ("SETAR 0.6 / -0.5", lambda n, s: make_setar(n, random_state=s)),
     "garch_ar": ("AR(1) 0.6, GARCH(1,1) noise", _garch_ar),
 }
+
+ORACLE = "oracle"
+N_ORACLE_PATHS = 20_000
+
+
+def oracle_intervals(dgp, n, seed):
+    """Quantiles of the true conditional distribution of the next HORIZON values.
+
+    Monte Carlo over N_ORACLE_PATHS paths of the DGP itself, started from the
+    simulator's state after the n training values of replicate ``seed``: the
+    last values, plus the last innovation (ARMA) or the last innovation and
+    conditional variance (GARCH), which the series alone does not reveal.
+    """
+    z = np.random.default_rng(seed).standard_normal((HORIZON, N_ORACLE_PATHS))
+    total = n + HORIZON
+    if dgp == "ar2":
+        y = make_ar(total, coef=(0.6, -0.3), random_state=seed)
+        lag1, lag2 = (
+            np.full(N_ORACLE_PATHS, y[n - 1]),
+            np.full(N_ORACLE_PATHS, y[n - 2]),
+        )
+
+        def step(h):
+            nonlocal lag1, lag2
+            lag1, lag2 = 0.6 * lag1 - 0.3 * lag2 + z[h], lag1
+            return lag1
+
+    elif dgp == "arma11":
+        y, mu = make_arma(total, random_state=seed, return_mean=True)
+        last, shock = np.full(N_ORACLE_PATHS, y[n - 1]), y[n - 1] - mu[n - 1]
+
+        def step(h):
+            nonlocal last, shock
+            last, shock = 0.5 * last + 0.4 * shock + z[h], z[h]
+            return last
+
+    elif dgp == "setar":
+        y = make_setar(total, random_state=seed)
+        last = np.full(N_ORACLE_PATHS, y[n - 1])
+
+        def step(h):
+            nonlocal last
+            last = np.where(last <= 0.0, 0.6 * last, -0.5 * last) + z[h]
+            return last
+
+    elif dgp == "garch_ar":
+        # As _garch_ar: the same innovations, sigma2 alongside.
+        e, sigma2 = make_garch(total + 100, random_state=seed, return_sigma2=True)
+        y = lfilter([1.0], [1.0, -0.6], e)[100:]
+        last = np.full(N_ORACLE_PATHS, y[n - 1])
+        shock, var = e[100 + n - 1], sigma2[100 + n - 1]
+
+        def step(h):
+            nonlocal last, shock, var
+            var = 0.1 + 0.1 * shock**2 + 0.8 * var
+            shock = np.sqrt(var) * z[h]
+            last = 0.6 * last + shock
+            return last
+
+    else:
+        raise ValueError(f"no oracle for DGP {dgp!r}")
+    # The oracle must continue exactly the series the methods were given.
+    np.testing.assert_allclose(y, DGPS[dgp][1](total, seed))
+    return np.array([np.quantile(step(h), QUANTILES) for h in range(HORIZON)])
 
 
 def forest(bootstrap, seed):
@@ -207,23 +290,38 @@ def run_cell(dgp, n, n_series):
             **forest_intervals(y, seed),
             **skforecast_intervals(y, seed),
             **linear_intervals(y, dgp),
+            ORACLE: oracle_intervals(dgp, n, seed),
         }
         for name, q in intervals.items():
             c, w = score(q, future)
             cover.setdefault(name, []).append(c)
             wink.setdefault(name, []).append(w)
-    cell = {}
-    for name in cover:
-        c = np.array(cover[name])  # (series, level, horizon)
-        w = np.array(wink[name])
-        cell[name] = {
-            "coverage": c.mean(axis=(0, 2)),
-            "coverage_se": c.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(n_series),
-            "coverage_by_horizon": c.mean(axis=0),
-            "winkler": w.mean(axis=(0, 2)),
-            "winkler_se": w.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(n_series),
-        }
-    return cell
+    return {name: summarise(cover[name], wink[name]) for name in cover}
+
+
+def summarise(cover, wink):
+    """Coverage and Winkler means of one interval over the series of a cell."""
+    c = np.array(cover)  # (series, level, horizon)
+    w = np.array(wink)
+    n_series = c.shape[0]
+    return {
+        "coverage": c.mean(axis=(0, 2)),
+        "coverage_se": c.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(n_series),
+        "coverage_by_horizon": c.mean(axis=0),
+        "winkler": w.mean(axis=(0, 2)),
+        "winkler_se": w.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(n_series),
+    }
+
+
+def oracle_cell(dgp, n, n_series):
+    """The oracle's row of one cell, for seeds 0..n_series - 1 (--add-oracle)."""
+    cover, wink = [], []
+    for seed in range(n_series):
+        future = DGPS[dgp][1](n + HORIZON, seed)[n:]
+        c, w = score(oracle_intervals(dgp, n, seed), future)
+        cover.append(c)
+        wink.append(w)
+    return summarise(cover, wink)
 
 
 # ------------------------------------------------------------------- report
@@ -241,6 +339,12 @@ def render_markdown(results):
         f"Run took {results['seconds']:.0f} s on {results['machine']}.",
         "",
     ]
+    if "oracle_command" in results:
+        lines += [
+            f"The oracle rows were added by `{results['oracle_command']}` "
+            f"({results['oracle_seconds']:.0f} s) for the same seeds.",
+            "",
+        ]
     levels = [f"{round(100 * lv)} %" for lv in results["levels"]]
     for dgp, label in results["dgps"].items():
         for n in results["sizes"]:
@@ -272,6 +376,7 @@ def summary_lines(results):
         "largest coverage gap to nominal (pts)",
         "Winkler / linear model (90 %)",
         "best Winkler (90 %)",
+        "headroom: default / oracle, linear / oracle (90 %)",
     ]
     rows = []
     default = DEFAULT
@@ -282,9 +387,24 @@ def summary_lines(results):
             gap = max(abs(c - lv) for c, lv in zip(ours["coverage"], results["levels"]))
             linear = "ARIMA(1,0,1)" if "ARIMA(1,0,1)" in cell else "AutoReg"
             ratio = ours["winkler"][1] / cell[linear]["winkler"][1]
-            best = min(cell, key=lambda name: cell[name]["winkler"][1])
-            rows.append([label, n, f"{100 * gap:.1f}", f"{ratio:.3f} ({linear})", best])
+            row = [label, n, f"{100 * gap:.1f}", f"{ratio:.3f} ({linear})"]
+            row.append(best_method(cell))
+            if ORACLE in cell:
+                limit = cell[ORACLE]["winkler"][1]
+                row.append(
+                    f"{ours['winkler'][1] / limit:.3f} / "
+                    f"{cell[linear]['winkler'][1] / limit:.3f}"
+                )
+            else:
+                row.append("not run")
+            rows.append(row)
     return markdown_table(header, rows)
+
+
+def best_method(cell):
+    """The interval with the lowest 90 % Winkler score, the oracle aside."""
+    methods = [name for name in cell if name != ORACLE]
+    return min(methods, key=lambda name: cell[name]["winkler"][1])
 
 
 DOCS_TABLE = Path(__file__).resolve().parent.parent / "docs" / "intervals_table.inc"
@@ -304,11 +424,12 @@ def docs_table(results):
         f"{name} (default)" if name == DEFAULT else name for name in DOCS_COLUMNS
     ]
     header += ["linear"] + [f"W90 {name}" for name in DOCS_COLUMNS]
-    header += ["W90 linear", "best W90"]
+    header += ["W90 linear", "W90 oracle", "best W90"]
     lines = [
         ".. csv-table:: Coverage (%) of the 80 / 90 / 95 % intervals over horizons "
         f"1-{HORIZON} ({results['n_series']} series per row), and the Winkler score "
-        "of the 90 % interval (W90, lower is better). Written by "
+        "of the 90 % interval (W90, lower is better; the oracle's, from the true "
+        "conditional distribution, is the limit). Written by "
         "benchmarks/bench_intervals.py.",
         "   :header: " + ", ".join(f'"{h}"' for h in header),
         "   :widths: auto",
@@ -325,7 +446,8 @@ def docs_table(results):
             ]
             row[-1] += f" ({linear})"
             row += [f"{cell[m]['winkler'][1]:.3f}" for m in names]
-            row.append(min(cell, key=lambda m: cell[m]["winkler"][1]))
+            row.append(f"{cell[ORACLE]['winkler'][1]:.3f}" if ORACLE in cell else "")
+            row.append(best_method(cell))
             lines.append("   " + ", ".join(f'"{v}"' for v in row))
     return "\n".join(lines) + "\n"
 
@@ -374,7 +496,15 @@ def main(argv=None):
     parser = make_parser(
         __doc__, "10 series per cell (unless --seeds), n = 200 only", n_seeds=200
     )
+    parser.add_argument(
+        "--add-oracle",
+        action="store_true",
+        help="only compute the oracle rows into the intervals.json in --out, "
+        "for its seeds and sizes, and render the report again",
+    )
     args = parse_args(parser, argv)
+    if args.add_oracle:
+        return add_oracle(args)
     n_series = max(args.seeds, 10) if args.quick else args.seeds
     sizes = [200] if args.quick else [200, 1000]
     env = environment()
@@ -397,6 +527,23 @@ def main(argv=None):
         "dgps": {dgp: label for dgp, (label, _) in DGPS.items()},
         "cells": cells,
     }
+    report(args, payload)
+
+
+def add_oracle(args):
+    path = Path(args.out) / f"{result_stem('intervals', args.quick)}.json"
+    payload = json.loads(path.read_text())
+    start = time.perf_counter()
+    for dgp in payload["dgps"]:
+        for n in payload["sizes"]:
+            cell = payload["cells"][f"{dgp}/{n}"]
+            cell[ORACLE] = oracle_cell(dgp, n, payload["n_series"])
+    payload["oracle_command"] = args.command
+    payload["oracle_seconds"] = time.perf_counter() - start
+    report(args, payload)
+
+
+def report(args, payload):
     results = write_results(args, "intervals", payload, render_markdown, plot)
     if not args.quick:
         DOCS_TABLE.write_text(docs_table(results))
