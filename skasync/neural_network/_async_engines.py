@@ -177,12 +177,19 @@ class _Epoch:
             return rows.stop - rows.start
         return self.batch_weight[index]
 
-    def forward(self, index):
-        """Forward of batch ``index``; records its loss, returns a ``_Batch``."""
+    def forward(self, index, snapshot=None):
+        """Forward of batch ``index``; records its loss, returns a ``_Batch``.
+
+        ``snapshot``: the worker's reusable weight copies (see
+        ``SharedMLP.snapshot_buffers``), for workers that run their own
+        backward next.
+        """
         rows = self.batches[index]
         coef = None if self.coef is None else self.coef[rows]
         penalty_n = None if coef is None else self.batch_mass(index)
-        batch, loss = self.shared.forward(self.X[rows], self.y[rows], coef, penalty_n)
+        batch, loss = self.shared.forward(
+            self.X[rows], self.y[rows], coef, penalty_n, snapshot=snapshot
+        )
         self.losses.append(loss)
         self.loss_counts.append(self.batch_mass(index))
         return batch
@@ -245,10 +252,11 @@ def epoch_stats(log, loss_sum, loss_mass, samples, seconds):
 
 def _run_serial(epoch):
     shared = epoch.shared
+    snapshot = shared.snapshot_buffers()
     while (t := epoch.take_batch()) is not None:
         epoch.config.notify("step", 0)
         epoch.config.straggle(0)
-        batch = epoch.forward(t)
+        batch = epoch.forward(t, snapshot)
         shared.train_on(batch)
         epoch.samples.append(batch.n)
 
@@ -304,11 +312,13 @@ def _run_hogwild(epoch, device):
 
         def worker_loop(worker):
             stream = streams.get(worker)
+            with streams.use(stream):
+                snapshot = shared.snapshot_buffers()
             while not group.stopping and (t := epoch.take_batch()) is not None:
                 epoch.config.notify("step", worker)
                 epoch.config.straggle(worker)
                 with streams.use(stream):
-                    batch = epoch.forward(t)
+                    batch = epoch.forward(t, snapshot)
                     shared.train_on(batch)
                 epoch.samples.append(batch.n)
 

@@ -27,6 +27,7 @@ from skasync.neural_network._async_engines import (
 from skasync.neural_network._backends import (
     BACKENDS,
     choose_backend,
+    choose_backward_weights,
     distributed_world,
 )
 from skasync.neural_network._base import BaseTorchClassifier
@@ -176,10 +177,15 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         silently; an explicit count that is too large is capped with a
         ``UserWarning``. The counts used are ``n_forward_workers_``,
         ``n_backward_workers_``, ``n_workers_`` and ``queue_size_``.
-    backward_weights : {"current", "snapshot"}, default="current"
+    backward_weights : {"auto", "current", "snapshot"}, default="auto"
         ``"current"``: the backward pass uses the live weights (as in the
         paper, so gradients are slightly misaligned with their forward);
-        ``"snapshot"``: each forward copies the weights it used.
+        ``"snapshot"``: each forward copies the weights it used (a worker
+        that runs its own backward reuses one buffer). ``"auto"`` is
+        ``"snapshot"`` for ``mode="hogwild"`` on the process back-end, where
+        the copy also keeps each process's matrix products off the weights
+        the other is writing, and ``"current"`` otherwise; the choice is
+        ``backward_weights_``.
     update_lock : {"none", "layer"}, default="none"
         ``"layer"`` serialises the steps of each layer with a lock (exact
         momentum); ``"none"`` is lock-free, Hogwild style.
@@ -261,6 +267,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     backend_ : str
         The back-end of the last fit: ``"threads"``, ``"processes"`` or
         ``"torch.distributed"`` (a ``torchrun`` group).
+    backward_weights_ : {"current", "snapshot"}
+        The weights the backward passes of the last fit used (what
+        ``backward_weights="auto"`` stood for).
     n_forward_workers_, n_backward_workers_ : int
         Forward and backward threads of the last fit (0 outside
         ``"pd-asgd"`` and ``"d-asgd"``).
@@ -334,7 +343,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         "n_backward_workers": [Interval(Integral, 1, None, closed="left"), None],
         "n_workers": [Interval(Integral, 1, None, closed="left"), None],
         "queue_size": [Interval(Integral, 1, None, closed="left"), None],
-        "backward_weights": [StrOptions({"current", "snapshot"})],
+        "backward_weights": [StrOptions({"auto", "current", "snapshot"})],
         "update_lock": [StrOptions({"none", "layer"})],
         "straggler_delay": [Interval(Real, 0, None, closed="left")],
         "straggler_workers": [StrOptions({"one", "all"}), "array-like"],
@@ -366,7 +375,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         n_backward_workers=None,
         n_workers=None,
         queue_size=None,
-        backward_weights="current",
+        backward_weights="auto",
         update_lock="none",
         straggler_delay=0.0,
         straggler_workers="one",
@@ -543,7 +552,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             epsilon=float(self.epsilon),
             alpha=float(self.alpha),
             activation=self.activation,
-            backward_weights=self.backward_weights,
+            backward_weights=self.backward_weights_,
             update_lock=self.update_lock,
             straggler_delay=float(self.straggler_delay),
             straggler_ids=self._straggler_ids(),
@@ -603,6 +612,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _check_params_against_data(self, n_train_samples, batch_size):
         self._hidden_sizes()
         self._resolve_backend(n_train_samples, batch_size)
+        self.backward_weights_ = choose_backward_weights(
+            self.backward_weights, self.mode, self.backend_
+        )
         self._resolve_workers(n_train_samples, batch_size)
         self._straggler_ids()
         if self.backend_ == "processes" and self.n_workers_ > 1:

@@ -6,6 +6,8 @@ Structure
 * :func:`distributed_world`: the ``torch.distributed`` group a ``torchrun``
   launch provides, if any.
 * :func:`choose_backend`: the rule behind ``backend="auto"``.
+* :func:`choose_backward_weights`: the rule behind
+  ``backward_weights="auto"``, which depends on the back-end.
 
 The rule of ``"auto"``
 ----------------------
@@ -140,3 +142,23 @@ def choose_backend(
         f"about {saved:.2f} s to save over {epochs:.0f} epochs, not more than "
         f"{cost:.2f} s of start-up"
     )
+
+
+def choose_backward_weights(backward_weights, mode, backend):
+    """The weights the backward pass multiplies by: ``"current"`` or ``"snapshot"``.
+
+    ``"auto"`` stands for ``"snapshot"`` for Hogwild! on the process
+    back-end and ``"current"`` everywhere else. Hogwild! (Niu et al., 2011)
+    evaluates each gradient at the weights its step read, which a snapshot
+    does exactly, and on processes the copy also pays: each worker reads the
+    shared weights once per batch into its own buffer, so its forward and
+    backward products no longer read cache lines that the other process is
+    writing (measured at width 1024; see ``docs/benchmarks.rst``). PD-ASGD
+    and D-ASGD keep the paper's live weights, and with threads the copy
+    costs more than it saves.
+    """
+    if backward_weights != "auto":
+        return backward_weights
+    if mode == "hogwild" and backend == "processes":
+        return "snapshot"
+    return "current"

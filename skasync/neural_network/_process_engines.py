@@ -588,7 +588,7 @@ class _EpochRun:
         mass = float(w.sum())
         return w / mass, mass
 
-    def forward(self, t, slot=None):
+    def forward(self, t, slot=None, snapshot=None):
         """Forward of batch ``t``; into ``slot``'s buffers when given."""
         fit = self.fit
         rows = self.rows(t)
@@ -600,7 +600,7 @@ class _EpochRun:
             X = torch.index_select(fit.X, 0, rows, out=slot.inputs[0][:n])
             out = [h[:n] for h in slot.inputs]
         batch, loss = fit.shared.forward(
-            X, fit.y.index_select(0, rows), coef, mass, out
+            X, fit.y.index_select(0, rows), coef, mass, out, snapshot
         )
         self.losses.append(loss)
         self.loss_masses.append(rows.shape[0] if mass is None else mass)
@@ -622,10 +622,11 @@ class _EpochRun:
     # -- hogwild -------------------------------------------------------------
     def hogwild(self):
         worker = self.fit.index
+        snapshot = self.fit.shared.snapshot_buffers()
         while (t := self.take_batch()) is not None:
             self.fit.config.notify("step", worker)
             self.fit.config.straggle(worker)
-            batch = self.forward(t)
+            batch = self.forward(t, snapshot=snapshot)
             self.fit.shared.train_on(batch)
             self.samples += batch.n
 

@@ -222,7 +222,18 @@ class SharedMLP:
         self.locks = locks
 
     # -- forward / backward ------------------------------------------------
-    def forward(self, X, y, coef=None, penalty_n=None, out=None):
+    def snapshot_buffers(self):
+        """One worker's reusable copies of the weights, for :meth:`forward`.
+
+        Only a worker that runs the backward of its own forward before the
+        next one (serial, Hogwild!) may reuse them batch after batch. None
+        unless ``backward_weights="snapshot"``.
+        """
+        if self.config.backward_weights != "snapshot":
+            return None
+        return [torch.empty_like(W) for W in self.weights]
+
+    def forward(self, X, y, coef=None, penalty_n=None, out=None, snapshot=None):
         """Forward pass of one batch through the live weights.
 
         Parameters
@@ -240,6 +251,11 @@ class SharedMLP:
             Buffers of shape ``(n_samples, width)`` for the inputs of layers
             ``1 .. n_layers - 1``: the hidden activations are written there
             (the process back-end's ring slots) instead of new tensors.
+        snapshot : list of torch.Tensor or None
+            With ``backward_weights="snapshot"``: buffers from
+            :meth:`snapshot_buffers` that the weights are copied into,
+            instead of new copies; the batch's backward must run before the
+            buffers are used again.
 
         Returns
         -------
@@ -255,7 +271,10 @@ class SharedMLP:
         if self.config.backward_weights == "snapshot":
             # The backward must see the weights this forward used; biases
             # are read once, by the forward only, so they need no copy.
-            weights = [W.clone() for W in self.weights]
+            if snapshot is None:
+                weights = [W.clone() for W in self.weights]
+            else:
+                weights = [buf.copy_(W) for buf, W in zip(snapshot, self.weights)]
         else:
             weights = self.weights
         inputs = []

@@ -208,6 +208,38 @@ def test_serial_and_sync_are_deterministic(digits):
     np.testing.assert_allclose(serial, sync, atol=1e-4)
 
 
+def test_serial_snapshot_reuses_one_buffer_and_changes_nothing(digits):
+    # One loop, no concurrent writes: the weights copied for the backward
+    # equal the live ones, so the reused snapshot buffers must give the same
+    # model bit for bit (a stale or half-copied buffer would not).
+    X_train, X_test, y_train, _ = digits
+    live = small(mode="serial", backward_weights="current").fit(X_train, y_train)
+    copied = small(mode="serial", backward_weights="snapshot").fit(X_train, y_train)
+    assert (live.backward_weights_, copied.backward_weights_) == ("current", "snapshot")
+    for a, b in zip(live.coefs_, copied.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "mode, backend, expected",
+    [
+        ("hogwild", "processes", "snapshot"),
+        ("hogwild", "threads", "current"),
+        ("pd-asgd", "processes", "current"),
+        ("d-asgd", "processes", "current"),
+        ("sync", "processes", "current"),
+        ("serial", "threads", "current"),
+    ],
+)
+def test_auto_backward_weights_rule(mode, backend, expected):
+    from skasync.neural_network._backends import choose_backward_weights
+
+    assert choose_backward_weights("auto", mode, backend) == expected
+    # An explicit choice is kept whatever the mode and back-end.
+    for explicit in ("current", "snapshot"):
+        assert choose_backward_weights(explicit, mode, backend) == explicit
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_accuracy_floor_on_digits(digits, mode):
     X_train, X_test, y_train, y_test = digits

@@ -78,6 +78,7 @@ def test_every_mode_learns_digits_in_processes(digits, mode):
     X, y = digits
     clf = _clf(mode).fit(X, y)
     assert clf.backend_ == "processes"
+    assert clf.backward_weights_ == ("snapshot" if mode == "hogwild" else "current")
     assert clf.n_workers_ == 2  # the test machine's cores, at least 2 here
     assert clf.score(X, y) > 0.9
     n_batches = -(-X.shape[0] // 64)
@@ -85,6 +86,15 @@ def test_every_mode_learns_digits_in_processes(digits, mode):
     assert clf.n_updates_ == [n_batches * clf.n_iter_] * 2
     assert clf.throughput_["samples_per_second"] > 0
     assert clf.throughput_["startup_seconds"] >= 0
+
+
+def test_hogwild_processes_with_the_live_weights_learns(digits):
+    # The default on processes copies the weights per batch; the paper's
+    # live-weights backward must still work there.
+    X, y = digits
+    clf = _clf("hogwild", backward_weights="current").fit(X, y)
+    assert clf.backward_weights_ == "current"
+    assert clf.score(X, y) > 0.9
 
 
 def test_sync_processes_equals_the_serial_reference(digits):
