@@ -169,7 +169,6 @@ class _Epoch:
         t = next(self.next_batch)
         return t if t < len(self.batches) else None
 
-
     def batch_mass(self, index):
         """Rows of batch ``index``, or their weight sum in a weighted fit."""
         if self.batch_weight is None:

@@ -448,10 +448,7 @@ def attach(state, layout, size, config, n_processes, threads):
         for layer in range(n_layers)
     ]
     buffers = [
-        {
-            key: _tensor(arena[_buffer_name(key, layer)])
-            for key in _BUFFER_KEYS
-        }
+        {key: _tensor(arena[_buffer_name(key, layer)]) for key in _BUFFER_KEYS}
         for layer in range(n_layers)
     ]
     counts, adam = arena["counts"], arena["adam"]
@@ -605,7 +602,6 @@ class _EpochRun:
         self.losses.append(loss)
         self.loss_masses.append(rows.shape[0] if mass is None else mass)
         return batch
-
 
     def summary(self):
         loss_sum = 0.0

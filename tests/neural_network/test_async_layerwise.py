@@ -220,6 +220,28 @@ def test_serial_snapshot_reuses_one_buffer_and_changes_nothing(digits):
         np.testing.assert_array_equal(a, b)
 
 
+def test_gradient_buffers_belong_to_one_thread():
+    # Two Hogwild! or backward threads sharing one buffer would overwrite
+    # each other's gradients before their steps read them.
+    from skasync.neural_network._async_engines import AsyncLayerwiseConfig
+    from skasync.neural_network._shared_mlp import SharedMLP, TrainingLog
+
+    linears = [torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)]
+    shared = SharedMLP(
+        linears, [{}, {}], TrainingLog(2), AsyncLayerwiseConfig("hogwild")
+    )
+    mine = shared.gradient_buffers()
+    assert shared.gradient_buffers() is mine  # reused batch after batch
+    assert [b.shape for b in mine] == [lin.weight.shape for lin in linears]
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.append(shared.gradient_buffers()))
+    worker.start()
+    worker.join()
+    ptrs = {b.data_ptr() for b in mine}
+    assert not ptrs & {b.data_ptr() for b in theirs[0]}
+    assert not ptrs & {lin.weight.data_ptr() for lin in linears}
+
+
 @pytest.mark.parametrize(
     "mode, backend, expected",
     [
