@@ -25,7 +25,7 @@ stopped), until it reaches MLPClassifier's mean test accuracy. The ratio of
 its training time to MLPClassifier's fit time is the goal's figure.
 
 Run (pauses nothing itself: keep other work off the machine):
-    python benchmarks/bench_backends.py            # ~25 min on 2 cores
+    python benchmarks/bench_backends.py            # ~23 min on 2 cores
     python benchmarks/bench_backends.py --quick    # 1 seed, 10k samples, width 256
     python benchmarks/bench_backends.py --add-sklearn-target   # only that part,
         # added to the backends.json in --out (MLPClassifier measured again)
@@ -288,11 +288,19 @@ def run_to_sklearn_accuracy(data, width, cfg, seed, target):
     return {"width": width, "seed": seed, "target": target, "curve": curve}
 
 
-def sklearn_target_runs(data, widths, n_seeds):
-    """MLPClassifier, then PD-ASGD (processes) until its test accuracy."""
+def sklearn_target_runs(data, widths, n_seeds, sklearn_runs=()):
+    """MLPClassifier, then PD-ASGD (processes) until its test accuracy.
+
+    ``sklearn_runs``: MLPClassifier records of this run (``run_sklearn``),
+    reused per width and seed; the missing ones are fitted here.
+    """
+    done = {(r["width"], r["seed"]): r for r in sklearn_runs}
     out = []
     for width, cfg in widths.items():
-        sk = [run_sklearn(data, width, cfg, seed) for seed in range(n_seeds)]
+        sk = [
+            done.get((width, seed)) or run_sklearn(data, width, cfg, seed)
+            for seed in range(n_seeds)
+        ]
         target = float(np.mean([r["test"] for r in sk]))
         for seed in range(n_seeds):
             r = run_to_sklearn_accuracy(data, width, cfg, seed, target)
@@ -667,7 +675,8 @@ def main(argv=None):
                 runs.append(
                     run(data, mode, "processes", width, cfg, seed, delay=2 * step)
                 )
-    chase = sklearn_target_runs(data, widths, args.seeds)
+    sklearn_runs = [r for r in runs if r["mode"] == "sklearn MLPClassifier"]
+    chase = sklearn_target_runs(data, widths, args.seeds, sklearn_runs)
     write_results(
         args,
         "backends",

@@ -26,9 +26,10 @@ Structure
 ---------
 * :class:`AsyncLayerwiseConfig`: the fit's resolved settings (frozen), built
   by the estimator's ``_engine_config()``.
-* :func:`run_epoch`: one epoch in the configured mode, returning
-  :func:`epoch_stats` (shared with the process and torch.distributed engines) (``_run_serial``,
+* :func:`run_epoch`: one epoch in the configured mode (``_run_serial``,
   ``_run_decoupled``, ``_run_hogwild``, ``_run_sync`` with ``_sync_step``).
+* :func:`epoch_stats`: the statistics every engine returns (threads,
+  processes and torch.distributed).
 * ``_Epoch``: what one epoch's workers share: the data permuted once (a
   batch is a contiguous slice, a view, not a per-batch index gather), the
   next batch, per-batch losses and sample counts.  The test hook and the
