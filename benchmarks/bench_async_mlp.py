@@ -1,9 +1,14 @@
 """Time-to-accuracy of AsyncLayerwiseMLPClassifier's modes and sklearn's MLPClassifier.
 
-Every mode trains the same MLP on the same data with the same thread budget
-(the machine's cores: PD-ASGD 1 forward + 2 backward threads, Hogwild and
-sync 3 threads, all with cores // 3 intra-op threads; serial and sklearn one
-loop with all cores as intra-op / BLAS threads), for >= 3 seeds. Training is
+Every mode trains the same MLP on the same data with the same core budget,
+for >= 3 seeds, under each back-end of ``--backends`` (both by default, side
+by side: one table per data set and back-end, sharing the serial and
+sklearn runs). ``backend="threads"``: PD-ASGD 1 forward + 2 backward
+threads, Hogwild and sync 3 threads, all with cores // 3 intra-op threads;
+``backend="processes"``: the estimator's own worker counts for the cores
+(on 2 cores PD-ASGD 1 forward + 1 backward process, Hogwild and sync 2),
+one intra-op thread each. Serial and sklearn: one loop with one intra-op /
+BLAS thread (see SERIAL_THREADS). Training is
 driven one epoch at a time with ``partial_fit``; the clock runs only during
 ``partial_fit``, and validation / test accuracy are measured between epochs
 with the clock stopped.
@@ -13,6 +18,9 @@ Reported: time to a target validation accuracy
 sync/pd-asgd, d-asgd/pd-asgd, the same with one straggler delayed 1x, 2x, 4x
 the serial step time, final test accuracy, throughput, an MFU proxy and
 per-layer staleness.
+
+The process back-end's pool is started (and its start-up paid) before the
+first timed epoch; bench_backends.py reports the start-up itself.
 
 Run (the 2 cores are shared, so take the lock):
     flock /tmp/skasync-bench.lock python benchmarks/bench_async_mlp.py
@@ -97,6 +105,7 @@ DATASETS = {
     },
 }
 DEFAULT_DATASETS = ["digits", "mnist1d"]
+BACKENDS = ["threads", "processes"]
 
 
 def load(name, quick):
@@ -131,7 +140,7 @@ def load(name, quick):
     }
 
 
-def make_model(mode, cfg, seed, delay):
+def make_model(mode, cfg, seed, delay, backend="threads"):
     if mode == "sklearn":
         return MLPClassifier(
             cfg["hidden"],
@@ -148,9 +157,8 @@ def make_model(mode, cfg, seed, delay):
     return AsyncLayerwiseMLPClassifier(
         cfg["hidden"],
         mode=mode,
-        # This study is of the threaded engines (the default "auto" would pick
-        # processes on MNIST-1D); bench_backends.py runs both back-ends.
-        backend="threads",
+        # Named, not "auto": each table is of one back-end.
+        backend=backend,
         learning_rate_init=cfg["lr"],
         momentum=0.9,
         nesterovs_momentum=True,
@@ -165,9 +173,9 @@ def make_model(mode, cfg, seed, delay):
     )
 
 
-def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None):
+def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None, backend="threads"):
     """Train epoch by epoch; the clock runs only inside partial_fit."""
-    clf = make_model(mode, cfg, seed, delay)
+    clf = make_model(mode, cfg, seed, delay, backend)
     classes = np.unique(data["y"])
     epochs = epochs or cfg["epochs"]
     curve = []  # (train seconds, val acc, test acc)
@@ -192,6 +200,9 @@ def run(mode, data, cfg, seed, delay=0.0, target=None, epochs=None):
             break
     out = {"mode": mode, "seed": seed, "delay": delay, "curve": curve}
     if mode != "sklearn":
+        # serial runs one loop in this process under either back-end.
+        out["backend"] = clf.backend_ if mode != "serial" else None
+        out["workers"] = clf.n_workers_
         out["throughput"] = clf.throughput_["samples_per_second"]
         out["staleness"] = clf.staleness_
         out["updates"] = clf.n_updates_
@@ -249,13 +260,16 @@ def ratio_text(num, den, n_missing_num):
     return text + (" (lower bound)" if n_missing_num else "")
 
 
-def bench_dataset(name, cfg, seeds, quick, log):
+def bench_dataset(name, cfg, seeds, quick, log, backends):
     data = load(name, quick)
     log(f"## {name}: {data['source']}")
     # Warm-up (torch's lazy initialisation costs ~1 s on the first epoch of a
-    # process) and the serial 2-intra-op-thread throughput for the record.
+    # process; the process pool starts on its first fit) and the serial
+    # 2-intra-op-thread throughput for the record.
     warm = dict(cfg, epochs=1)
     run("serial", data, warm, 0)
+    for backend in backends:
+        run("hogwild", data, warm, 0, backend=backend)
     clf = make_model("serial", cfg, 0, 0.0).set_params(torch_num_threads=None)
     n_threads = clf._fit_num_threads()
     clf.partial_fit(data["X"], data["y"], classes=np.unique(data["y"]))
@@ -274,15 +288,20 @@ def bench_dataset(name, cfg, seeds, quick, log):
     log(
         f"  sklearn with {n_threads} BLAS threads: {sklearn_2t:.0f} samples/s (1 epoch)"
     )
+    # serial and sklearn run once per seed; their rows appear in the table of
+    # every back-end.
+    plan = [("serial", None), ("sklearn", None)]
+    plan += [(m, b) for b in backends for m in MODES if m != "serial"]
     results = []
     for seed in seeds:
-        for mode in MODES + ["sklearn"]:
-            r = run(mode, data, cfg, seed)
+        for mode, backend in plan:
+            r = run(mode, data, cfg, seed, backend=backend or "threads")
             results.append(r)
             last = r["curve"][-1]
             log(
-                f"  {mode:8s} seed={seed} epochs={len(r['curve'])} t={last[0]:.1f}s "
-                f"val={max(c[1] for c in r['curve']):.4f} test={last[2]:.4f}"
+                f"  {mode:8s} {backend or '':9s} seed={seed} epochs={len(r['curve'])} "
+                f"t={last[0]:.1f}s val={max(c[1] for c in r['curve']):.4f} "
+                f"test={last[2]:.4f}"
             )
     serial = [r for r in results if r["mode"] == "serial"]
     target = TARGET_FRACTION * float(
@@ -298,14 +317,24 @@ def bench_dataset(name, cfg, seeds, quick, log):
     delayed = []
     for factor in [2] if quick else DELAY_FACTORS:
         for seed in seeds:
-            for mode in DELAY_MODES:
-                r = run(mode, data, cfg, seed, delay=factor * step_time, target=target)
-                r["factor"] = factor
-                delayed.append(r)
-                log(
-                    f"  {mode:8s} delay={factor}x seed={seed} epochs={len(r['curve'])} "
-                    f"tta={fmt(time_to(r['curve'], target))}"
-                )
+            for backend in backends:
+                for mode in DELAY_MODES:
+                    r = run(
+                        mode,
+                        data,
+                        cfg,
+                        seed,
+                        delay=factor * step_time,
+                        target=target,
+                        backend=backend,
+                    )
+                    r["factor"] = factor
+                    delayed.append(r)
+                    log(
+                        f"  {mode:8s} {backend:9s} delay={factor}x seed={seed} "
+                        f"epochs={len(r['curve'])} "
+                        f"tta={fmt(time_to(r['curve'], target))}"
+                    )
     return {
         "name": name,
         "source": data["source"],
@@ -322,17 +351,25 @@ def bench_dataset(name, cfg, seeds, quick, log):
         "serial_2t": serial_2t,
         "serial_2t_threads": n_threads,
         "sklearn_2t": sklearn_2t,
+        "backends": backends,
     }
 
 
-def summarise(bench, peak, seeds):
-    """The Markdown lines of one data set and the digest of its numbers."""
+def runs_of(records, backend):
+    """The records of one back-end's table: its own runs, serial and sklearn."""
+    return [r for r in records if r.get("backend") in (backend, None)]
+
+
+def summarise(bench, peak, seeds, backend):
+    """The Markdown lines of one data set and back-end, and their digest."""
     cfg = bench["cfg"]
     target = bench["target"]
+    results = runs_of(bench["results"], backend)
+    delayed = runs_of(bench["delayed"], backend)
     lines = []
     per_mode = {}
     for mode in MODES + ["sklearn"]:
-        runs = [r for r in bench["results"] if r["mode"] == mode]
+        runs = [r for r in results if r["mode"] == mode]
         ttas = [time_to(r["curve"], target) for r in runs]
         per_mode[mode] = {
             "tta": mean_or_none(ttas),
@@ -346,8 +383,15 @@ def summarise(bench, peak, seeds):
             "runs": runs,
         }
     flops = model_flops_per_sample(bench["n_features"], cfg["hidden"], 10)
+    workers = ", ".join(
+        f"{mode} {per_mode[mode]['runs'][0]['workers']}"
+        for mode in MODES
+        if mode != "serial" and "workers" in per_mode[mode]["runs"][0]
+    )
     lines += [
-        f"### {bench['name']}: {bench['source']}",
+        f"### {bench['name']}, backend={backend!r}: {bench['source']}",
+        "",
+        f"Workers ({backend}): {workers or 'not recorded'}.",
         "",
         (
             f"MLP {bench['n_features']}-{'-'.join(map(str, cfg['hidden']))}-10 (ReLU), "
@@ -444,9 +488,9 @@ def summarise(bench, peak, seeds):
         row.append(ratio_text(num, pd, miss))
     ratio_rows = [row]
     delay_rows = {}
-    for factor in sorted({r["factor"] for r in bench["delayed"]}):
+    for factor in sorted({r["factor"] for r in delayed}):
         runs = {
-            m: [r for r in bench["delayed"] if r["factor"] == factor and r["mode"] == m]
+            m: [r for r in delayed if r["factor"] == factor and r["mode"] == m]
             for m in DELAY_MODES
         }
         den, den_miss = capped(runs["pd-asgd"])
@@ -510,17 +554,23 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    benches = results["datasets"]
+    panels = [
+        (bench, backend)
+        for bench in results["datasets"]
+        for backend in bench.get("backends", ["threads"])
+    ]
     fig, axes = plt.subplots(
-        len(benches), 2, figsize=(12, 4.2 * len(benches)), squeeze=False
+        len(panels), 2, figsize=(12, 4.2 * len(panels)), squeeze=False
     )
     colors = dict(
         zip(MODES + ["sklearn"], plt.rcParams["axes.prop_cycle"].by_key()["color"])
     )
-    for row, bench in zip(axes, benches):
+    for row, (bench, backend) in zip(axes, panels):
+        records = runs_of(bench["results"], backend)
+        delayed = runs_of(bench["delayed"], backend)
         ax = row[0]
         for mode in MODES + ["sklearn"]:
-            for i, r in enumerate(r for r in bench["results"] if r["mode"] == mode):
+            for i, r in enumerate(r for r in records if r["mode"] == mode):
                 t, val, _ = zip(*r["curve"])
                 ax.plot(
                     t,
@@ -533,14 +583,14 @@ def plot(results, path):
         ax.set(
             xlabel="training time (s)",
             ylabel="validation accuracy",
-            title=f"{bench['name']}: no delay",
+            title=f"{bench['name']}, {backend}: no delay",
             ylim=(max(0, bench["target"] - 0.25), None),
         )
         ax.legend(fontsize=8)
         ax = row[1]
-        factors = sorted({r["factor"] for r in bench["delayed"]})
+        factors = sorted({r["factor"] for r in delayed})
         for mode in DELAY_MODES:
-            base = [r for r in bench["results"] if r["mode"] == mode]
+            base = [r for r in records if r["mode"] == mode]
             ys = [
                 np.mean(
                     [
@@ -550,11 +600,7 @@ def plot(results, path):
                 )
             ]
             for f in factors:
-                runs = [
-                    r
-                    for r in bench["delayed"]
-                    if r["mode"] == mode and r["factor"] == f
-                ]
+                runs = [r for r in delayed if r["mode"] == mode and r["factor"] == f]
                 ys.append(
                     np.mean(
                         [
@@ -567,7 +613,7 @@ def plot(results, path):
         ax.set(
             xlabel="delay of one worker (x serial step time)",
             ylabel="time to target (s, mean over seeds)",
-            title=f"{bench['name']}: one straggler",
+            title=f"{bench['name']}, {backend}: one straggler",
         )
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -597,11 +643,15 @@ def render(results):
         (
             f"Threads: pd-asgd and d-asgd 1 forward + 2 backward threads, queue 2; hogwild "
             f"and sync 3 threads; each with max(1, {env['usable_cores']} // 3) intra-op "
-            f"threads. serial and sklearn: one loop with {results['serial_threads']} "
+            "threads. Processes: the worker counts under each table, one intra-op "
+            "thread each, the pool started before the first timed epoch (each "
+            "`partial_fit` still pays its hand-over). "
+            f"serial and sklearn: one loop with {results['serial_threads']} "
             "intra-op / BLAS thread (their fastest setting on the loaded machine of the "
             "first runs; see SERIAL_THREADS in the script and the 2-thread records below "
             "each table). Delays: `straggler_delay` on worker 0 (a backward thread in "
-            "pd/d-asgd, a worker in hogwild/sync) before every step, as multiples of the "
+            "pd/d-asgd, a worker in hogwild/sync, thread or process) before every step, "
+            "as multiples of the "
             "one-thread serial step time."
         ),
         "'n/r': not reached within the epoch / time budget.",
@@ -609,7 +659,8 @@ def render(results):
     ]
     tables = []
     for bench in results["datasets"]:
-        tables += summarise(bench, peak, seeds)[0]
+        for backend in bench.get("backends", ["threads"]):
+            tables += summarise(bench, peak, seeds, backend)[0]
     return "\n".join(
         header + tables + ["", "## Log", "", "```"] + results["log"] + ["```", ""]
     )
@@ -622,6 +673,7 @@ def main(argv=None):
     parser.add_argument(
         "--datasets", nargs="*", default=DEFAULT_DATASETS, choices=list(DATASETS)
     )
+    parser.add_argument("--backends", nargs="+", default=BACKENDS, choices=BACKENDS)
     parser.add_argument(
         "--stem",
         default="async_mlp",
@@ -644,7 +696,7 @@ def main(argv=None):
         if args.quick:
             cfg["epochs"] = min(cfg["epochs"], 8)
             cfg["time_cap"] = 20.0
-        benches.append(bench_dataset(name, cfg, seeds, args.quick, log))
+        benches.append(bench_dataset(name, cfg, seeds, args.quick, log, args.backends))
     results = {
         "command": args.command,
         "environment": env,
@@ -653,7 +705,11 @@ def main(argv=None):
         "peak_flops": peak,
         "serial_threads": SERIAL_THREADS,
         "seeds": seeds,
-        "summary": {b["name"]: summarise(b, peak, seeds)[1] for b in benches},
+        "summary": {
+            f"{b['name']}/{backend}": summarise(b, peak, seeds, backend)[1]
+            for b in benches
+            for backend in args.backends
+        },
         "datasets": benches,
         "log": log_lines,
     }
