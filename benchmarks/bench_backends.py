@@ -24,17 +24,26 @@ the training rows; PD-ASGD on processes then trains on the same rows, one
 stopped), until it reaches MLPClassifier's mean test accuracy. The ratio of
 its training time to MLPClassifier's fit time is the goal's figure.
 
+Across ranks (``--add-torchrun``, added to the backends.json in --out):
+``torchrun`` launches 2 local gloo ranks that train one model, with
+``mode="sync"`` (gradients all-reduced every step) and ``mode="pd-asgd"``
+(LayUp: each layer's increment sent to the other rank), beside serial and
+PD-ASGD / Hogwild! on processes measured again in the same run. The launch
+(interpreter, imports, rendezvous, data) is timed apart from the fit.
+
 Run (pauses nothing itself: keep other work off the machine):
     python benchmarks/bench_backends.py            # ~23 min on 2 cores
     python benchmarks/bench_backends.py --quick    # 1 seed, 10k samples, width 256
     python benchmarks/bench_backends.py --add-sklearn-target   # only that part,
         # added to the backends.json in --out (MLPClassifier measured again)
+    python benchmarks/bench_backends.py --add-torchrun   # only that part
 Writes backends.json, backends.md and backends.png to --out.
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import argparse
 import json
 import time
 import warnings
@@ -314,6 +323,94 @@ def sklearn_target_runs(data, widths, n_seeds, sklearn_runs=()):
     return out
 
 
+def run_torchrun(mode, width, cfg, seed, quick, n_ranks=2):
+    """One fit over ``n_ranks`` local gloo ranks, launched by torchrun.
+
+    Every rank runs this script with ``--torchrun-job``; rank 0 writes its
+    record (the same as :func:`run`'s) to a file, and the launch overhead is
+    the launcher's wall time minus the fit's.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "record.json"
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(n_ranks),
+            "--master-port",
+            str(_free_port()),
+            __file__,
+            "--torchrun-job",
+            json.dumps(
+                {"mode": mode, "width": width, "cfg": cfg, "seed": seed, "out": str(out)}
+            ),
+        ] + (["--quick"] if quick else [])
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        total = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"torchrun failed:\n{done.stderr[-3000:]}")
+        record = json.loads(out.read_text())
+    record["startup"] = total - record["wall"]
+    return record
+
+
+def torchrun_job(job, quick):
+    """A rank's side of :func:`run_torchrun`."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    r = run(load(quick), job["mode"], "threads", job["width"], job["cfg"], job["seed"])
+    assert r["backend"] == "torch.distributed", r["backend"]
+    r["workers"] = dist.get_world_size()
+    if dist.get_rank() == 0:
+        Path(job["out"]).write_text(json.dumps(r))
+    dist.destroy_process_group()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_runs(data, widths, n_seeds, quick):
+    """The across-ranks part: torchrun sync and pd-asgd with their references."""
+    runs = []
+    for width, cfg in widths.items():
+        for seed in range(n_seeds):
+            plan = [("serial", "threads"), ("pd-asgd", "processes")]
+            plan += [("hogwild", "processes")]
+            for mode, backend in plan:
+                runs.append(run(data, mode, backend, width, cfg, seed))
+            for mode in ("sync", "pd-asgd"):
+                runs.append(run_torchrun(mode, width, cfg, seed, quick))
+            for r in runs[-len(plan) - 2 :]:
+                print(
+                    f"w={width} seed={seed} {r['mode']:8s} {r['backend']:17s} "
+                    f"sps={r['samples_per_second']:.0f} test={r['test']:.4f} "
+                    f"wall={r['wall']:.1f}s",
+                    flush=True,
+                )
+    return runs
+
+
+def warm_pool(data):
+    """Each worker's first batches pay torch's lazy initialisation: one short
+    fit per mode warms the pool, as the serial loop is warm in this process."""
+    small = dict(WIDTHS[256], epochs=1)
+    warm = {**data, "X": data["X"][:2000], "y": data["y"][:2000]}
+    for mode in MODES:
+        run(warm, mode, "processes", 256, small, 0)
+
+
 def cold_start(n_workers):
     _processes.shutdown_pool()
     pool, started = _processes.get_pool(n_workers)
@@ -506,6 +603,7 @@ def render(results):
         "reached by every seed; -: not measured (no validation curve).",
         "",
         *sklearn_target_lines(results),
+        *torchrun_lines(results),
         "## Against the goals",
         "",
         *markdown_table(
@@ -521,6 +619,75 @@ def tta_text(row):
     if not row["has_curve"]:
         return "-"  # no validation curve: the baselines, the ceiling
     return "n/r" if row["tta"] is None else f"{row['tta']:.2f}"
+
+
+def torchrun_lines(results):
+    """The across-ranks section: its own run's rows and ratios."""
+    part = results.get("torchrun")
+    if not part:
+        return []
+    rows, _ = summarise({"runs": part["runs"], "cold_start": part["cold_start"]})
+    table = [
+        [
+            r["width"],
+            r["mode"],
+            r["backend"],
+            f"{r['samples_per_second']:.0f}",
+            f"{r['vs_serial']:.2f}",
+            f"{r['startup']:.2f}",
+            tta_text(r),
+            f"{r['test']:.4f}",
+        ]
+        for r in rows
+    ]
+    ratios = []
+    for width in sorted({r["width"] for r in rows}):
+        by = {(r["mode"], r["backend"]): r for r in rows if r["width"] == width}
+        layup = by.get(("pd-asgd", "torch.distributed"))
+        for name, other in (
+            ("sync (torchrun)", by.get(("sync", "torch.distributed"))),
+            ("pd-asgd (processes)", by.get(("pd-asgd", "processes"))),
+            ("hogwild (processes)", by.get(("hogwild", "processes"))),
+            ("serial", by.get(("serial", "threads"))),
+        ):
+            if layup and other and layup["tta"] and other["tta"]:
+                ratios.append(
+                    [width, name, f"{other['tta'] / layup['tta']:.2f}",
+                     f"{layup['samples_per_second'] / other['samples_per_second']:.2f}"]
+                )
+    return [
+        "## Across ranks: torchrun, 2 local gloo ranks",
+        "",
+        f"Command: `{part['command']}`. Serial and the process back-end were "
+        "measured again in the same run; start-up for torch.distributed is the "
+        "launch (interpreters, imports, rendezvous, data), not included in its "
+        "time to target; for processes the pool's cold start "
+        f"({part['cold_start']:.2f} s) is.",
+        "",
+        *markdown_table(
+            [
+                "width",
+                "mode",
+                "backend",
+                "samples/s",
+                "x serial",
+                "start-up (s)",
+                "time to target (s)",
+                "test acc.",
+            ],
+            table,
+        ),
+        "",
+        "PD-ASGD over the ranks (LayUp) against the others: their time to "
+        "target over LayUp's (> 1: LayUp sooner), and LayUp's samples/s over "
+        "theirs.",
+        "",
+        *markdown_table(
+            ["width", "against", "time to target: them / LayUp", "samples/s: LayUp / them"],
+            ratios,
+        ),
+        "",
+    ]
 
 
 def sklearn_target_lines(results):
@@ -606,15 +773,36 @@ def plot(results, path):
 def main(argv=None):
     parser = make_parser(__doc__, "1 seed, 10k samples, width 256 only", n_seeds=3)
     parser.add_argument(
+        "--add-torchrun",
+        action="store_true",
+        help="only run the across-ranks part (torchrun, 2 local ranks) with its "
+        "references, into the backends.json in --out, and render it again",
+    )
+    parser.add_argument("--torchrun-job", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--add-sklearn-target",
         action="store_true",
         help="only run MLPClassifier and PD-ASGD (processes) to its test "
         "accuracy, into the backends.json in --out, and render it again",
     )
     args = parse_args(parser, argv)
+    if args.torchrun_job:
+        return torchrun_job(json.loads(args.torchrun_job), args.quick)
     data = load(args.quick)
     widths = {256: dict(WIDTHS[256], epochs=4)} if args.quick else WIDTHS
     cores = usable_cores()
+    if args.add_torchrun:
+        path = Path(args.out) / f"{result_stem('backends', args.quick)}.json"
+        results = json.loads(path.read_text())
+        cold = cold_start(cores)
+        warm_pool(data)
+        results["torchrun"] = {
+            "command": args.command,
+            "cold_start": cold,
+            "runs": torchrun_runs(data, widths, args.seeds, args.quick),
+        }
+        write_results(args, "backends", results, render, plot)
+        return
     if args.add_sklearn_target:
         path = Path(args.out) / f"{result_stem('backends', args.quick)}.json"
         results = json.loads(path.read_text())
@@ -626,12 +814,7 @@ def main(argv=None):
     cold = cold_start(cores)
     print(f"pool cold start: {cold:.2f} s", flush=True)
     runs = []
-    # Each worker's first batches pay torch's lazy initialisation: one short
-    # fit per mode warms the pool, as the serial loop is warm in this process.
-    for mode in MODES:
-        small = dict(WIDTHS[256], epochs=1)
-        warm = {**data, "X": data["X"][:2000], "y": data["y"][:2000]}
-        run(warm, mode, "processes", 256, small, 0)
+    warm_pool(data)
     for width, cfg in widths.items():
         for seed in range(args.seeds):
             plan = [("serial", "threads")] + [

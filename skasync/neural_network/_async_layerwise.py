@@ -32,7 +32,12 @@ from skasync.neural_network._backends import (
 )
 from skasync.neural_network._base import BaseTorchClassifier
 from skasync.neural_network._fit_records import EpochResult
-from skasync.neural_network._modes import ASYNC_MODES, modes_where
+from skasync.neural_network._gossip import gossip_epoch
+from skasync.neural_network._modes import (
+    ASYNC_MODES,
+    modes_across_ranks,
+    modes_where,
+)
 from skasync.neural_network._process_engines import (
     PROCESS_SPARE_SLOTS,
     ProcessTrainer,
@@ -50,6 +55,8 @@ from skasync.utils._validation import fit_count_to_data
 
 # Two fits with the same seed differ: thread interleaving changes the updates.
 _LOCK_FREE_MODES = modes_where(ASYNC_MODES, deterministic=False)
+# The modes that train one model over an initialised torch.distributed group.
+_ACROSS_RANKS = modes_across_ranks(ASYNC_MODES)
 
 # Below about this many multiply-adds per layer op, a thread costs more than
 # the op it runs: every torch call needs the GIL (an estimate, see
@@ -119,7 +126,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         processes"); the choice is ``backend_``. ``"serial"`` always runs in
         the calling thread. Under ``torchrun`` (an initialised
         ``torch.distributed`` group of several ranks), ``mode="sync"``
-        trains one model over the group and ``backend`` is not used.
+        (gradients all-reduced every step, as DDP) and ``mode="pd-asgd"``
+        (each rank steps its share of the batches and sends every layer's
+        increment to a random peer, as LayUp; the replicas are averaged at
+        the end of each epoch) train one model over the group, and
+        ``backend`` is not used; the other modes ignore the group.
     solver : {"sgd", "adam"}, default="sgd"
         Per-layer optimizer (torch's SGD or Adam formula, applied layer by
         layer).
@@ -237,7 +248,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     n_iter_ : int
         Epochs run.
     n_updates_ : list of int
-        Updates each layer received.
+        Updates each layer received (over a ``torch.distributed`` group with
+        ``"pd-asgd"``: the steps of this rank; the increments its peers sent
+        come on top).
     loss_ : float
         Last epoch's training loss.
     loss_curve_ : list of float
@@ -276,7 +289,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     n_workers_ : int
         Worker threads the last fit ran: 1 for ``"serial"``, the forward plus
         backward threads for ``"pd-asgd"`` and ``"d-asgd"``, the workers (or
-        shards) of ``"hogwild"`` and ``"sync"``.
+        shards) of ``"hogwild"`` and ``"sync"``; 1 per rank for
+        ``"pd-asgd"`` over a ``torch.distributed`` group (one loop runs both
+        passes).
     queue_size_ : int
         Length of the forward-to-backward queue of the last fit.
     n_layers_ : int
@@ -472,6 +487,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         self.n_forward_workers_ = self.n_backward_workers_ = 0
         if self.mode == "serial":
             self.n_workers_ = 1
+        elif self.mode == "pd-asgd" and self.backend_ == "torch.distributed":
+            # LayUp: one loop per rank runs both passes; the ranks are the
+            # parallel workers.
+            self.n_forward_workers_ = self.n_backward_workers_ = 1
+            self.n_workers_ = 1
         elif self.mode in DECOUPLED_MODES:
             self.n_forward_workers_ = fit(
                 self.n_forward_workers,
@@ -580,7 +600,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _resolve_backend(self, n_train_samples, batch_size):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
         self._backend_reason = f"backend={self.backend!r}"
-        if self.mode == "sync" and distributed_world() is not None:
+        if self.mode in _ACROSS_RANKS and distributed_world() is not None:
             self.backend_ = "torch.distributed"
             self._backend_reason = "an initialised torch.distributed group"
             return
@@ -696,7 +716,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             trainer.close()
 
     def _agreed_random_state(self, random_state):
-        world = distributed_world() if self.mode == "sync" else None
+        world = distributed_world() if self.mode in _ACROSS_RANKS else None
         if world is None:
             return random_state
         # Every rank must draw the same split, batches and initial weights:
@@ -721,7 +741,21 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
                 self._log,
                 config,
             )
-            if self.backend_ == "torch.distributed":
+            if self.backend_ == "torch.distributed" and self.mode == "pd-asgd":
+                rank, world_size = distributed_world()
+                stats = gossip_epoch(
+                    shared,
+                    X,
+                    y,
+                    batches,
+                    context,
+                    config,
+                    weights,
+                    rank=rank,
+                    world_size=world_size,
+                    rng=self._gossip_rng(),
+                )
+            elif self.backend_ == "torch.distributed":
                 stats = self._distributed_epoch(shared, X, y, batches, context, config)
             else:
                 stats = run_epoch(
@@ -756,6 +790,17 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
                 flush=True,
             )
         return result
+
+    def _gossip_rng(self):
+        """This rank's stream of peers, kept across epochs and partial_fit.
+
+        Fresh entropy: the mode is not deterministic anyway, and a seed
+        shared by the ranks would send their increments in lockstep.
+        """
+        rng = self.__dict__.get("_gossip_generator")
+        if rng is None:
+            rng = self._gossip_generator = np.random.default_rng()
+        return rng
 
     def _distributed_epoch(self, shared, X, y, batches, context, config):
         """One ``sync`` epoch as a rank of the ``torch.distributed`` group."""

@@ -12,7 +12,7 @@ Structure
 * :data:`BLOCK_LOCAL_MODES`: :class:`~skasync.BlockLocalClassifier`'s
   ``mode`` values, the first one its default.
 * :func:`mode_names` and :func:`modes_where`: names, optionally filtered by
-  a column.
+  a column; :func:`modes_across_ranks`: those that use a ``torchrun`` group.
 """
 
 # Authors: The skasync developers
@@ -42,6 +42,10 @@ class Mode:
         Whether more than one worker trains at once.
     summary : str
         One line for tables and docs.
+    torchrun : str, default=""
+        What the mode does across the ranks of an initialised
+        ``torch.distributed`` group (under ``torchrun``), in words; empty
+        when it ignores the group (each rank then trains its own model).
     """
 
     name: str
@@ -50,6 +54,7 @@ class Mode:
     decoupled: bool
     parallel: bool
     summary: str
+    torchrun: str = ""
 
 
 ASYNC_MODES = (
@@ -60,6 +65,7 @@ ASYNC_MODES = (
         decoupled=True,
         parallel=True,
         summary="partial decoupled ASGD: lock-free layer-wise updates",
+        torchrun="each layer's increment gossiped to a random peer (LayUp)",
     ),
     Mode(
         "d-asgd",
@@ -84,6 +90,7 @@ ASYNC_MODES = (
         decoupled=False,
         parallel=True,
         summary="synchronous data parallel: summed shard gradients, one step",
+        torchrun="gradients all-reduced every step (as DDP)",
     ),
     Mode(
         "serial",
@@ -121,6 +128,11 @@ BLOCK_LOCAL_MODES = (
         summary="each block trained by its own auxiliary classifier (DGL-like)",
     ),
 )
+
+
+def modes_across_ranks(table):
+    """Names of the modes of ``table`` that train one model over a group."""
+    return tuple(mode.name for mode in table if mode.torchrun)
 
 
 def mode_names(table):

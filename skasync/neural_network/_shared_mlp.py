@@ -73,6 +73,9 @@ class TrainingLog:
         self.staleness = [[] for _ in range(n_layers)]
         self.samples = 0
         self.busy_seconds = 0.0
+        # Layer increments gossiped across torch.distributed ranks (LayUp).
+        self.increments_sent = 0
+        self.increments_received = 0
 
     def staleness_summary(self):
         """Per layer ``{"mean", "p95", "max"}`` of staleness in updates."""

@@ -433,64 +433,6 @@ def test_auto_picks_threads_for_small_data_and_processes_for_large():
     assert choose_backend(**tiny)[0] == "threads"
 
 
-# ------------------------------------------------------------ torch.distributed
-def test_torchrun_two_ranks_train_one_model(tmp_path):
-    """Two local gloo ranks under torchrun end with identical weights, equal
-    to the serial reference (the sharded sync step is the full-batch step)."""
-    script = tmp_path / "train.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import sys
-            import numpy as np
-            import torch.distributed as dist
-            from sklearn.datasets import load_digits
-            from skasync import AsyncLayerwiseMLPClassifier
-
-            dist.init_process_group("gloo")
-            X, y = load_digits(return_X_y=True)
-            clf = AsyncLayerwiseMLPClassifier(
-                (32,), mode="sync", batch_size=64, max_iter=3, tol=0,
-                n_iter_no_change=100, random_state=None,
-            ).fit(X / 16, y)
-            assert clf.backend_ == "torch.distributed", clf.backend_
-            np.save(f"{sys.argv[1]}/rank{dist.get_rank()}.npy", clf.coefs_[0])
-            dist.destroy_process_group()
-            """
-        )
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(_free_port()),
-            str(script),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    rank0 = np.load(tmp_path / "rank0.npy")
-    rank1 = np.load(tmp_path / "rank1.npy")
-    np.testing.assert_array_equal(rank0, rank1)
-    assert np.abs(rank0).sum() > 0
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ------------------------------------------------------------ sklearn checks
 def _expected(estimator):
     return estimator._expected_failed_checks()

@@ -1,0 +1,159 @@
+# Authors: The skasync developers
+# SPDX-License-Identifier: BSD-3-Clause
+"""AsyncLayerwiseMLPClassifier over a torch.distributed group: two local gloo
+ranks launched by torchrun. ``sync`` trains one model as DDP does; ``pd-asgd``
+gossips each layer's increment to a peer (LayUp)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch.distributed as dist
+
+pytestmark = pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and dist.is_available()),
+    reason="needs torch.distributed with gloo (tested on Linux)",
+)
+
+# Every rank: fit on digits, then write what the test compares.
+_PREAMBLE = """
+import json, sys
+import numpy as np
+import torch.distributed as dist
+from sklearn.datasets import load_digits
+from skasync import AsyncLayerwiseMLPClassifier
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+X, y = load_digits(return_X_y=True)
+X = X / 16
+"""
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _torchrun(tmp_path, body, n_ranks=2, timeout=240):
+    """Run ``_PREAMBLE + body`` on ``n_ranks`` local ranks; the completed process."""
+    script = tmp_path / "train.py"
+    script.write_text(_PREAMBLE + textwrap.dedent(body))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(n_ranks),
+            "--master-port",
+            str(_free_port()),
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+def test_torchrun_two_ranks_train_one_model(tmp_path):
+    """Two local gloo ranks under torchrun end with identical weights, equal
+    to the serial reference (the sharded sync step is the full-batch step)."""
+    result = _torchrun(
+        tmp_path,
+        """
+        clf = AsyncLayerwiseMLPClassifier(
+            (32,), mode="sync", batch_size=64, max_iter=3, tol=0,
+            n_iter_no_change=100, random_state=None,
+        ).fit(X, y)
+        assert clf.backend_ == "torch.distributed", clf.backend_
+        np.save(f"{sys.argv[1]}/rank{rank}.npy", clf.coefs_[0])
+        dist.destroy_process_group()
+        """,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0 = np.load(tmp_path / "rank0.npy")
+    rank1 = np.load(tmp_path / "rank1.npy")
+    np.testing.assert_array_equal(rank0, rank1)
+    assert np.abs(rank0).sum() > 0
+
+
+def test_torchrun_pd_asgd_gossips_layer_increments(tmp_path):
+    """pd-asgd over two ranks (LayUp): every increment one rank sends reaches
+    the other, the replicas agree after each epoch, and the model learns."""
+    result = _torchrun(
+        tmp_path,
+        """
+        clf = AsyncLayerwiseMLPClassifier(
+            (64,), mode="pd-asgd", batch_size=32, max_iter=6, tol=0,
+            n_iter_no_change=100, random_state=0,
+        ).fit(X, y)
+        record = {
+            "backend": clf.backend_,
+            "workers": clf.n_workers_,
+            "sent": clf._log.increments_sent,
+            "received": clf._log.increments_received,
+            "updates": [int(v) for v in clf.n_updates_],
+            "accuracy": clf.score(X, y),
+            "epochs": len(clf.history_),
+            "samples": clf._log.samples,
+        }
+        json.dump(record, open(f"{sys.argv[1]}/rank{rank}.json", "w"))
+        np.save(f"{sys.argv[1]}/rank{rank}.npy", np.concatenate(
+            [c.ravel() for c in clf.coefs_ + clf.intercepts_]))
+        dist.destroy_process_group()
+        """,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for me, other in (ranks, ranks[::-1]):
+        assert me["backend"] == "torch.distributed"
+        assert me["workers"] == 1
+        # Each step of each layer sends one increment; all of them arrive.
+        assert me["sent"] == sum(me["updates"]) > 0
+        assert me["received"] == other["sent"]
+        assert me["accuracy"] > 0.9, me
+        assert me["epochs"] == 6
+    # The ranks split the batches and count the group's rows: every row of
+    # the 6 epochs once (early_stopping is off, so all 1 797 rows train).
+    assert ranks[0]["samples"] == ranks[1]["samples"] == 6 * 1797
+    # Split, not duplicated: each rank stepped about half of the batches.
+    n_batches = 6 * -(-1797 // 32)
+    for r in ranks:
+        assert abs(r["updates"][0] - n_batches / 2) <= 6
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "rank0.npy"), np.load(tmp_path / "rank1.npy")
+    )
+
+
+def test_torchrun_pd_asgd_error_on_one_rank_stops_the_job(tmp_path):
+    """A rank whose epoch raises still ends its exchange: the job stops with
+    that rank's error instead of hanging."""
+    result = _torchrun(
+        tmp_path,
+        """
+        def hook(event, worker):
+            if event == "step":
+                hook.steps += 1
+                if rank == 1 and hook.steps == 20:  # in the second epoch
+                    raise RuntimeError("injected failure on rank 1")
+        hook.steps = 0
+        clf = AsyncLayerwiseMLPClassifier(
+            (16,), mode="pd-asgd", batch_size=32, max_iter=3, tol=0,
+            n_iter_no_change=100, random_state=0,
+        )
+        clf._engine_hook = hook
+        clf.fit(X, y)
+        """,
+        timeout=180,
+    )
+    assert result.returncode != 0
+    assert "injected failure on rank 1" in result.stderr
