@@ -18,9 +18,11 @@ the validation score, early stopping and the fitted model agree across the
 group. With two ranks every increment reaches the other replica, so the
 replicas differ only by the order of their additions before the average.
 
-Messages: a header ``[layer, kind]`` (int64, tag 0, received from any
-source), then for an increment the layer's weights and bias as one flat
-float32 tensor (tag 1, received from the header's source).
+Messages: one float32 tensor per increment, ``[layer, weights..., bias...]``,
+received from any source into a buffer the size of the largest layer (gloo
+takes a shorter message into a longer buffer); an end marker is ``[-1]``.
+One message, not a header and a payload: each gloo message costs a send
+call and a wake-up of the receiving thread.
 
 Structure
 ---------
@@ -48,8 +50,8 @@ import torch
 from skasync.neural_network._async_engines import _Epoch, epoch_stats
 from skasync.utils._threads import WorkerGroup
 
-_HEADER_TAG, _PAYLOAD_TAG = 0, 1
-_INCREMENT, _END = 0, 1
+_TAG = 0
+_END = -1.0
 # Sends waited for once this many are in flight: a bound on the memory held
 # by increments the peers have not yet taken.
 _MAX_IN_FLIGHT = 16
@@ -66,35 +68,32 @@ class _Inbox:
     def __init__(self, shared, n_peers):
         self.shared = shared
         self.n_peers = n_peers
-        self.pending = collections.deque()  # (layer, flat increment)
+        self.pending = collections.deque()  # messages [layer, increment...]
         self.received = 0
+        self.size = 1 + max(
+            W.numel() + b.numel() for W, b in zip(shared.weights, shared.biases)
+        )
 
     def receive(self, group):
         """The receiving thread: until every peer's end marker has arrived."""
         import torch.distributed as dist
 
-        header = torch.empty(2, dtype=torch.int64)
         ends = 0
         while ends < self.n_peers:
-            work = dist.irecv(header, None, group, _HEADER_TAG)
-            work.wait()
-            source = work._source_rank()
-            layer, kind = (int(v) for v in header)
-            if kind == _END:
+            message = torch.empty(self.size, dtype=self.shared.weights[0].dtype)
+            dist.irecv(message, None, group, _TAG).wait()
+            if message[0] == _END:
                 ends += 1
-                continue
-            W, b, n_w = _flat_layer(self.shared, layer)
-            flat = torch.empty(n_w + b.numel(), dtype=W.dtype)
-            dist.irecv(flat, source, group, _PAYLOAD_TAG).wait()
-            self.pending.append((layer, flat))  # deque.append is thread-safe
+            else:
+                self.pending.append(message)  # deque.append is thread-safe
 
     def add_pending(self):
         """Add the increments received so far to the replica (caller's thread)."""
         while self.pending:
-            layer, flat = self.pending.popleft()
-            W, b, n_w = _flat_layer(self.shared, layer)
-            W.add_(flat[:n_w].view_as(W))
-            b.add_(flat[n_w:])
+            message = self.pending.popleft()
+            W, b, n_w = _flat_layer(self.shared, int(message[0]))
+            W.add_(message[1 : 1 + n_w].view_as(W))
+            b.add_(message[1 + n_w : 1 + n_w + b.numel()])
             self.received += 1
 
 
@@ -107,30 +106,24 @@ class _Outbox:
         self.in_flight = collections.deque()
         self.sent = 0
 
-    def send(self, peer, layer, kind, payload=None):
+    def send(self, peer, message):
         import torch.distributed as dist
 
-        header = torch.tensor([layer, kind], dtype=torch.int64)
-        works = [dist.isend(header, peer, self.group, _HEADER_TAG)]
-        if payload is not None:
-            works.append(dist.isend(payload, peer, self.group, _PAYLOAD_TAG))
-            self.sent += 1
-        self.in_flight.append((works, header, payload))
+        self.in_flight.append((dist.isend(message, peer, self.group, _TAG), message))
         while len(self.in_flight) > _MAX_IN_FLIGHT:
-            self._wait_oldest()
+            self.in_flight.popleft()[0].wait()
+
+    def send_increment(self, peer, message):
+        self.send(peer, message)
+        self.sent += 1
 
     def send_end(self, peers):
         for peer in peers:
-            self.send(peer, -1, _END)
+            self.send(peer, torch.tensor([_END]))
 
     def wait_all(self):
         while self.in_flight:
-            self._wait_oldest()
-
-    def _wait_oldest(self):
-        works, _, _ = self.in_flight.popleft()
-        for work in works:
-            work.wait()
+            self.in_flight.popleft()[0].wait()
 
 
 def gossip_epoch(
@@ -195,12 +188,13 @@ def gossip_epoch(
                 batch = epoch.forward(t)
                 for layer, grad_W, grad_b in shared.gradients(batch, out=grad_buffers):
                     W, b, n_w = _flat_layer(shared, layer)
-                    increment = torch.cat([W.reshape(-1), b])  # the layer before
+                    # [layer, the layer before the step], then after - before.
+                    message = torch.cat([W.new_full((1,), layer), W.reshape(-1), b])
                     shared.step(layer, grad_W, grad_b, batch.versions, batch.penalty_n)
-                    increment[:n_w].neg_().add_(W.reshape(-1))
-                    increment[n_w:].neg_().add_(b)
+                    message[1 : 1 + n_w].neg_().add_(W.reshape(-1))
+                    message[1 + n_w :].neg_().add_(b)
                     peer = peers[int(rng.integers(len(peers)))]
-                    outbox.send(peer, layer, _INCREMENT, increment)
+                    outbox.send_increment(peer, message)
                 epoch.samples.append(batch.n)
             outbox.send_end(peers)
             ended = True
