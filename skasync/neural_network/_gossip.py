@@ -3,12 +3,15 @@
 Under ``torchrun``, ``mode="pd-asgd"`` trains one replica per rank, after
 the layer-wise gossip of LayUp (arXiv 2410.05985 v4): each rank steps its
 own share of the batches (batch ``t`` on rank ``t mod world_size``) and, the
-moment it has stepped a layer, sends that layer's increment (weights and
-bias after the step minus before) to one peer drawn at random, with
-``isend`` and no barrier. A receiving thread takes the increments of the
-peers as they come; the rank adds them to its replica before its next
-batch (the paper applies them on arrival; between two batches keeps the
-increment a rank sends free of what it received meanwhile).
+moment it has stepped a layer, hands that layer's increment (weights and
+bias after the step minus before) to a sending thread, which sends it to
+one peer drawn at random with ``isend``; no barrier. While a message is on
+the wire, the layer's next increments are summed and leave together as its
+next message, so the training loop never waits for the network. A
+receiving thread takes the peers' increments as they come; the rank adds
+them to its replica before its next batch (the paper applies them on
+arrival; between two batches keeps the increment a rank sends free of what
+it received meanwhile).
 
 At the end of an epoch each rank sends an end marker to every peer. A pair's
 messages arrive in the order they were sent, so a rank that holds the
@@ -29,20 +32,21 @@ Structure
 * :func:`gossip_epoch`: one epoch of one rank.
 * :class:`_Inbox`: the receiving thread's side: increments waiting to be
   added, and the end markers seen.
-* :class:`_Outbox`: the increments in flight (kept alive until sent).
+* :class:`_Outbox`: the sending thread's side: each layer's increments not
+  yet sent, summed.
 
 A receive waiting in gloo cannot be cancelled from Python. So when a rank's
-epoch fails (an exception, Ctrl-C), it still sends its end markers before
-its receiving thread is joined: that thread then ends once the peers' own
-markers arrive, or at once with an error when a peer's connection closes
-(``torchrun`` stops the other ranks when one fails).
+epoch fails (an exception, Ctrl-C), its sending thread still sends the end
+markers before the threads are joined: the receiving thread then ends once
+the peers' own markers arrive, or at once with an error when a peer's
+connection closes (``torchrun`` stops the other ranks when one fails).
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
 import collections
-import contextlib
+import threading
 import time
 
 import torch
@@ -52,9 +56,7 @@ from skasync.utils._threads import WorkerGroup
 
 _TAG = 0
 _END = -1.0
-# Sends waited for once this many are in flight: a bound on the memory held
-# by increments the peers have not yet taken.
-_MAX_IN_FLIGHT = 16
+_POLL_SECONDS = 0.05
 
 
 def _flat_layer(shared, layer):
@@ -99,31 +101,69 @@ class _Inbox:
 
 
 class _Outbox:
-    """Sends in flight, with the tensors they read."""
+    """Increments waiting for the sending thread, summed per layer.
 
-    def __init__(self, group):
+    The training loop only adds a step's increment to its layer's unsent
+    sum; the sending thread takes every unsent sum, sends each to a random
+    peer and waits for it to leave. Steps made while a message is on the
+    wire therefore travel together in the layer's next message: the loop
+    never waits for the network, and the messages follow what the link can
+    carry (every step on a fast link, a sum of several on a slow one).
+    """
+
+    def __init__(self, n_layers, peers, rng, group):
+        self.peers = peers
+        self.rng = rng
         self.group = group
-        self.in_flight = collections.deque()
-        self.sent = 0
+        self.sent = 0  # messages
+        self._unsent = [None] * n_layers  # [layer, summed increment...]
+        self._closed = False
+        self._ready = threading.Condition()
 
-    def send(self, peer, message):
+    def add(self, layer, message):
+        """Add one step's increment (training thread)."""
+        with self._ready:
+            unsent = self._unsent[layer]
+            if unsent is None:
+                self._unsent[layer] = message
+            else:
+                unsent[1:].add_(message[1:])
+            self._ready.notify()
+
+    def close(self):
+        """No more increments this epoch: send what is left, then the ends."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def run(self, stop_event):
+        """The sending thread."""
         import torch.distributed as dist
 
-        self.in_flight.append((dist.isend(message, peer, self.group, _TAG), message))
-        while len(self.in_flight) > _MAX_IN_FLIGHT:
-            self.in_flight.popleft()[0].wait()
-
-    def send_increment(self, peer, message):
-        self.send(peer, message)
-        self.sent += 1
-
-    def send_end(self, peers):
-        for peer in peers:
-            self.send(peer, torch.tensor([_END]))
-
-    def wait_all(self):
-        while self.in_flight:
-            self.in_flight.popleft()[0].wait()
+        try:
+            while True:
+                with self._ready:
+                    while not (
+                        self._closed
+                        or stop_event.is_set()
+                        or any(m is not None for m in self._unsent)
+                    ):
+                        self._ready.wait(_POLL_SECONDS)
+                    if stop_event.is_set():
+                        return  # the epoch failed: only the end markers go
+                    messages = [m for m in self._unsent if m is not None]
+                    self._unsent = [None] * len(self._unsent)
+                    if not messages and self._closed:
+                        return
+                for message in messages:
+                    peer = self.peers[int(self.rng.integers(len(self.peers)))]
+                    dist.isend(message, peer, self.group, _TAG).wait()
+                    self.sent += 1
+        finally:
+            # Always, also when the epoch failed: each peer's receiving
+            # thread ends only with this rank's marker.
+            for peer in self.peers:
+                dist.isend(torch.tensor([_END]), peer, self.group, _TAG).wait()
 
 
 def gossip_epoch(
@@ -171,41 +211,32 @@ def gossip_epoch(
     epoch = _Epoch(shared, X, y, batches, context, config, sample_weight)
     peers = [p for p in range(world_size) if p != rank]
     inbox = _Inbox(shared, len(peers))
-    outbox = _Outbox(group)
+    outbox = _Outbox(shared.n_layers, peers, rng, group)
     grad_buffers = shared.gradient_buffers()
     start = time.perf_counter()
     with WorkerGroup("gossip") as threads:
         threads.start(inbox.receive, group, name="receive")
-        ended = False
-        try:
-            for t in range(rank, len(epoch.batches), world_size):
-                if context.time_is_up():
-                    context.stopped_by_time = True
-                    break
-                inbox.add_pending()
-                config.notify("step", rank)
-                config.straggle(rank)
-                batch = epoch.forward(t)
-                for layer, grad_W, grad_b in shared.gradients(batch, out=grad_buffers):
-                    W, b, n_w = _flat_layer(shared, layer)
-                    # [layer, the layer before the step], then after - before.
-                    message = torch.cat([W.new_full((1,), layer), W.reshape(-1), b])
-                    shared.step(layer, grad_W, grad_b, batch.versions, batch.penalty_n)
-                    message[1 : 1 + n_w].neg_().add_(W.reshape(-1))
-                    message[1 + n_w :].neg_().add_(b)
-                    peer = peers[int(rng.integers(len(peers)))]
-                    outbox.send_increment(peer, message)
-                epoch.samples.append(batch.n)
-            outbox.send_end(peers)
-            ended = True
-            threads.wait()
-            outbox.wait_all()
-        except BaseException:
-            if not ended:
-                # Let the peers' receiving threads (and so this one) end.
-                with contextlib.suppress(Exception):
-                    outbox.send_end(peers)
-            raise
+        threads.start(outbox.run, threads.stop_event, name="send")
+        for t in range(rank, len(epoch.batches), world_size):
+            if context.time_is_up():
+                context.stopped_by_time = True
+                break
+            threads.raise_if_failed()
+            inbox.add_pending()
+            config.notify("step", rank)
+            config.straggle(rank)
+            batch = epoch.forward(t)
+            for layer, grad_W, grad_b in shared.gradients(batch, out=grad_buffers):
+                W, b, n_w = _flat_layer(shared, layer)
+                # [layer, the layer before the step], then after - before.
+                message = torch.cat([W.new_full((1,), layer), W.reshape(-1), b])
+                shared.step(layer, grad_W, grad_b, batch.versions, batch.penalty_n)
+                message[1 : 1 + n_w].neg_().add_(W.reshape(-1))
+                message[1 + n_w :].neg_().add_(b)
+                outbox.add(layer, message)
+            epoch.samples.append(batch.n)
+        outbox.close()
+        threads.wait()
     inbox.add_pending()
     shared.log.versions = shared.book.totals()
     seconds = time.perf_counter() - start
