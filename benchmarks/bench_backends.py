@@ -347,7 +347,13 @@ def run_torchrun(mode, width, cfg, seed, quick, n_ranks=2):
             __file__,
             "--torchrun-job",
             json.dumps(
-                {"mode": mode, "width": width, "cfg": cfg, "seed": seed, "out": str(out)}
+                {
+                    "mode": mode,
+                    "width": width,
+                    "cfg": cfg,
+                    "seed": seed,
+                    "out": str(out),
+                }
             ),
         ] + (["--quick"] if quick else [])
         start = time.perf_counter()
@@ -652,8 +658,12 @@ def torchrun_lines(results):
         ):
             if layup and other and layup["tta"] and other["tta"]:
                 ratios.append(
-                    [width, name, f"{other['tta'] / layup['tta']:.2f}",
-                     f"{layup['samples_per_second'] / other['samples_per_second']:.2f}"]
+                    [
+                        width,
+                        name,
+                        f"{other['tta'] / layup['tta']:.2f}",
+                        f"{layup['samples_per_second'] / other['samples_per_second']:.2f}",
+                    ]
                 )
     return [
         "## Across ranks: torchrun, 2 local gloo ranks",
@@ -683,7 +693,12 @@ def torchrun_lines(results):
         "theirs.",
         "",
         *markdown_table(
-            ["width", "against", "time to target: them / LayUp", "samples/s: LayUp / them"],
+            [
+                "width",
+                "against",
+                "time to target: them / LayUp",
+                "samples/s: LayUp / them",
+            ],
             ratios,
         ),
         "",

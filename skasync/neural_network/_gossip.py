@@ -99,7 +99,6 @@ class _Inbox:
             self.received += 1
 
 
-
 class _Outbox:
     """Increments waiting for the sending thread, summed per layer.
 
@@ -240,8 +239,8 @@ def gossip_epoch(
     inbox.add_pending()
     shared.log.versions = shared.book.totals()
     seconds = time.perf_counter() - start
-    # One all-reduce: the replicas (averaged), the loss, the samples and
-    # whether any rank ran out of time.
+    # The epoch's only collectives: the replicas (averaged), then the loss,
+    # the samples and whether any rank ran out of time.
     params = [p for pair in zip(shared.weights, shared.biases) for p in pair]
     losses = (
         torch.stack(epoch.losses).double()

@@ -131,7 +131,14 @@ BLOCK_LOCAL_MODES = (
 
 
 def modes_across_ranks(table):
-    """Names of the modes of ``table`` that train one model over a group."""
+    """Names of the modes of ``table`` that train one model over a group.
+
+    Examples
+    --------
+    >>> from skasync.neural_network._modes import ASYNC_MODES, modes_across_ranks
+    >>> modes_across_ranks(ASYNC_MODES)
+    ('pd-asgd', 'sync')
+    """
     return tuple(mode.name for mode in table if mode.torchrun)
 
 
