@@ -125,12 +125,14 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         start-up costs (the rule is in the user guide, "Threads or
         processes"); the choice is ``backend_``. ``"serial"`` always runs in
         the calling thread. Under ``torchrun`` (an initialised
-        ``torch.distributed`` group of several ranks), ``mode="sync"``
-        (gradients all-reduced every step, as DDP) and ``mode="pd-asgd"``
-        (each rank steps its share of the batches and sends every layer's
-        increment to a random peer, as LayUp; the replicas are averaged at
-        the end of each epoch) train one model over the group, and
-        ``backend`` is not used; the other modes ignore the group.
+        ``torch.distributed`` group of several ranks), ``backend="auto"``
+        makes ``mode="sync"`` (gradients all-reduced every step, as DDP)
+        and ``mode="pd-asgd"`` (each rank steps its share of the batches and
+        sends every layer's increment to a random peer, as LayUp; the ranks
+        average their replicas at the end of each epoch) train one model
+        over the group; ``straggler_workers`` then names ranks. The other
+        modes, and a named ``backend``, ignore the group: each rank trains
+        its own model.
     solver : {"sgd", "adam"}, default="sgd"
         Per-layer optimizer (torch's SGD or Adam formula, applied layer by
         layer).
@@ -530,6 +532,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
 
     def _n_update_workers(self):
         """Workers that apply updates (the ids ``straggler_workers`` names)."""
+        if self.backend_ == "torch.distributed":
+            return distributed_world()[1]  # the ranks
         if self.mode in DECOUPLED_MODES:
             return self.n_backward_workers_
         return self.n_workers_
@@ -552,6 +556,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         return frozenset(int(w) for w in ids if w < n)
 
     def _requested_update_workers(self):
+        if self.backend_ == "torch.distributed":
+            return distributed_world()[1]
         if self.mode in DECOUPLED_MODES:
             return self.n_backward_workers or self._default_backward()
         return self._requested_threads()
@@ -585,8 +591,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             return self.torch_num_threads
         backend = getattr(self, "backend_", "threads")
         if backend != "threads":
-            # The workers are other processes (or ranks): this process only
-            # scores between epochs.
+            # Processes: the workers are other processes, this one only
+            # scores between epochs. A rank keeps torch's setting (torchrun
+            # sets OMP_NUM_THREADS to the cores per rank).
             return available_cpus() if backend == "processes" else None
         n_threads = getattr(self, "n_workers_", None) or self._requested_threads()
         return max(1, available_cpus() // n_threads)
@@ -600,7 +607,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _resolve_backend(self, n_train_samples, batch_size):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
         self._backend_reason = f"backend={self.backend!r}"
-        if self.mode in _ACROSS_RANKS and distributed_world() is not None:
+        if (
+            self.backend == "auto"
+            and self.mode in _ACROSS_RANKS
+            and distributed_world() is not None
+        ):
             self.backend_ = "torch.distributed"
             self._backend_reason = "an initialised torch.distributed group"
             return
@@ -716,7 +727,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             trainer.close()
 
     def _agreed_random_state(self, random_state):
-        world = distributed_world() if self.mode in _ACROSS_RANKS else None
+        world = (
+            distributed_world()
+            if self.backend == "auto" and self.mode in _ACROSS_RANKS
+            else None
+        )
         if world is None:
             return random_state
         # Every rank must draw the same split, batches and initial weights:
@@ -824,6 +839,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         )
         seconds = time.perf_counter() - start
         context.stopped_by_time = stats["stopped_by_time"]
+        if not context.stopped_by_time:
+            # The ranks agreed at every step that time was not up; a
+            # deadline passing since then is seen at the next epoch's first
+            # step, by all of them, so that none starts an epoch alone.
+            context.deadline = None
         self._log.versions = shared.book.totals()
         return epoch_stats(
             self._log, stats["loss_sum"], stats["loss_mass"], stats["samples"], seconds

@@ -13,39 +13,55 @@ them to its replica before its next batch (the paper applies them on
 arrival; between two batches keeps the increment a rank sends free of what
 it received meanwhile).
 
-At the end of an epoch each rank sends an end marker to every peer. A pair's
-messages arrive in the order they were sent, so a rank that holds the
-markers of all its peers has every increment of the epoch. The ranks then
-average their replicas (one all-reduce per epoch, the only collective), so
-the validation score, early stopping and the fitted model agree across the
-group. With two ranks every increment reaches the other replica, so the
-replicas differ only by the order of their additions before the average.
+At the end of an epoch each rank sends an end marker to every peer; a
+pair's messages arrive in the order they were sent, so a rank that holds
+the markers of all its peers has every increment sent to it. The ranks then
+average their replicas (one all-reduce, the epoch's only collective besides
+its statistics), so the validation score, early stopping and the fitted
+model agree across the group. With two ranks the gossip brings every
+increment to both replicas, so the average changes them only by the order
+of float additions and every step counts once. With more ranks an
+increment reaches its own replica and one peer's, so after the average a
+step counts ``2 / world_size``. Summing each rank's own increments
+instead (every step once) reached 30 % training accuracy in the 3-rank test
+where the average reaches over 90 %: there the sending threads of 3 ranks
+on 2 cores sent few messages, the replicas trained apart, and the sum of
+their increments overshoots, as it would in local SGD.
 
-Messages: one float32 tensor per increment, ``[layer, weights..., bias...]``,
+Messages: one tensor per increment, ``[layer, weights..., bias...]``,
 received from any source into a buffer the size of the largest layer (gloo
-takes a shorter message into a longer buffer); an end marker is ``[-1]``.
-One message, not a header and a payload: each gloo message costs a send
-call and a wake-up of the receiving thread.
+takes a shorter message into a longer buffer); an end marker is ``[-1]``,
+or ``[-2]`` from a rank whose epoch failed. One message, not a header and a
+payload: each gloo message costs a send call and a wake-up of the
+receiving thread.
+
+Failures: a receive waiting in gloo cannot be cancelled from Python, so a
+rank whose epoch fails (an exception, Ctrl-C) still ends it in order: its
+sending thread sends ``[-2]`` markers, the peers stop at their next batch
+and end theirs, every rank joins its threads, and the statistics'
+all-reduce carries a failure flag. The failed rank then raises its error and
+every other rank a ``RuntimeError`` naming it, instead of hanging in a
+collective. A peer whose connection closes (a crashed process) makes the
+receiving thread fail at once.
+
+The stop for ``max_time`` is agreed the same way: a rank whose deadline has
+passed says so in the statistics, and when none has, the epoch's deadline
+is cleared, so that no rank starts another epoch alone.
 
 Structure
 ---------
 * :func:`gossip_epoch`: one epoch of one rank.
 * :class:`_Inbox`: the receiving thread's side: increments waiting to be
-  added, and the end markers seen.
+  added, the end markers seen.
 * :class:`_Outbox`: the sending thread's side: each layer's increments not
   yet sent, summed.
-
-A receive waiting in gloo cannot be cancelled from Python. So when a rank's
-epoch fails (an exception, Ctrl-C), its sending thread still sends the end
-markers before the threads are joined: the receiving thread then ends once
-the peers' own markers arrive, or at once with an error when a peer's
-connection closes (``torchrun`` stops the other ranks when one fails).
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
 import collections
+import itertools
 import threading
 import time
 
@@ -55,45 +71,67 @@ from skasync.neural_network._async_engines import _Epoch, epoch_stats
 from skasync.utils._threads import WorkerGroup
 
 _TAG = 0
-_END = -1.0
+_END, _FAILED = -1.0, -2.0
 _POLL_SECONDS = 0.05
 
 
-def _flat_layer(shared, layer):
-    W, b = shared.weights[layer], shared.biases[layer]
-    return W, b, W.numel()
+class _Layout:
+    """Where each layer's weights and bias sit in one flat vector."""
+
+    def __init__(self, shared):
+        self.weights, self.biases = shared.weights, shared.biases
+        self.offsets = [0]
+        for W, b in zip(self.weights, self.biases):
+            self.offsets.append(self.offsets[-1] + W.numel() + b.numel())
+
+    def flat(self):
+        """A copy of every parameter, layer by layer."""
+        return torch.cat(
+            [t.reshape(-1) for W, b in zip(self.weights, self.biases) for t in (W, b)]
+        )
+
+    def load(self, flat):
+        """Copy ``flat`` back into the parameters."""
+        for layer, (W, b) in enumerate(zip(self.weights, self.biases)):
+            start, n_w = self.offsets[layer], W.numel()
+            W.copy_(flat[start : start + n_w].view_as(W))
+            b.copy_(flat[start + n_w : self.offsets[layer + 1]])
 
 
 class _Inbox:
     """Increments received from the peers, added between batches."""
 
-    def __init__(self, shared, n_peers):
-        self.shared = shared
+    def __init__(self, layout, n_peers):
+        self.layout = layout
         self.n_peers = n_peers
         self.pending = collections.deque()  # messages [layer, increment...]
         self.received = 0
-        self.size = 1 + max(
-            W.numel() + b.numel() for W, b in zip(shared.weights, shared.biases)
-        )
+        self.peer_failed = False
+        self.size = 1 + max(b - a for a, b in itertools.pairwise(layout.offsets))
 
-    def receive(self, group):
+    def receive(self):
         """The receiving thread: until every peer's end marker has arrived."""
         import torch.distributed as dist
 
         ends = 0
         while ends < self.n_peers:
-            message = torch.empty(self.size, dtype=self.shared.weights[0].dtype)
-            dist.irecv(message, None, group, _TAG).wait()
-            if message[0] == _END:
+            message = torch.empty(self.size, dtype=_dtype(self.layout))
+            dist.irecv(message, None, tag=_TAG).wait()
+            kind = float(message[0])
+            if kind in (_END, _FAILED):
                 ends += 1
+                self.peer_failed |= kind == _FAILED
             else:
                 self.pending.append(message)  # deque.append is thread-safe
 
     def add_pending(self):
         """Add the increments received so far to the replica (caller's thread)."""
+        layout = self.layout
         while self.pending:
             message = self.pending.popleft()
-            W, b, n_w = _flat_layer(self.shared, int(message[0]))
+            layer = int(message[0])
+            W, b = layout.weights[layer], layout.biases[layer]
+            n_w = W.numel()
             W.add_(message[1 : 1 + n_w].view_as(W))
             b.add_(message[1 + n_w : 1 + n_w + b.numel()])
             self.received += 1
@@ -110,13 +148,14 @@ class _Outbox:
     carry (every step on a fast link, a sum of several on a slow one).
     """
 
-    def __init__(self, n_layers, peers, rng, group):
+    def __init__(self, n_layers, peers, rng, dtype):
         self.peers = peers
         self.rng = rng
-        self.group = group
+        self.dtype = dtype
         self.sent = 0  # messages
         self._unsent = [None] * n_layers  # [layer, summed increment...]
         self._closed = False
+        self._failed = False
         self._ready = threading.Condition()
 
     def add(self, layer, message):
@@ -129,13 +168,18 @@ class _Outbox:
                 unsent[1:].add_(message[1:])
             self._ready.notify()
 
-    def close(self):
-        """No more increments this epoch: send what is left, then the ends."""
+    def close(self, failed=False):
+        """No more increments this epoch: send what is left, then the markers.
+
+        ``failed``: the epoch failed; the unsent increments are dropped and
+        the markers tell the peers to stop.
+        """
         with self._ready:
             self._closed = True
+            self._failed = failed
             self._ready.notify()
 
-    def run(self, stop_event):
+    def run(self):
         """The sending thread."""
         import torch.distributed as dist
 
@@ -143,26 +187,29 @@ class _Outbox:
             while True:
                 with self._ready:
                     while not (
-                        self._closed
-                        or stop_event.is_set()
-                        or any(m is not None for m in self._unsent)
+                        self._closed or any(m is not None for m in self._unsent)
                     ):
                         self._ready.wait(_POLL_SECONDS)
-                    if stop_event.is_set():
-                        return  # the epoch failed: only the end markers go
+                    if self._failed:
+                        return
                     messages = [m for m in self._unsent if m is not None]
                     self._unsent = [None] * len(self._unsent)
                     if not messages and self._closed:
                         return
                 for message in messages:
                     peer = self.peers[int(self.rng.integers(len(self.peers)))]
-                    dist.isend(message, peer, self.group, _TAG).wait()
+                    dist.isend(message, peer, tag=_TAG).wait()
                     self.sent += 1
         finally:
-            # Always, also when the epoch failed: each peer's receiving
-            # thread ends only with this rank's marker.
+            # Always: each peer's receiving thread ends only with this
+            # rank's marker.
+            marker = torch.full((1,), _FAILED if self._failed else _END)
             for peer in self.peers:
-                dist.isend(torch.tensor([_END]), peer, self.group, _TAG).wait()
+                dist.isend(marker.to(self.dtype), peer, tag=_TAG).wait()
+
+
+def _dtype(layout):
+    return layout.weights[0].dtype
 
 
 def gossip_epoch(
@@ -177,9 +224,8 @@ def gossip_epoch(
     rank,
     world_size,
     rng,
-    group=None,
 ):
-    """One epoch of layer-wise gossip, as rank ``rank`` of the group.
+    """One epoch of layer-wise gossip, as rank ``rank`` of the default group.
 
     Parameters
     ----------
@@ -189,87 +235,131 @@ def gossip_epoch(
         The whole training set (every rank holds the same, in the same order).
     batches : list of torch.Tensor
         Row indices of every batch of the epoch (the same on every rank).
-    context : object
-        The epoch context (deadline, ``stopped_by_time``).
+    context : FitContext
+        The epoch's deadline; ``stopped_by_time`` is set to the group's
+        agreed stop, and the deadline cleared when the group goes on.
     config : AsyncLayerwiseConfig
     sample_weight : torch.Tensor or None
     rank, world_size : int
     rng : numpy.random.Generator
         Draws the peer of each increment (this rank's own stream).
-    group : ProcessGroup or None
-        None is the default group.
 
     Returns
     -------
     stats : dict
         As :func:`~skasync.neural_network._async_engines.epoch_stats`, with
         the loss and samples summed over the group.
-    """
-    import torch.distributed as dist
 
+    Raises
+    ------
+    RuntimeError
+        On every rank but the failed one, when another rank's epoch failed
+        (the failed rank raises its own error).
+    """
     epoch = _Epoch(shared, X, y, batches, context, config, sample_weight)
+    layout = _Layout(shared)
     peers = [p for p in range(world_size) if p != rank]
-    inbox = _Inbox(shared, len(peers))
-    outbox = _Outbox(shared.n_layers, peers, rng, group)
+    inbox = _Inbox(layout, len(peers))
+    outbox = _Outbox(shared.n_layers, peers, rng, _dtype(layout))
     grad_buffers = shared.gradient_buffers()
+    failure = None
     start = time.perf_counter()
-    with WorkerGroup("gossip") as threads:
-        threads.start(inbox.receive, group, name="receive")
-        threads.start(outbox.run, threads.stop_event, name="send")
-        for t in range(rank, len(epoch.batches), world_size):
-            if context.time_is_up():
-                context.stopped_by_time = True
-                break
-            threads.raise_if_failed()
-            inbox.add_pending()
-            config.notify("step", rank)
-            config.straggle(rank)
-            batch = epoch.forward(t)
-            for layer, grad_W, grad_b in shared.gradients(batch, out=grad_buffers):
-                W, b, n_w = _flat_layer(shared, layer)
-                # [layer, the layer before the step], then after - before.
-                message = torch.cat([W.new_full((1,), layer), W.reshape(-1), b])
-                shared.step(layer, grad_W, grad_b, batch.versions, batch.penalty_n)
-                message[1 : 1 + n_w].neg_().add_(W.reshape(-1))
-                message[1 + n_w :].neg_().add_(b)
-                outbox.add(layer, message)
-            epoch.samples.append(batch.n)
-        outbox.close()
-        threads.wait()
+    try:
+        with WorkerGroup("gossip") as threads:
+            threads.start(inbox.receive, name="receive")
+            threads.start(outbox.run, name="send")
+            try:
+                _train(epoch, shared, inbox, outbox, threads, grad_buffers, rank)
+            except BaseException as error:  # noqa: BLE001 - re-raised below
+                failure = error
+            outbox.close(failed=failure is not None)
+            threads.wait()
+    except BaseException as error:  # noqa: BLE001 - a thread's, or Ctrl-C
+        failure = failure or error
     inbox.add_pending()
     shared.log.versions = shared.book.totals()
     seconds = time.perf_counter() - start
-    # The epoch's only collectives: the replicas (averaged), then the loss,
-    # the samples and whether any rank ran out of time.
-    params = [p for pair in zip(shared.weights, shared.biases) for p in pair]
+    try:
+        totals = _merge(epoch, layout, failure is not None)
+    except Exception:
+        if failure is not None:
+            raise failure from None  # the cause, not the collective it broke
+        raise
+    if failure is not None:
+        raise failure
+    if totals[4] > 0:
+        raise RuntimeError(
+            f"mode='pd-asgd' over torch.distributed: the epoch failed on "
+            f"{int(totals[4])} other rank(s); their errors are in their output."
+        )
+    if totals[3] > 0:
+        context.stopped_by_time = True
+    else:
+        context.deadline = None  # the group goes on together
+    log = shared.log
+    # getattr: a log unpickled from before these counters existed.
+    log.increments_sent = getattr(log, "increments_sent", 0) + outbox.sent
+    log.increments_received = getattr(log, "increments_received", 0) + inbox.received
+    return epoch_stats(log, float(totals[0]), float(totals[1]), int(totals[2]), seconds)
+
+
+def _train(epoch, shared, inbox, outbox, threads, grad_buffers, rank):
+    """This rank's batches: step each layer, hand its increment to the outbox."""
+    config, context = epoch.config, epoch.context
+    world_size = len(outbox.peers) + 1
+    for t in range(rank, len(epoch.batches), world_size):
+        if context.time_is_up():
+            context.stopped_by_time = True
+            return
+        if inbox.peer_failed:
+            return  # the merge's failure flag raises on every rank
+        threads.raise_if_failed()
+        inbox.add_pending()
+        config.notify("step", rank)
+        config.straggle(rank)
+        batch = epoch.forward(t)
+        for layer, grad_W, grad_b in shared.gradients(batch, out=grad_buffers):
+            W, b = shared.weights[layer], shared.biases[layer]
+            n_w = W.numel()
+            # [layer, the layer before the step], then after - before.
+            message = torch.cat([W.new_full((1,), layer), W.reshape(-1), b])
+            shared.step(layer, grad_W, grad_b, batch.versions, batch.penalty_n)
+            message[1 : 1 + n_w].neg_().add_(W.reshape(-1))
+            message[1 + n_w :].neg_().add_(b)
+            outbox.add(layer, message)
+        epoch.samples.append(batch.n)
+
+
+def _merge(epoch, layout, failed):
+    """Average the replicas and sum the epoch's statistics over the group.
+
+    Returns the summed ``[loss, loss mass, samples, ranks out of time,
+    ranks failed]``. The replicas are averaged only when no rank failed.
+    """
+    import torch.distributed as dist
+
     losses = (
-        torch.stack(epoch.losses).double()
-        @ torch.tensor(epoch.loss_counts, dtype=torch.float64)
+        float(
+            torch.stack(epoch.losses).double()
+            @ torch.tensor(epoch.loss_counts, dtype=torch.float64)
+        )
         if epoch.losses
-        else torch.tensor(0.0, dtype=torch.float64)
+        else 0.0
     )
+    stopped = epoch.context.stopped_by_time or epoch.context.time_is_up()
     totals = torch.tensor(
         [
-            float(losses),
+            losses,
             float(sum(epoch.loss_counts)),
             float(sum(epoch.samples)),
-            float(context.stopped_by_time),
+            float(stopped),
+            float(failed),
         ],
         dtype=torch.float64,
     )
-    flat = torch.cat([p.reshape(-1) for p in params])
-    dist.all_reduce(flat, group=group)
-    dist.all_reduce(totals, group=group)
-    flat.div_(world_size)
-    offset = 0
-    for p in params:
-        p.copy_(flat[offset : offset + p.numel()].view_as(p))
-        offset += p.numel()
-    context.stopped_by_time = bool(totals[3] > 0)
-    # getattr: a log unpickled from before these counters existed.
-    log = shared.log
-    log.increments_sent = getattr(log, "increments_sent", 0) + outbox.sent
-    log.increments_received = getattr(log, "increments_received", 0) + inbox.received
-    return epoch_stats(
-        shared.log, float(totals[0]), float(totals[1]), int(totals[2]), seconds
-    )
+    dist.all_reduce(totals)
+    if totals[4] == 0:
+        replicas = layout.flat()
+        dist.all_reduce(replicas)
+        layout.load(replicas.div_(dist.get_world_size()))
+    return totals
