@@ -371,7 +371,7 @@ def torchrun_job(job, quick):
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    r = run(load(quick), job["mode"], "threads", job["width"], job["cfg"], job["seed"])
+    r = run(load(quick), job["mode"], "auto", job["width"], job["cfg"], job["seed"])
     assert r["backend"] == "torch.distributed", r["backend"]
     r["workers"] = dist.get_world_size()
     if dist.get_rank() == 0:
