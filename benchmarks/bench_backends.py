@@ -577,31 +577,7 @@ def render(results):
         f"Pool cold start (2 workers, interpreter + torch import): "
         f"{results['cold_start']:.2f} s.",
         "",
-        *markdown_table(
-            [
-                "width",
-                "mode",
-                "backend",
-                "samples/s",
-                "x serial",
-                "start-up / fit (s)",
-                "time to target (s)",
-                "test acc.",
-            ],
-            [
-                [
-                    r["width"],
-                    r["mode"],
-                    r["backend"],
-                    f"{r['samples_per_second']:.0f}",
-                    f"{r['vs_serial']:.2f}",
-                    f"{r['startup']:.3f}",
-                    tta_text(r),
-                    "-" if r["test"] is None else f"{r['test']:.4f}",
-                ]
-                for r in rows
-            ],
-        ),
+        *rows_table(rows, "start-up / fit (s)", startup_digits=3),
         "",
         "Time to target: validation accuracy >= "
         f"{TARGET_FRACTION} x serial's best, wall time of the fit (validation "
@@ -621,6 +597,35 @@ def render(results):
     return "\n".join(lines)
 
 
+def rows_table(rows, startup_header, startup_digits):
+    """The Markdown table of :func:`summarise`'s rows."""
+    return markdown_table(
+        [
+            "width",
+            "mode",
+            "backend",
+            "samples/s",
+            "x serial",
+            startup_header,
+            "time to target (s)",
+            "test acc.",
+        ],
+        [
+            [
+                r["width"],
+                r["mode"],
+                r["backend"],
+                f"{r['samples_per_second']:.0f}",
+                f"{r['vs_serial']:.2f}",
+                f"{r['startup']:.{startup_digits}f}",
+                tta_text(r),
+                "-" if r["test"] is None else f"{r['test']:.4f}",
+            ]
+            for r in rows
+        ],
+    )
+
+
 def tta_text(row):
     if not row["has_curve"]:
         return "-"  # no validation curve: the baselines, the ceiling
@@ -633,19 +638,6 @@ def torchrun_lines(results):
     if not part:
         return []
     rows, _ = summarise({"runs": part["runs"], "cold_start": part["cold_start"]})
-    table = [
-        [
-            r["width"],
-            r["mode"],
-            r["backend"],
-            f"{r['samples_per_second']:.0f}",
-            f"{r['vs_serial']:.2f}",
-            f"{r['startup']:.2f}",
-            tta_text(r),
-            f"{r['test']:.4f}",
-        ]
-        for r in rows
-    ]
     ratios = []
     for width in sorted({r["width"] for r in rows}):
         by = {(r["mode"], r["backend"]): r for r in rows if r["width"] == width}
@@ -674,19 +666,7 @@ def torchrun_lines(results):
         "time to target; for processes the pool's cold start "
         f"({part['cold_start']:.2f} s) is.",
         "",
-        *markdown_table(
-            [
-                "width",
-                "mode",
-                "backend",
-                "samples/s",
-                "x serial",
-                "start-up (s)",
-                "time to target (s)",
-                "test acc.",
-            ],
-            table,
-        ),
+        *rows_table(rows, "start-up (s)", startup_digits=2),
         "",
         "PD-ASGD over the ranks (LayUp) against the others: their time to "
         "target over LayUp's (> 1: LayUp sooner), and LayUp's samples/s over "
