@@ -340,10 +340,9 @@ def run_torchrun(mode, width, cfg, seed, quick, n_ranks=2):
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",  # the launcher picks a free port itself
             "--nproc-per-node",
             str(n_ranks),
-            "--master-port",
-            str(_free_port()),
             __file__,
             "--torchrun-job",
             json.dumps(
@@ -377,14 +376,6 @@ def torchrun_job(job, quick):
     if dist.get_rank() == 0:
         Path(job["out"]).write_text(json.dumps(r))
     dist.destroy_process_group()
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def torchrun_runs(data, widths, n_seeds, quick):

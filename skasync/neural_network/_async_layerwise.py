@@ -604,14 +604,20 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             return self.torch_num_threads
         return max(1, available_cpus() // self.n_workers_)
 
+    def _group_world(self):
+        """``(rank, world_size)`` when this fit trains over a torchrun group.
+
+        Only ``backend="auto"`` joins the group, and only with a mode that
+        has a ``torchrun`` column in the mode table; None otherwise.
+        """
+        if self.backend != "auto" or self.mode not in _ACROSS_RANKS:
+            return None
+        return distributed_world()
+
     def _resolve_backend(self, n_train_samples, batch_size):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
         self._backend_reason = f"backend={self.backend!r}"
-        if (
-            self.backend == "auto"
-            and self.mode in _ACROSS_RANKS
-            and distributed_world() is not None
-        ):
+        if self._group_world() is not None:
             self.backend_ = "torch.distributed"
             self._backend_reason = "an initialised torch.distributed group"
             return
@@ -727,11 +733,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             trainer.close()
 
     def _agreed_random_state(self, random_state):
-        world = (
-            distributed_world()
-            if self.backend == "auto" and self.mode in _ACROSS_RANKS
-            else None
-        )
+        world = self._group_world()
         if world is None:
             return random_state
         # Every rank must draw the same split, batches and initial weights:

@@ -6,7 +6,6 @@ gossips each layer's increment to a peer (LayUp)."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,12 +34,6 @@ X = X / 16
 """
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun(tmp_path, body, n_ranks=2, timeout=240):
     """Run ``_PREAMBLE + body`` on ``n_ranks`` local ranks; the completed process."""
     script = tmp_path / "train.py"
@@ -50,10 +43,11 @@ def _torchrun(tmp_path, body, n_ranks=2, timeout=240):
             sys.executable,
             "-m",
             "torch.distributed.run",
+            # A rendezvous on a port the launcher picks itself: a port
+            # chosen here and bound later could be taken in between.
+            "--standalone",
             "--nproc-per-node",
             str(n_ranks),
-            "--master-port",
-            str(_free_port()),
             str(script),
             str(tmp_path),
         ],
