@@ -368,29 +368,22 @@ def summarise(cover, wink):
     }
 
 
-def scaled_cell(dgp, n, n_series):
-    """The EWMA-scaled ablation's row of one cell (--add-scaled)."""
+def added_row(dgp, n, n_series, intervals):
+    """One interval's row of a cell, for seeds 0..n_series - 1 (the --add-*
+    options): ``intervals(dgp, n, seed, y)`` gives its quantiles."""
     cover, wink = [], []
     for seed in range(n_series):
         y_all = DGPS[dgp][1](n + HORIZON, seed)
-        y, future = y_all[:n], y_all[n:]
-        fitted = forest("ar-sieve", seed).fit(*make_lag_matrix(y, N_LAGS))
-        mean = fitted.forecast(y, HORIZON).mean
-        c, w = score(ewma_scaled_conformal(fitted, mean), future)
+        c, w = score(intervals(dgp, n, seed, y_all[:n]), y_all[n:])
         cover.append(c)
         wink.append(w)
     return summarise(cover, wink)
 
 
-def oracle_cell(dgp, n, n_series):
-    """The oracle's row of one cell, for seeds 0..n_series - 1 (--add-oracle)."""
-    cover, wink = [], []
-    for seed in range(n_series):
-        future = DGPS[dgp][1](n + HORIZON, seed)[n:]
-        c, w = score(oracle_intervals(dgp, n, seed), future)
-        cover.append(c)
-        wink.append(w)
-    return summarise(cover, wink)
+def scaled_intervals(dgp, n, seed, y):
+    """The EWMA-scaled ablation around the series' own AR-sieve forest."""
+    fitted = forest("ar-sieve", seed).fit(*make_lag_matrix(y, N_LAGS))
+    return ewma_scaled_conformal(fitted, fitted.forecast(y, HORIZON).mean)
 
 
 # ------------------------------------------------------------------- report
@@ -580,9 +573,11 @@ def main(argv=None):
     )
     args = parse_args(parser, argv)
     if args.add_oracle:
-        return add_rows(args, ORACLE, oracle_cell)
+        return add_rows(
+            args, ORACLE, "oracle", lambda d, n, seed, y: oracle_intervals(d, n, seed)
+        )
     if args.add_scaled:
-        return add_rows(args, SCALED, scaled_cell)
+        return add_rows(args, SCALED, "scaled", scaled_intervals)
     n_series = max(args.seeds, 10) if args.quick else args.seeds
     sizes = [200] if args.quick else [200, 1000]
     env = environment()
@@ -608,18 +603,18 @@ def main(argv=None):
     report(args, payload)
 
 
-def add_rows(args, name, cell_rows):
-    """Add (or replace) one interval's rows in the intervals.json in --out."""
+def add_rows(args, name, key, intervals):
+    """Add (or replace) the rows of interval ``name`` (see :func:`added_row`)
+    in the intervals.json in --out; ``key`` names its command in the report."""
     path = Path(args.out) / f"{result_stem('intervals', args.quick)}.json"
     payload = json.loads(path.read_text())
     start = time.perf_counter()
     for dgp in payload["dgps"]:
         for n in payload["sizes"]:
             cell = payload["cells"][f"{dgp}/{n}"]
-            cell[name] = cell_rows(dgp, n, payload["n_series"])
+            cell[name] = added_row(dgp, n, payload["n_series"], intervals)
             if ORACLE in cell:  # the limit stays the last row
                 cell[ORACLE] = cell.pop(ORACLE)
-    key = "oracle" if name == ORACLE else "scaled"
     payload[f"{key}_command"] = args.command
     payload[f"{key}_seconds"] = time.perf_counter() - start
     report(args, payload)

@@ -68,11 +68,10 @@ import time
 import torch
 
 from skasync.neural_network._async_engines import _Epoch, epoch_stats
-from skasync.utils._threads import WorkerGroup
+from skasync.utils._threads import _POLL_SECONDS, WorkerGroup
 
 _TAG = 0
 _END, _FAILED = -1.0, -2.0
-_POLL_SECONDS = 0.05
 
 
 class _Layout:
