@@ -29,6 +29,7 @@ from skasync.neural_network._backends import (
     choose_backend,
     choose_backward_weights,
     distributed_world,
+    ranks_training_alone,
 )
 from skasync.neural_network._base import BaseTorchClassifier
 from skasync.neural_network._fit_records import EpochResult
@@ -132,7 +133,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         average their replicas at the end of each epoch) train one model
         over the group; ``straggler_workers`` then names ranks. The other
         modes, and a named ``backend``, ignore the group: each rank trains
-        its own model.
+        its own model, and the fit warns that it does (as it does under
+        ``torchrun`` when no group was initialised).
     solver : {"sgd", "adam"}, default="sgd"
         Per-layer optimizer (torch's SGD or Adam formula, applied layer by
         layer).
@@ -649,6 +651,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     def _check_params_against_data(self, n_train_samples, batch_size):
         self._hidden_sizes()
         self._resolve_backend(n_train_samples, batch_size)
+        alone = ranks_training_alone(self.mode, self.backend, _ACROSS_RANKS)
+        if alone is not None:
+            warnings.warn(alone, UserWarning, stacklevel=4)
         self.backward_weights_ = choose_backward_weights(
             self.backward_weights, self.mode, self.backend_
         )

@@ -4,7 +4,8 @@ Structure
 ---------
 * :data:`BACKENDS`: the values of the ``backend`` parameter.
 * :func:`distributed_world`: the ``torch.distributed`` group a ``torchrun``
-  launch provides, if any.
+  launch provides, if any; :func:`ranks_training_alone`: why a fit in such
+  a launch trains one model per rank.
 * :func:`choose_backend`: the rule behind ``backend="auto"``.
 * :func:`choose_backward_weights`: the rule behind
   ``backward_weights="auto"``, which depends on the back-end.
@@ -83,10 +84,57 @@ def distributed_world():
 
 
 def launched_by_torchrun():
-    """Whether the environment is that of a ``torchrun`` worker."""
+    """Whether the environment is that of a ``torchrun`` worker of several."""
     return (
         "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
     )
+
+
+def ranks_training_alone(mode, backend, modes_across_ranks):
+    """Why a fit in a launch of several ranks trains one model per rank.
+
+    None when the fit joins the group, or when the process was not launched
+    as one of several ranks. A launch of several ranks almost always means
+    one model trained across them, so a fit that trains alone says why and
+    what to change.
+
+    Parameters
+    ----------
+    mode, backend : str
+        The estimator's parameters.
+    modes_across_ranks : tuple of str
+        The modes that train one model across the group's ranks (with
+        ``backend="auto"``).
+
+    Returns
+    -------
+    message : str or None
+    """
+    across = " or ".join(repr(m) for m in modes_across_ranks)
+    world = distributed_world()
+    if world is not None:
+        if backend == "auto" and mode in modes_across_ranks:
+            return None
+        why = (
+            f"mode={mode!r} does not train across ranks"
+            if backend == "auto"
+            else f"backend={backend!r} keeps the fit in this rank"
+        )
+        return (
+            f"rank {world[0]} of {world[1]}: {why}, so every rank trains its "
+            f"own model on the data it was given. mode={across} with "
+            "backend='auto' trains one model across the ranks."
+        )
+    if launched_by_torchrun():
+        return (
+            f"torchrun launched this process as one of WORLD_SIZE="
+            f"{os.environ['WORLD_SIZE']} ranks, but no torch.distributed group "
+            "is initialised, so every rank trains its own model. Call "
+            "torch.distributed.init_process_group('gloo') before fit (with "
+            f"mode={across} and backend='auto') to train one model across the "
+            "ranks."
+        )
+    return None
 
 
 def estimated_serial_epoch(layer_sizes, n_samples, batch_size):

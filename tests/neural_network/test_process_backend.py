@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -378,6 +379,28 @@ def test_no_shared_memory_name_is_left_behind(digits):
 
 
 # ------------------------------------------------------------------ bad input
+def test_torchrun_launch_without_a_group_warns(digits, monkeypatch):
+    """A torchrun worker that forgot init_process_group trains alone: the fit
+    says so and names the call; outside torchrun nothing is said."""
+    X, y = digits
+    clf = AsyncLayerwiseMLPClassifier((8,), mode="serial", max_iter=1)
+
+    def rank_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf.fit(X, y)
+        return [str(w.message) for w in caught if "rank" in str(w.message)]
+
+    assert rank_warnings() == []
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    (message,) = rank_warnings()
+    assert "one of WORLD_SIZE=2 ranks" in message
+    assert "init_process_group" in message
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one rank: nothing to span
+    assert rank_warnings() == []
+
+
 def test_unknown_backend_names_the_parameter(digits):
     X, y = digits
     with pytest.raises(InvalidParameterError, match="backend"):

@@ -64,12 +64,22 @@ def test_torchrun_two_ranks_train_one_model(tmp_path):
     result = _torchrun(
         tmp_path,
         """
-        clf = AsyncLayerwiseMLPClassifier(
-            (32,), mode="sync", batch_size=64, max_iter=3, tol=0,
-            n_iter_no_change=100, random_state=None,
-        ).fit(X, y)
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf = AsyncLayerwiseMLPClassifier(
+                (32,), mode="sync", batch_size=64, max_iter=3, tol=0,
+                n_iter_no_change=100, random_state=None,
+            ).fit(X, y)
+            joined = [str(w.message) for w in caught]
+            caught.clear()
+            # A mode that does not span the ranks says so.
+            AsyncLayerwiseMLPClassifier((8,), mode="serial", max_iter=1).fit(X, y)
+            alone = [str(w.message) for w in caught]
         assert clf.backend_ == "torch.distributed", clf.backend_
         np.save(f"{sys.argv[1]}/rank{rank}.npy", clf.coefs_[0])
+        json.dump({"joined": joined, "alone": alone},
+                  open(f"{sys.argv[1]}/warnings{rank}.json", "w"))
         dist.destroy_process_group()
         """,
     )
@@ -78,6 +88,12 @@ def test_torchrun_two_ranks_train_one_model(tmp_path):
     rank1 = np.load(tmp_path / "rank1.npy")
     np.testing.assert_array_equal(rank0, rank1)
     assert np.abs(rank0).sum() > 0
+    for rank in (0, 1):
+        caught = json.loads((tmp_path / f"warnings{rank}.json").read_text())
+        assert not any("ranks" in m for m in caught["joined"]), caught["joined"]
+        (alone,) = [m for m in caught["alone"] if "every rank trains its own" in m]
+        assert alone.startswith(f"rank {rank} of 2: mode='serial' does not train")
+        assert "mode='pd-asgd' or 'sync' with backend='auto'" in alone
 
 
 def test_torchrun_pd_asgd_gossips_layer_increments(tmp_path):
