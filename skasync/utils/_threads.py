@@ -164,11 +164,6 @@ class WorkerGroup:
             except KeyboardInterrupt as error:
                 interrupt = interrupt or error
 
-    @property
-    def alive_count(self):
-        """Number of worker threads still running."""
-        return sum(not done.is_set() for done in self._done)
-
 
 def queue_put(work_queue, item, stop_event):
     """Put ``item`` into a bounded queue, giving up if ``stop_event`` is set."""
