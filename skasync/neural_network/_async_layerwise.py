@@ -26,6 +26,7 @@ from skasync.neural_network._async_engines import (
 )
 from skasync.neural_network._backends import (
     BACKENDS,
+    check_group_for_cpu_training,
     choose_backend,
     choose_backward_weights,
     distributed_world,
@@ -131,10 +132,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         and ``mode="pd-asgd"`` (each rank steps its share of the batches and
         sends every layer's increment to a random peer, as LayUp; the ranks
         average their replicas at the end of each epoch) train one model
-        over the group; ``straggler_workers`` then names ranks. The other
-        modes, and a named ``backend``, ignore the group: each rank trains
-        its own model, and the fit warns that it does (as it does under
-        ``torchrun`` when no group was initialised).
+        over the group, on the CPU over gloo; ``straggler_workers`` then
+        names ranks. The other modes, and a named ``backend``, ignore the
+        group: each rank trains its own model, and the fit warns that it
+        does (as it does under ``torchrun`` when no group was initialised).
     solver : {"sgd", "adam"}, default="sgd"
         Per-layer optimizer (torch's SGD or Adam formula, applied layer by
         layer).
@@ -620,6 +621,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
         self._backend_reason = f"backend={self.backend!r}"
         if self._group_world() is not None:
+            import torch.distributed as dist
+
+            check_group_for_cpu_training(self._device_.type, dist.get_backend())
             self.backend_ = "torch.distributed"
             self._backend_reason = "an initialised torch.distributed group"
             return

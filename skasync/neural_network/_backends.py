@@ -4,8 +4,9 @@ Structure
 ---------
 * :data:`BACKENDS`: the values of the ``backend`` parameter.
 * :func:`distributed_world`: the ``torch.distributed`` group a ``torchrun``
-  launch provides, if any; :func:`ranks_training_alone`: why a fit in such
-  a launch trains one model per rank.
+  launch provides, if any; :func:`check_group_for_cpu_training`: what a fit
+  across its ranks needs; :func:`ranks_training_alone`: why a fit in such a
+  launch trains one model per rank.
 * :func:`choose_backend`: the rule behind ``backend="auto"``.
 * :func:`choose_backward_weights`: the rule behind
   ``backward_weights="auto"``, which depends on the back-end.
@@ -88,6 +89,43 @@ def launched_by_torchrun():
     return (
         "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
     )
+
+
+def check_group_for_cpu_training(device_type, group_backend):
+    """Raise unless a fit can train across the group's ranks.
+
+    Training across ranks (``sync``'s all-reduce, ``pd-asgd``'s gossip)
+    keeps the parameters and every message in CPU memory and sends them
+    over gloo; NCCL carries only CUDA tensors and has no receive from any
+    source, which the gossip needs.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device(...).type`` of the estimator's ``device``.
+    group_backend : str
+        ``torch.distributed.get_backend()``: ``"gloo"``, ``"nccl"``, or
+        several, as ``"cpu:gloo,cuda:nccl"``.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter or the call to change.
+    """
+    if device_type != "cpu":
+        raise ValueError(
+            f"device={device_type!r}: training one model across torch.distributed "
+            "ranks runs on the CPU (the parameters and the messages between the "
+            "ranks live in CPU memory and travel over gloo). Use device='cpu', or "
+            "backend='threads' to train a model of its own on each rank's device."
+        )
+    if "gloo" not in str(group_backend):
+        raise ValueError(
+            f"the torch.distributed group's backend is {group_backend!r}, but "
+            "training across ranks sends CPU tensors, which need gloo. Call "
+            "torch.distributed.init_process_group('gloo') (or with no backend, "
+            "which sets up gloo for CPU tensors beside NCCL)."
+        )
 
 
 def ranks_training_alone(mode, backend, modes_across_ranks):

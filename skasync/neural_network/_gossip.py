@@ -41,8 +41,13 @@ sending thread sends ``[-2]`` markers, the peers stop at their next batch
 and end theirs, every rank joins its threads, and the statistics'
 all-reduce carries a failure flag. The failed rank then raises its error and
 every other rank a ``RuntimeError`` naming it, instead of hanging in a
-collective. A peer whose connection closes (a crashed process) makes the
-receiving thread fail at once.
+collective. A failed send (the sending thread's own error) counts as a
+failed epoch too, and the markers go to every peer past one whose send
+fails. A crashed peer process is another matter: gloo tells a receive from
+any source about a closed connection only at the group's timeout
+(``init_process_group(timeout=...)``, 30 minutes by default), so the other
+ranks wait until then, unless torchrun ends them first (it stops every
+worker of a launch when one fails, by default).
 
 The stop for ``max_time`` is agreed the same way: a rank whose deadline has
 passed says so in the statistics, and when none has, the epoch's deadline
@@ -178,17 +183,25 @@ class _Outbox:
             self._failed = failed
             self._ready.notify()
 
-    def run(self):
-        """The sending thread."""
+    def run(self, stop_event):
+        """The sending thread, until :meth:`close` or ``stop_event``.
+
+        ``stop_event`` (the thread group's) is set when another thread of
+        the epoch failed, or the group is being left without a ``close``
+        (Ctrl-C at the wrong moment): the epoch has failed either way.
+        """
         import torch.distributed as dist
 
         try:
             while True:
                 with self._ready:
                     while not (
-                        self._closed or any(m is not None for m in self._unsent)
+                        self._closed
+                        or stop_event.is_set()
+                        or any(m is not None for m in self._unsent)
                     ):
                         self._ready.wait(_POLL_SECONDS)
+                    self._failed |= stop_event.is_set()
                     if self._failed:
                         return
                     messages = [m for m in self._unsent if m is not None]
@@ -199,12 +212,27 @@ class _Outbox:
                     peer = self.peers[int(self.rng.integers(len(self.peers)))]
                     dist.isend(message, peer, tag=_TAG).wait()
                     self.sent += 1
+        except BaseException:
+            self._failed = True  # a send failed: the peers must stop too
+            raise
         finally:
-            # Always: each peer's receiving thread ends only with this
-            # rank's marker.
-            marker = torch.full((1,), _FAILED if self._failed else _END)
-            for peer in self.peers:
-                dist.isend(marker.to(self.dtype), peer, tag=_TAG).wait()
+            self._send_markers()
+
+    def _send_markers(self):
+        """Each peer's receiving thread ends only with this rank's marker:
+        send it to every peer, even past a peer whose send fails (a crashed
+        process), then raise the first such error."""
+        import torch.distributed as dist
+
+        marker = torch.full((1,), _FAILED if self._failed else _END, dtype=self.dtype)
+        first_error = None
+        for peer in self.peers:
+            try:
+                dist.isend(marker, peer, tag=_TAG).wait()
+            except Exception as error:  # noqa: BLE001 - raised after the loop
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
 
 
 def _dtype(layout):
@@ -255,23 +283,29 @@ def gossip_epoch(
         On every rank but the failed one, when another rank's epoch failed
         (the failed rank raises its own error).
     """
-    epoch = _Epoch(shared, X, y, batches, context, config, sample_weight)
     layout = _Layout(shared)
     peers = [p for p in range(world_size) if p != rank]
     inbox = _Inbox(layout, len(peers))
     outbox = _Outbox(shared.n_layers, peers, rng, _dtype(layout))
-    grad_buffers = shared.gradient_buffers()
+    epoch = None
     failure = None
     start = time.perf_counter()
     try:
         with WorkerGroup("gossip") as threads:
+            # The sender first: once it runs, every way out of this block
+            # sends this rank's markers (close, or the group's stop_event
+            # when the block is left without one), which end the peers'
+            # receiving threads.
+            threads.start(outbox.run, threads.stop_event, name="send")
             threads.start(inbox.receive, name="receive")
-            threads.start(outbox.run, name="send")
             try:
+                epoch = _Epoch(shared, X, y, batches, context, config, sample_weight)
+                grad_buffers = shared.gradient_buffers()
                 _train(epoch, shared, inbox, outbox, threads, grad_buffers, rank)
             except BaseException as error:  # noqa: BLE001 - re-raised below
                 failure = error
-            outbox.close(failed=failure is not None)
+            finally:
+                outbox.close(failed=failure is not None)
             threads.wait()
     except BaseException as error:  # noqa: BLE001 - a thread's, or Ctrl-C
         failure = failure or error
@@ -279,7 +313,7 @@ def gossip_epoch(
     shared.log.versions = shared.book.totals()
     seconds = time.perf_counter() - start
     try:
-        totals = _merge(epoch, layout, failure is not None)
+        totals = _merge(epoch, context, layout, failure is not None)
     except Exception:
         if failure is not None:
             raise failure from None  # the cause, not the collective it broke
@@ -329,11 +363,13 @@ def _train(epoch, shared, inbox, outbox, threads, grad_buffers, rank):
         epoch.samples.append(batch.n)
 
 
-def _merge(epoch, layout, failed):
+def _merge(epoch, context, layout, failed):
     """Average the replicas and sum the epoch's statistics over the group.
 
-    Returns the summed ``[loss, loss mass, samples, ranks out of time,
-    ranks failed]``. The replicas are averaged only when no rank failed.
+    ``epoch`` is None when the rank failed before its epoch began. Returns
+    the summed ``[loss, loss mass, samples, ranks out of time, ranks
+    failed]``. The replicas are averaged only when no rank failed (a failed
+    epoch raises on every rank, and the replicas may then differ).
     """
     import torch.distributed as dist
 
@@ -342,15 +378,15 @@ def _merge(epoch, layout, failed):
             torch.stack(epoch.losses).double()
             @ torch.tensor(epoch.loss_counts, dtype=torch.float64)
         )
-        if epoch.losses
+        if epoch is not None and epoch.losses
         else 0.0
     )
-    stopped = epoch.context.stopped_by_time or epoch.context.time_is_up()
+    stopped = context.stopped_by_time or context.time_is_up()
     totals = torch.tensor(
         [
             losses,
-            float(sum(epoch.loss_counts)),
-            float(sum(epoch.samples)),
+            float(sum(epoch.loss_counts)) if epoch is not None else 0.0,
+            float(sum(epoch.samples)) if epoch is not None else 0.0,
             float(stopped),
             float(failed),
         ],

@@ -401,6 +401,24 @@ def test_torchrun_launch_without_a_group_warns(digits, monkeypatch):
     assert rank_warnings() == []
 
 
+@pytest.mark.parametrize(
+    "device_type, group_backend, match",
+    [
+        ("cuda", "gloo", "device='cuda'.*Use device='cpu'"),
+        ("cpu", "nccl", "backend is 'nccl'.*init_process_group\\('gloo'\\)"),
+    ],
+)
+def test_training_across_ranks_needs_the_cpu_and_gloo(device_type, group_backend, match):
+    """The all-reduce and the gossip send CPU tensors over gloo: another
+    device, or an NCCL-only group, is refused with the fix named."""
+    from skasync.neural_network._backends import check_group_for_cpu_training
+
+    with pytest.raises(ValueError, match=match):
+        check_group_for_cpu_training(device_type, group_backend)
+    for ok in ("gloo", "cpu:gloo,cuda:nccl"):
+        check_group_for_cpu_training("cpu", ok)
+
+
 def test_unknown_backend_names_the_parameter(digits):
     X, y = digits
     with pytest.raises(InvalidParameterError, match="backend"):

@@ -168,9 +168,10 @@ def test_torchrun_pd_asgd_gossips_layer_increments(tmp_path):
 
 
 def test_torchrun_pd_asgd_error_on_one_rank_raises_on_every_rank(tmp_path):
-    """A rank whose epoch raises ends the epoch in order: it raises its own
-    error, every other rank a RuntimeError naming the failure, nobody hangs,
-    and the group stays usable (each rank here catches and fits again)."""
+    """A rank whose epoch raises (in its training loop, then in its sending
+    thread) ends the epoch in order: it raises its own error, every other
+    rank a RuntimeError naming the failure, nobody hangs, and the group
+    stays usable (each rank here catches and fits again)."""
     result = _torchrun(
         tmp_path,
         """
@@ -191,8 +192,25 @@ def test_torchrun_pd_asgd_error_on_one_rank_raises_on_every_rank(tmp_path):
         except Exception as error:
             raised = f"{type(error).__name__}: {error}"
         clf._engine_hook = None
+        # The sending thread's own failure: rank 1's third message of
+        # increments cannot be sent (its end markers still can).
+        isend = dist.isend
+        def failing_isend(tensor, *args, **kwargs):
+            if rank == 1 and tensor.numel() > 1:
+                failing_isend.calls += 1
+                if failing_isend.calls == 3:
+                    raise ConnectionError("injected send failure on rank 1")
+            return isend(tensor, *args, **kwargs)
+        failing_isend.calls = 0
+        dist.isend = failing_isend
+        try:
+            clf.fit(X, y)
+            send_raised = "nothing"
+        except Exception as error:
+            send_raised = f"{type(error).__name__}: {error}"
+        dist.isend = isend
         again = clf.set_params(max_iter=2).fit(X, y).score(X, y)
-        json.dump({"raised": raised, "again": again},
+        json.dump({"raised": raised, "send_raised": send_raised, "again": again},
                   open(f"{sys.argv[1]}/rank{rank}.json", "w"))
         dist.destroy_process_group()
         """,
@@ -203,6 +221,8 @@ def test_torchrun_pd_asgd_error_on_one_rank_raises_on_every_rank(tmp_path):
     assert ranks[1]["raised"] == "ValueError: injected failure on rank 1"
     assert ranks[0]["raised"].startswith("RuntimeError: ")
     assert "failed on 1 other rank" in ranks[0]["raised"]
+    assert ranks[1]["send_raised"] == "ConnectionError: injected send failure on rank 1"
+    assert "failed on 1 other rank" in ranks[0]["send_raised"]
     # Both ranks fitted again, together: the same model, above chance (0.1).
     assert ranks[0]["again"] == ranks[1]["again"] > 0.3
 
