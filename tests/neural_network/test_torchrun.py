@@ -185,12 +185,14 @@ def test_torchrun_pd_asgd_error_on_one_rank_raises_on_every_rank(tmp_path):
             (16,), mode="pd-asgd", batch_size=32, max_iter=3, tol=0,
             n_iter_no_change=100, random_state=0,
         )
+        def what_fit_raises():
+            try:
+                clf.fit(X, y)
+            except Exception as error:
+                return f"{type(error).__name__}: {error}"
+            return "nothing"
         clf._engine_hook = hook
-        try:
-            clf.fit(X, y)
-            raised = "nothing"
-        except Exception as error:
-            raised = f"{type(error).__name__}: {error}"
+        raised = what_fit_raises()
         clf._engine_hook = None
         # The sending thread's own failure: rank 1's third message of
         # increments cannot be sent (its end markers still can).
@@ -203,11 +205,7 @@ def test_torchrun_pd_asgd_error_on_one_rank_raises_on_every_rank(tmp_path):
             return isend(tensor, *args, **kwargs)
         failing_isend.calls = 0
         dist.isend = failing_isend
-        try:
-            clf.fit(X, y)
-            send_raised = "nothing"
-        except Exception as error:
-            send_raised = f"{type(error).__name__}: {error}"
+        send_raised = what_fit_raises()
         dist.isend = isend
         again = clf.set_params(max_iter=2).fit(X, y).score(X, y)
         json.dump({"raised": raised, "send_raised": send_raised, "again": again},
