@@ -17,6 +17,7 @@ Where the fit time goes: ``docs/benchmarks.rst``.
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from functools import cached_property
 from numbers import Integral, Real
 
@@ -33,6 +34,7 @@ from ._forecast import (
     ForecastResult,
     check_interval_method,
     check_levels,
+    conformal_error_count,
     horizon_errors,
     recursive_forecast,
     resolve_interval_method,
@@ -417,6 +419,20 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 "series."
             )
 
+        # What the previous fit derived from its trees goes first: a fit that
+        # fails below (too few out-of-bag rows) must not leave the previous
+        # calibration beside new trees. estimators_ (per-tree views) and the
+        # conformal errors are built again on first use.
+        for name in (
+            "estimators_",
+            "_horizon_errors_cache",
+            "_calibration_series",
+            "forecast_resid_",
+            "oob_prediction_",
+            "oob_score_",
+        ):
+            self.__dict__.pop(name, None)
+
         # The sieve is fitted for every bootstrap, so its attributes always exist.
         series = np.concatenate([X[0, :n_lags][::-1], y])
         sieve = fit_sieve(series, self.ar_order, self.ar_order_max, self.ar_method)
@@ -475,12 +491,6 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         self._forest, oob_sum, oob_cnt = grow_forest(
             func, args_list, self.n_estimators, self.n_jobs, self.verbose
         )
-        # estimators_ (per-tree views) and the conformal errors are built on
-        # first use.
-        self.__dict__.pop("estimators_", None)
-        self.__dict__.pop("_horizon_errors_cache", None)
-
-        self.__dict__.pop("forecast_resid_", None)
         if self.oob_score:
             has = oob_cnt > 0
             pred = np.full(n_rows, np.nan)
@@ -632,15 +642,33 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         elif levels is None or method == "conformal":
             resid = None  # point forecasts and conformal bounds draw no paths
         elif not hasattr(self, "forecast_resid_"):
+            chosen = (
+                "interval_method='residual-paths'"
+                if interval_method == "residual-paths"
+                else f"interval_method={interval_method!r} (here 'residual-paths')"
+            )
             raise ValueError(
-                "interval_method='residual-paths' draws its innovations from the "
-                f"out-of-bag residuals, which a bootstrap={self.bootstrap!r} "
-                "forest keeps only when fitted with oob_score=True. Refit with "
-                "oob_score=True, or pass interval_method='tree-paths' (wider "
-                "than nominal)."
+                f"{chosen} draws its innovations from the out-of-bag residuals, "
+                f"which a bootstrap={self.bootstrap!r} forest keeps only when "
+                "fitted with oob_score=True. Refit with oob_score=True, or pass "
+                "interval_method='tree-paths' (wider than nominal)."
             )
         else:
             resid = self.forecast_resid_
+            needed = conformal_error_count(levels)
+            if resid.shape[0] < needed:
+                # The simulated quantiles cannot reach past the largest
+                # residuals, so the extreme levels would cover too little.
+                warnings.warn(
+                    f"interval_method='residual-paths' draws from "
+                    f"{resid.shape[0]} residuals, fewer than the {needed} that "
+                    f"quantiles={levels} need to reach their tails; the "
+                    "intervals may cover less than nominal. A longer series, "
+                    "more trees (out-of-bag rows) or less extreme quantiles "
+                    "resolve them.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         return recursive_forecast(
             self._forest,
             h[::-1][:L],
@@ -650,7 +678,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             resid=resid,
             n_paths=n_paths,
             random_state=random_state,
-            errors=self._horizon_errors(horizon) if method == "conformal" else None,
+            errors=(
+                self._horizon_errors(horizon)
+                if levels is not None and method == "conformal"
+                else None
+            ),
         )
 
     def _horizon_errors(self, horizon):

@@ -8,6 +8,7 @@ given the past is normal with the recursive mean and variance
 """
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -162,11 +163,16 @@ def test_residual_paths_without_oob_name_the_parameter():
     X, target = make_lag_matrix(y, 3)
     forest = ARSieveForestRegressor(n_estimators=10, bootstrap="moving").fit(X, target)
     with pytest.raises(
-        ValueError, match=r"oob_score=True.*interval_method='tree-paths'"
+        ValueError,
+        match=r"^interval_method='auto' \(here 'residual-paths'\).*"
+        r"oob_score=True.*interval_method='tree-paths'",
     ):
         forest.forecast(y, 4, quantiles=(0.05, 0.95))
-    # point forecasts and the old method need no out-of-bag residuals
+    # point forecasts and the old method need no out-of-bag residuals, and
+    # interval_method is ignored without quantiles
     assert forest.forecast(y, 4).quantiles is None
+    point = forest.forecast(y, 4, interval_method="conformal")
+    assert point.quantiles is None and np.all(np.isfinite(point.mean))
     res = forest.forecast(y, 4, quantiles=(0.05, 0.95), interval_method="tree-paths")
     assert res.quantiles.shape == (4, 2)
     with pytest.raises(ValueError, match="interval_method must be one of"):
@@ -239,6 +245,38 @@ def test_auto_falls_back_to_residual_paths_on_few_origins():
     assert forest.forecast(y, 10).interval_method is None
     with pytest.raises(ValueError, match=r"horizon=10 has 35 training origins.*39"):
         forest.forecast(y, 10, wide, interval_method="conformal")
+
+
+def test_residual_paths_on_too_few_residuals_warn():
+    # 20 rows: 20 residuals cannot reach the 2.5 % tails (39 needed), and
+    # conformal cannot either, so "auto" simulates paths and says so.
+    y = make_ar(23, coef=(0.5,), random_state=2)
+    forest = ARSieveForestRegressor(n_estimators=20, random_state=0).fit(
+        *make_lag_matrix(y, 3)
+    )
+    with pytest.warns(UserWarning, match=r"draws from 20 residuals.*39"):
+        res = forest.forecast(y, 2, (0.025, 0.975))
+    assert res.interval_method == "residual-paths"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forest.forecast(y, 2, (0.1, 0.9))  # 9 needed
+
+
+def test_a_failed_refit_leaves_no_calibration_beside_new_trees():
+    """A refit that fails after growing its trees (no out-of-bag rows) must
+    not leave the previous fit's conformal calibration to be used with
+    trees that learnt the training rows."""
+    y = make_ar(120, random_state=0)
+    X, target = make_lag_matrix(y, 3)
+    forest = ARSieveForestRegressor(n_estimators=10, random_state=0).fit(X, target)
+    assert forest.forecast(y, 3, (0.05, 0.95)).interval_method == "conformal"
+    forest.set_params(
+        bootstrap="iid", oob_score=True, replace=False, sample_fraction=1.0
+    )
+    with pytest.raises(ValueError, match="Too few out-of-bag rows"):
+        forest.fit(X, target)
+    with pytest.raises(ValueError, match="oob_score=True"):
+        forest.forecast(y, 3, (0.05, 0.95))
 
 
 def test_small_series_default_intervals():
