@@ -16,10 +16,17 @@ import numpy as np
 def skasync_threads():
     """Names of the worker threads skasync started that are still running.
 
-    Listed, not ``is_alive()``: on CPython <= 3.11 a join interrupted by
+    The process pool's launcher thread is not one: it lives with the
+    process by design. Listed, not ``is_alive()``: on CPython <= 3.11 a join interrupted by
     Ctrl-C makes ``is_alive()`` False for a thread that is still running.
     """
-    return [t.name for t in threading.enumerate() if t.name.startswith("skasync-")]
+    from skasync.utils._processes import LAUNCHER_THREAD
+
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("skasync-") and t.name != LAUNCHER_THREAD
+    ]
 
 
 def leaf_of(tree, x):

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import itertools
 import math
+import sys
 import warnings
 from numbers import Integral, Real
 from typing import ClassVar
@@ -51,7 +52,7 @@ from skasync.neural_network._torch_utils import (
     check_layer_sizes,
     make_linear,
 )
-from skasync.utils._processes import pool_is_warm
+from skasync.utils._processes import pool_is_warm, processes_supported
 from skasync.utils._threads import available_cpus
 from skasync.utils._validation import fit_count_to_data
 
@@ -628,6 +629,12 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             self._backend_reason = "an initialised torch.distributed group"
             return
         device_type = self._device_.type
+        if self.backend == "processes" and not processes_supported():
+            raise ValueError(
+                f"backend='processes' needs Linux (its workers share memory "
+                f"through memfd and are watched through pidfds); this is "
+                f"{sys.platform!r}. Use backend='threads' or backend='auto'."
+            )
         if self.backend == "processes" and device_type != "cpu":
             raise ValueError(
                 f"backend='processes' trains on the CPU (its workers share the "

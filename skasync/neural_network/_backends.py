@@ -47,6 +47,8 @@ import os
 
 import numpy as np
 
+from skasync.utils import _processes
+
 BACKENDS = ("auto", "threads", "processes")
 
 # One-thread cost of a batch: a fixed part (about 30 torch calls and the
@@ -208,6 +210,8 @@ def choose_backend(
         return "threads", f"device type {device_type!r}: threads drive its streams"
     if cpus < 2:
         return "threads", "one CPU available"
+    if not _processes.processes_supported():
+        return "threads", "worker processes need Linux (memfd, pidfd)"
     epoch = estimated_serial_epoch(layer_sizes, n_samples, batch_size)
     op_macs = batch_size * np.mean(
         [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]

@@ -323,7 +323,12 @@ class ProcessTrainer:
                 linear.bias.data = linear.bias.data.clone()
                 for tensor in buffers.values():
                     tensor.data = tensor.data.clone()
-        if self.pool.alive:
+        if self.pool.alive and not self.pool.idle:
+            # The fit was interrupted between submitting a job and reading
+            # its answers (Ctrl-C, an error here): the jobs may still write
+            # to the arena, and their answers would be read as detach's.
+            self.pool.terminate()
+        elif self.pool.alive:
             with contextlib.suppress(Exception):
                 self.pool.run(detach, [()] * self.n_processes, timeout=30)
         self.arena.close()

@@ -36,23 +36,34 @@ Workers are fresh interpreters started with :mod:`subprocess`
 Lifecycle guarantees
 --------------------
 * Idle workers block in a ``poll`` on their connection: no CPU. They exit
-  after ``idle_timeout`` seconds without a job, at interpreter exit
-  (``atexit``) and when the parent dies: Linux's ``PR_SET_PDEATHSIG`` kills
-  them with the parent, and a check of the parent's pid between jobs covers
-  other systems.
-* After a worker error, a dead worker or a ``KeyboardInterrupt`` in the
-  caller the whole pool is killed at once (a half-finished job may hold a
-  token another worker waits for); the next fit starts a new pool.
+  after ``idle_timeout`` seconds without a job (the parent retires the pool
+  a margin before, so a fit never hands work to a worker that is ending),
+  at interpreter exit (``atexit``) and when the parent dies: Linux's
+  ``PR_SET_PDEATHSIG`` kills them with the parent (they are started from a
+  thread that lasts as long as the process, since the signal follows the
+  starting *thread*), and a check of the parent's pid between jobs backs it
+  up.
+* A job's answers are awaited from every worker at once: the first error or
+  death is seen whichever worker it is. After a worker error, a dead worker
+  or a ``KeyboardInterrupt`` while a job runs the whole pool is killed at
+  once (a half-finished job may hold a token another worker waits for, and
+  its answer would be read as the next job's); the next fit starts a new
+  pool.
 * Workers ignore ``SIGINT``: Ctrl-C is the parent's to handle.
+* A child forked from the parent forgets the pool: it neither uses nor
+  stops the parent's workers.
+* Linux only (memfd, pidfd, ``pipe2``): elsewhere ``backend="auto"`` never
+  picks processes and ``backend="processes"`` is refused.
 """
 
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
 import atexit
+import concurrent.futures
 import contextlib
 import errno
-import fcntl
+import math
 import mmap
 import multiprocessing.connection
 import os
@@ -62,11 +73,17 @@ import socket
 import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 
 import numpy as np
+
+# memfd_create, pidfd_open, pipe2 and PR_SET_PDEATHSIG are Linux's: the
+# back-end exists there only (backend="auto" never picks it elsewhere).
+PROCESSES_SUPPORTED = sys.platform.startswith("linux")
+if PROCESSES_SUPPORTED:
+    import fcntl
+    import termios
 
 _POLL_SECONDS = 0.05
 # Workers end after this long without a job (loky's default is 300 s too).
@@ -127,10 +144,16 @@ class SharedArena:
 
     def _map(self):
         self._mmap = mmap.mmap(self.fd, self.size)
+        # np.frombuffer keeps an export of the mapping alive in every view
+        # (np.ndarray(buffer=...) does not): while a numpy or torch view
+        # exists, close() cannot unmap what it reads.
         self.arrays = {
-            name: np.ndarray(
-                shape, dtype=np.dtype(dtype), buffer=self._mmap, offset=off
-            )
+            name: np.frombuffer(
+                self._mmap,
+                dtype=np.dtype(dtype),
+                count=math.prod(shape),
+                offset=off,
+            ).reshape(shape)
             for name, (off, shape, dtype) in self.layout.items()
         }
 
@@ -152,7 +175,8 @@ class SharedArena:
             try:
                 self._mmap.close()
             except BufferError:
-                # A torch or numpy view still exists; the mapping goes with it.
+                # A torch or numpy view still exists: the mapping stays until
+                # the last one is gone (the views hold it, see _map).
                 pass
             self._mmap = None
         if self.fd is not None:
@@ -233,6 +257,55 @@ class TokenPipe:
 
 
 # ----------------------------------------------------------------- the pool
+_LAUNCHER = None
+_LAUNCHER_LOCK = threading.Lock()
+# Not a fit's worker: it starts pools for fits in other threads and lives
+# with the process, blocked on a queue (no CPU), like an idle pool.
+LAUNCHER_THREAD = "skasync-pool-launcher"
+
+
+def _start_from_a_lasting_thread(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` (a process start) on a thread that lives
+    as long as this process.
+
+    Linux's ``PR_SET_PDEATHSIG`` fires when the *thread* that started the
+    child ends, not the process: a pool started by a fit in a short-lived
+    thread (a ``ThreadPoolExecutor`` of a grid search) would be killed with
+    that thread. The main thread lasts; other threads hand the start to one
+    daemon thread that waits for work for the rest of the process.
+    """
+    global _LAUNCHER
+    if threading.current_thread() is threading.main_thread():
+        return function(*args, **kwargs)
+    with _LAUNCHER_LOCK:
+        if _LAUNCHER is None:
+            _LAUNCHER = _Launcher()
+    return _LAUNCHER.call(function, *args, **kwargs)
+
+
+class _Launcher:
+    """One daemon thread that runs calls for others and never ends."""
+
+    def __init__(self):
+        import queue
+
+        self._calls = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=LAUNCHER_THREAD, daemon=True).start()
+
+    def call(self, function, *args, **kwargs):
+        future = concurrent.futures.Future()
+        self._calls.put((future, function, args, kwargs))
+        return future.result()
+
+    def _serve(self):
+        while True:
+            future, function, args, kwargs = self._calls.get()
+            try:
+                future.set_result(function(*args, **kwargs))
+            except BaseException as error:  # noqa: BLE001 - the caller's to raise
+                future.set_exception(error)
+
+
 def _idle_timeout():
     value = os.environ.get(_IDLE_TIMEOUT_ENV)
     if value is None:
@@ -272,6 +345,11 @@ class WorkerPool:
         self.sentinels = []
         self.closed = False
         self.in_use = False
+        # A forked child inherits this object: only the creator may stop it.
+        self._owner_pid = os.getpid()
+        # Workers with a job submitted and not yet answered.
+        self._running = set()
+        self.last_answer = time.monotonic()
         # Size of the torch.distributed group the workers have joined (sync).
         self.group_size = None
         self.ring_free = TokenPipe()
@@ -280,8 +358,8 @@ class WorkerPool:
         try:
             for index in range(self.n_workers):
                 self._launch(index)
-            for conn in self.connections:
-                self._receive(conn, _START_TIMEOUT, "start")
+            self._running.update(range(self.n_workers))
+            self.collect(timeout=_START_TIMEOUT, what="start")
         except BaseException:
             self.terminate()
             raise
@@ -289,12 +367,12 @@ class WorkerPool:
 
     def _launch(self, index):
         parent_end, child_end = socket.socketpair()
-        pipe_fds = [*self.ring_free.fds, *self.ring_ready.fds]
-        for fd in pipe_fds:
-            os.set_inheritable(fd, True)
-        passed = [child_end.fileno(), *pipe_fds]
+        # pass_fds makes these inheritable in the child only: they stay
+        # close-on-exec here, so no other child of the parent gets them.
+        passed = [child_end.fileno(), *self.ring_free.fds, *self.ring_ready.fds]
         # A new process group: Ctrl-C in a terminal signals the parent only.
-        process = subprocess.Popen(
+        process = _start_from_a_lasting_thread(
+            subprocess.Popen,
             [
                 sys.executable,
                 "-m",
@@ -332,25 +410,53 @@ class WorkerPool:
         ``state`` is the worker's dict that persists between jobs.
         """
         self._check_open()
+        if index in self._running:
+            # Its answer to the earlier job would be read as this one's.
+            raise RuntimeError(f"worker {index} is still running a job")
+        self._running.add(index)
         self.connections[index].send(
             ("job", function.__module__, function.__qualname__, args)
         )
 
+    @property
+    def idle(self):
+        """No job submitted and unanswered (so the next answer is the next
+        job's)."""
+        return not self._running
+
     def collect(self, indices=None, timeout=None, what="job"):
         """Wait for the answers of ``indices`` (all workers by default).
 
-        Raises :class:`WorkerError` with the worker's traceback if a job
-        raised and :class:`WorkerDied` if a worker ended; in both cases, and
-        on ``KeyboardInterrupt``, every worker is killed first.
+        Waits on every worker at once, so the first error or death is seen
+        at once, whichever worker it is (one worker's error may leave the
+        others waiting for it, in a collective or for a token). Raises
+        :class:`WorkerError` with the worker's traceback if a job raised
+        and :class:`WorkerDied` if a worker ended; in both cases, and on
+        ``KeyboardInterrupt``, every worker is killed first.
         """
-        indices = range(self.n_workers) if indices is None else indices
+        indices = list(range(self.n_workers) if indices is None else indices)
         results = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            for index in indices:
-                results[index] = self._receive(self.connections[index], timeout, what)
+            while len(results) < len(indices):
+                waiting = [i for i in indices if i not in results]
+                handles = {self.connections[i]: i for i in waiting}
+                handles.update({self.sentinels[i]: i for i in waiting})
+                ready = multiprocessing.connection.wait(list(handles), 0.5)
+                for index in sorted({handles[h] for h in ready}):
+                    results[index] = self._answer(index, what)
+                    self._running.discard(index)
+                if deadline is not None and time.monotonic() > deadline:
+                    index = next(i for i in indices if i not in results)
+                    raise WorkerDied(
+                        f"worker {index} (pid {self.processes[index].pid}) did "
+                        f"not answer the {what} within {timeout:.0f} s; every "
+                        "worker was stopped."
+                    )
         except BaseException:
             self.terminate()
             raise
+        self.last_answer = time.monotonic()
         return [results[i] for i in indices]
 
     def run(self, function, per_worker_args, timeout=None):
@@ -359,53 +465,53 @@ class WorkerPool:
             self.submit(index, function, *args)
         return self.collect(range(len(per_worker_args)), timeout)
 
-    def _receive(self, conn, timeout, what):
-        index = self.connections.index(conn)
-        process = self.processes[index]
-        sentinel = self.sentinels[index]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            ready = multiprocessing.connection.wait([conn, sentinel], 0.5)
-            if conn in ready:
-                try:
-                    kind, payload = conn.recv()
-                except (EOFError, OSError):
-                    kind = None
-                if kind == "ok":
-                    return payload
-                if kind == "error":
-                    raise WorkerError(
-                        f"A worker process (pid {process.pid}) raised during "
-                        f"the {what}; its traceback:\n{payload}"
-                    )
-            if conn in ready or sentinel in ready:
-                # The connection closed or the process ended: it is dying.
-                try:
-                    code = process.wait(timeout=5.0)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    code = process.wait()
-                cause = (
-                    f"killed by signal {-code} ({_signal_name(-code)})"
-                    if code < 0
-                    else f"exit code {code}"
+    def _answer(self, index, what):
+        """Worker ``index``'s answer, once its connection or its process
+        sentinel is ready: the result, or the error it stands for."""
+        conn, process = self.connections[index], self.processes[index]
+        # A worker may answer and then end (its idle timeout): read first.
+        if conn.poll(0):
+            try:
+                kind, payload = conn.recv()
+            except (EOFError, OSError):
+                kind = None
+            if kind == "ok":
+                return payload
+            if kind == "error":
+                raise WorkerError(
+                    f"A worker process (pid {process.pid}) raised during "
+                    f"the {what}; its traceback:\n{payload}"
                 )
-                raise WorkerDied(
-                    f"backend='processes': worker {index} (pid {process.pid}) "
-                    f"died during the {what}, {cause}; a SIGKILL often means the "
-                    "out-of-memory killer. Every worker was stopped. Use "
-                    "backend='threads', or fewer or smaller batches."
-                )
-            if deadline is not None and time.monotonic() > deadline:
-                raise WorkerDied(
-                    f"worker {index} (pid {process.pid}) did not answer the {what} "
-                    f"within {timeout:.0f} s; every worker was stopped."
-                )
+        # The connection closed or the process ended: it is dying.
+        try:
+            code = process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        cause = (
+            f"killed by signal {-code} ({_signal_name(-code)})"
+            if code < 0
+            else f"exit code {code}"
+        )
+        raise WorkerDied(
+            f"backend='processes': worker {index} (pid {process.pid}) "
+            f"died during the {what}, {cause}; a SIGKILL often means the "
+            "out-of-memory killer. Every worker was stopped. Use "
+            "backend='threads', or fewer or smaller batches."
+        )
 
     # -- lifecycle ---------------------------------------------------------
     @property
     def alive(self):
         return not self.closed and all(p.poll() is None for p in self.processes)
+
+    @property
+    def near_idle_timeout(self):
+        """Whether the workers may be ending for want of a job: the parent's
+        clock starts after theirs, and an exiting interpreter still looks
+        alive for a moment, so the pool is retired a margin early."""
+        margin = min(10.0, 0.5 * self.idle_timeout)
+        return time.monotonic() - self.last_answer > self.idle_timeout - margin
 
     @property
     def pids(self):
@@ -419,6 +525,9 @@ class WorkerPool:
         """Ask the workers to exit, then kill any that did not."""
         if self.closed:
             return
+        if os.getpid() != self._owner_pid:
+            self.closed = True  # a forked copy: the workers are the parent's
+            return
         for conn in self.connections:
             with contextlib.suppress(OSError):
                 conn.send(("exit", None, None, None))
@@ -430,6 +539,10 @@ class WorkerPool:
 
     def terminate(self):
         """Kill every worker at once and release the pipes."""
+        if os.getpid() != self._owner_pid:
+            self.closed = True  # a forked copy: the workers are the parent's
+            return
+        self._running.clear()
         for process in self.processes:
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -467,7 +580,11 @@ def get_pool(n_workers):
     """
     global _POOL
     with _POOL_LOCK:
-        if _POOL is not None and (_POOL.n_workers != n_workers or not _POOL.alive):
+        if _POOL is not None and (
+            _POOL.n_workers != n_workers
+            or not _POOL.alive
+            or (not _POOL.in_use and _POOL.near_idle_timeout)
+        ):
             if _POOL.in_use:
                 raise RuntimeError("the shared pool is serving a fit")
             _POOL.shutdown()
@@ -521,12 +638,28 @@ def shutdown_pool():
             _POOL = None
 
 
+def processes_supported():
+    """Whether worker processes can run here (Linux)."""
+    return PROCESSES_SUPPORTED
+
+
 def pool_is_warm(n_workers):
     """Whether :func:`get_pool` would reuse running workers."""
     return _POOL is not None and _POOL.n_workers == n_workers and _POOL.alive
 
 
+def _forget_pool_in_child():
+    # A child forked from a process with a pool (a joblib fork backend, a
+    # plain os.fork) must neither use nor stop the parent's workers; the
+    # lock may have been held by a thread that does not exist here.
+    global _POOL, _POOL_LOCK, _LAUNCHER, _LAUNCHER_LOCK
+    _POOL, _POOL_LOCK = None, threading.RLock()
+    _LAUNCHER, _LAUNCHER_LOCK = None, threading.Lock()
+
+
 atexit.register(shutdown_pool)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 # --------------------------------------------------------- worker-side helpers
@@ -569,6 +702,7 @@ __all__ = [
     "get_pool",
     "pool_for_fit",
     "pool_is_warm",
+    "processes_supported",
     "receive_fds",
     "shutdown_pool",
 ]

@@ -241,14 +241,17 @@ def test_idle_workers_end_after_the_timeout(monkeypatch):
         pool.terminate()
 
 
-def test_worker_exception_reaches_the_caller_with_its_traceback(digits):
+@pytest.mark.parametrize("mode", ["hogwild", "sync"])
+def test_worker_exception_reaches_the_caller_with_its_traceback(digits, mode):
+    """Whichever worker raises: with sync, worker 0 then waits in the
+    all-reduce for worker 1, so the caller must not wait for worker 0 first
+    (it did, until gloo's 30-minute timeout)."""
     X, y = digits
-    clf = _clf("hogwild")
+    clf = _clf(mode)
     clf._engine_hook = FaultInjection("step", worker=1, after=3, action="raise")
     with pytest.raises(_processes.WorkerError, match="injected failure") as info:
         clf.fit(X, y)
     assert "_process_engines.py" in str(info.value)  # the worker's frames
-    pids = _processes.WorkerPool.__dict__  # noqa: F841 - keeps the name in scope
     assert _processes._POOL is None or not _processes._POOL.alive
 
 
@@ -408,7 +411,9 @@ def test_torchrun_launch_without_a_group_warns(digits, monkeypatch):
         ("cpu", "nccl", "backend is 'nccl'.*init_process_group\\('gloo'\\)"),
     ],
 )
-def test_training_across_ranks_needs_the_cpu_and_gloo(device_type, group_backend, match):
+def test_training_across_ranks_needs_the_cpu_and_gloo(
+    device_type, group_backend, match
+):
     """The all-reduce and the gossip send CPU tensors over gloo: another
     device, or an NCCL-only group, is refused with the fix named."""
     from skasync.neural_network._backends import check_group_for_cpu_training
@@ -417,6 +422,34 @@ def test_training_across_ranks_needs_the_cpu_and_gloo(device_type, group_backend
         check_group_for_cpu_training(device_type, group_backend)
     for ok in ("gloo", "cpu:gloo,cuda:nccl"):
         check_group_for_cpu_training("cpu", ok)
+
+
+def test_processes_elsewhere_than_linux(digits, monkeypatch):
+    """The back-end needs memfd and pidfds: "processes" is refused with the
+    fix named, and "auto" never picks it."""
+    from skasync.neural_network._backends import choose_backend
+
+    monkeypatch.setattr(_processes, "PROCESSES_SUPPORTED", False)
+    X, y = digits
+    with pytest.raises(ValueError, match="backend='processes' needs Linux"):
+        _clf("hogwild").fit(X, y)
+    rule = dict(
+        parallel=True,
+        device_type="cpu",
+        cpus=16,
+        layer_sizes=[40, 1024, 1024, 10],
+        n_samples=60_000,
+        batch_size=128,
+        max_iter=30,
+        max_time=None,
+        pool_warm=True,
+    )
+    assert choose_backend(**rule) == (
+        "threads",
+        "worker processes need Linux (memfd, pidfd)",
+    )
+    monkeypatch.setattr(_processes, "PROCESSES_SUPPORTED", True)
+    assert choose_backend(**rule)[0] == "processes"
 
 
 def test_unknown_backend_names_the_parameter(digits):
