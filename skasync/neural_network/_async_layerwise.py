@@ -740,9 +740,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             n_processes=self.n_workers_,
             threads_per_process=self._worker_num_threads(),
         )
-        self._startup_seconds = trainer.startup_seconds
-        self._process_trainer = trainer
         try:
+            self._startup_seconds = trainer.startup_seconds
+            self._process_trainer = trainer
             yield
         finally:
             self._process_trainer = None
