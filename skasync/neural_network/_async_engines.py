@@ -50,6 +50,7 @@ import contextlib
 import itertools
 import math
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -160,6 +161,7 @@ class _Epoch:
         # list.append is atomic under the GIL: no lock needed.
         self.losses = []  # per-batch mean loss, 0-d tensors (no host sync)
         self.loss_counts = []  # n of each entry of losses
+        self._loss_lock = threading.Lock()
         self.samples = []  # n of each batch whose update was applied
 
     def take_batch(self):
@@ -190,8 +192,12 @@ class _Epoch:
         batch, loss = self.shared.forward(
             self.X[rows], self.y[rows], coef, penalty_n, snapshot=snapshot
         )
-        self.losses.append(loss)
-        self.loss_counts.append(self.batch_mass(index))
+        mass = self.batch_mass(index)
+        # Two forward threads must not interleave the two appends: each
+        # loss is weighted by its own batch's mass.
+        with self._loss_lock:
+            self.losses.append(loss)
+            self.loss_counts.append(mass)
         return batch
 
 
@@ -359,7 +365,7 @@ def _run_sync(epoch, device):
                     # On CUDA the others' streams wait (on the device,
                     # not the host) for the previous update.
                     updated = streams.event(
-                        torch.cuda.current_stream() if streams.cuda else None
+                        torch.cuda.current_stream(device) if streams.cuda else None
                     )
                     if updated is not None:
                         stream.wait_event(updated)
@@ -421,10 +427,13 @@ def _sync_step(shared, gathered, index, epoch, stream):
         # A weighted shard's gradient is already its share of the batch's.
         weight = 1.0 if n_j is None else n_j / n
         if len(result) == 4 and stream is not None:
-            torch.cuda.current_stream().wait_event(result[3])
+            # The step runs on the model's device's current stream; without
+            # the device, a worker thread would get device 0's.
+            step_stream = torch.cuda.current_stream(stream.device)
+            step_stream.wait_event(result[3])
             for _, grad_W, grad_b in grads:
-                grad_W.record_stream(torch.cuda.current_stream())
-                grad_b.record_stream(torch.cuda.current_stream())
+                grad_W.record_stream(step_stream)
+                grad_b.record_stream(step_stream)
         if total is None:
             total = [
                 (layer, grad_W * weight, grad_b * weight)

@@ -656,7 +656,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             batch_size=batch_size,
             max_iter=self.max_iter,
             max_time=self.max_time,
-            pool_warm=pool_is_warm(n_processes),
+            # A deterministic mode's result depends on its back-end (the
+            # shard count, the reduction order): it must not change with
+            # what earlier fits left warm.
+            pool_warm=pool_is_warm(n_processes)
+            and self.mode in _LOCK_FREE_MODES,
         )
 
     def _check_params_against_data(self, n_train_samples, batch_size):

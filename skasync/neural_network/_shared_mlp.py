@@ -150,6 +150,7 @@ class ThreadVersionBook:
         # next() on itertools.count is atomic under the GIL: two threads
         # never get the same version number even without a lock.
         self.counters = [itertools.count(v) for v in log.versions]
+        self._adam_lock = threading.Lock()
 
     def read(self):
         """Per-layer versions, read by a forward before the weights."""
@@ -167,9 +168,14 @@ class ThreadVersionBook:
             self.log.versions[layer] = version + 1
 
     def adam_step(self, layer):
-        """Count one Adam step of ``layer``; return the step number."""
-        self.log.adam_steps[layer] += 1
-        return self.log.adam_steps[layer]
+        """Count one Adam step of ``layer``; return the step number.
+
+        Under a lock: with ``update_lock="none"`` two threads may step a
+        layer at once, and ``+=`` on a list item is a read and a write.
+        """
+        with self._adam_lock:
+            self.log.adam_steps[layer] += 1
+            return self.log.adam_steps[layer]
 
     def totals(self):
         """The exact update counts (the published versions may lag under races)."""

@@ -157,9 +157,12 @@ class WorkerGroup:
                     while not done.wait(_POLL_SECONDS):
                         pass
                 # Every target has returned: these joins only wait for the
-                # threads' own exit, microseconds.
+                # threads' own exit, microseconds. A thread whose start
+                # failed has nothing to join (join would raise and hide
+                # the start's error).
                 for thread in self._threads:
-                    thread.join()
+                    if thread.ident is not None:
+                        thread.join()
                 return interrupt
             except KeyboardInterrupt as error:
                 interrupt = interrupt or error

@@ -424,6 +424,24 @@ def test_training_across_ranks_needs_the_cpu_and_gloo(
         check_group_for_cpu_training("cpu", ok)
 
 
+def test_sync_under_auto_ignores_what_earlier_fits_left_warm(digits, monkeypatch):
+    """sync is deterministic for a random_state; its result depends on the
+    back-end (shards, reduction order), so "auto" must not pick another one
+    because an earlier fit left a pool warm."""
+    from skasync.neural_network import _async_layerwise
+
+    X, y = digits
+    params = dict(hidden_layer_sizes=(100,), mode="sync", max_iter=2, random_state=0)
+    cold = AsyncLayerwiseMLPClassifier(**params).fit(X, y)
+    monkeypatch.setattr(_async_layerwise, "pool_is_warm", lambda n_workers: True)
+    warm = AsyncLayerwiseMLPClassifier(**params).fit(X, y)
+    assert warm.backend_ == cold.backend_
+    np.testing.assert_array_equal(warm.coefs_[0], cold.coefs_[0])
+    # A lock-free mode may use the warm pool: there it only saves time.
+    hogwild = AsyncLayerwiseMLPClassifier(**{**params, "mode": "hogwild"})
+    assert hogwild.fit(X, y).backend_ == "processes"
+
+
 def test_processes_elsewhere_than_linux(digits, monkeypatch):
     """The back-end needs memfd and pidfds: "processes" is refused with the
     fix named, and "auto" never picks it."""

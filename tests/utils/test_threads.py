@@ -137,6 +137,29 @@ def test_keyboard_interrupt_while_waiting_leaves_no_worker_running():
     assert not skasync_threads()
 
 
+def test_a_thread_that_cannot_start_raises_its_own_error(monkeypatch):
+    """The start's error reaches the caller (the join of the thread that
+    never started used to replace it with "cannot join thread before it is
+    started"), and the thread that did start is joined."""
+    original = threading.Thread.start
+    starts = []
+
+    def start_once(thread):
+        starts.append(thread)
+        if len(starts) == 2:
+            raise RuntimeError("can't start new thread (injected)")
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once)
+    release = threading.Event()
+    with pytest.raises(RuntimeError, match="injected"):
+        with WorkerGroup("test") as group:
+            group.start(lambda: group.stop_event.wait(5))
+            group.start(release.wait)
+    assert not starts[0].is_alive()
+    assert skasync_threads() == []
+
+
 def test_queue_get_gives_up_when_stopping():
     stop_event = threading.Event()
     stop_event.set()
