@@ -286,9 +286,20 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         # and a later warm_start fit or partial_fit must start afresh.
         return hasattr(self, "n_iter_")
 
+    def __sklearn_is_fitted__(self):
+        # Fitted once a model was built and trained: not merely after a fit
+        # that set classes_ and then failed its checks.
+        return self._is_initialised()
+
     def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         first_fit = not self._is_initialised()
         reuse_model = (incremental or self.warm_start) and not first_fit
+        if not reuse_model:
+            # A fresh fit replaces the model: until it has built the new one,
+            # the estimator is not fitted, so a fit that fails its checks
+            # (after setting the new classes_ and n_features_in_) leaves no
+            # old network to be used with them.
+            self.__dict__.pop("n_iter_", None)
         check_no_bool_counts(self)
         X, y = self._validate_training_data(X, y, reset=not reuse_model)
         sample_weight = checked_sample_weight(sample_weight, X)
@@ -382,6 +393,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             self._elapsed_offset = 0.0
         else:
             self._move_modules(device)
+            if self.early_stopping and self.validation_scores_ is None:
+                # A warm start that turns early_stopping on.
+                self.validation_scores_ = []
+                self.best_validation_score_ = -math.inf
             if not incremental:
                 # MLPClassifier builds a new optimiser on every fit that is
                 # not partial_fit, so changed learning rates etc. apply.
@@ -468,9 +483,24 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             order = torch.arange(n_samples)
         order = order.to(device)
         batches = list(torch.split(order, batch_size))
-        if len(batches) > 1 and batches[-1].shape[0] < self._min_batch_rows():
+        min_rows = self._min_batch_rows()
+        if len(batches) > 1 and batches[-1].shape[0] < min_rows:
             # e.g. batch norm cannot train on one row: merge the remainder.
             batches[-2:] = [torch.cat(batches[-2:])]
+        if min(b.shape[0] for b in batches) < min_rows:
+            held_out = (
+                f" after early_stopping held out validation_fraction="
+                f"{self.validation_fraction}"
+                if self.early_stopping
+                else ""
+            )
+            raise ValueError(
+                f"The network has batch norm, which cannot train on a batch of "
+                f"fewer than {min_rows} rows, but batch_size={self.batch_size} "
+                f"and {n_samples} training rows{held_out} give batches of "
+                f"{min(b.shape[0] for b in batches)}. Use batch_size >= "
+                f"{min_rows}, more rows, or a network without batch norm."
+            )
         return batches
 
     def _record_epoch(self, result, n_train, start, training, validation):

@@ -31,7 +31,7 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import torch
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, Options, StrOptions
 
 from skasync.neural_network._base import BaseTorchClassifier
 from skasync.neural_network._block_local_engine import (
@@ -243,7 +243,9 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
         each block thread gets ``max(1, cpu_count // n_blocks)``.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, batching and noise (torch's global RNG is
-        never touched).
+        never touched by them). Dropout layers of a custom ``module`` draw
+        from torch's global RNG: seed it with ``torch.manual_seed`` too for
+        repeatable fits.
     verbose : int, default=0
         Print one line per epoch.
     warm_start : bool, default=False
@@ -296,7 +298,9 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
         ``peak_activation_bytes`` (bytes autograd saved for backward, measured
         on the first steps with saved-tensor hooks, parameters excluded),
         ``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` on CUDA,
-        else None).
+        else None); also ``parallel``, ``device`` and ``n_microbatches``,
+        the most micro-batches a batch was cut into (fewer than asked when
+        the batches are small).
     best_loss_ : float
         Lowest loss of the output block (the last one) over the epochs:
         without ``early_stopping`` training stops once it has not improved
@@ -383,7 +387,7 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
         "aux_hidden": ["array-like"],
         "denoise_weight": [Interval(Real, 0, None, closed="left")],
         "denoise_std": [Interval(Real, 0, None, closed="left")],
-        "agreement_sign": [Interval(Integral, -1, 1, closed="both")],
+        "agreement_sign": [Options(Integral, {-1, 1})],
         "sigma_forward": [Interval(Real, 0, None, closed="neither")],
         "sigma_feedback": [Interval(Real, 0, None, closed="neither")],
         "solver": [StrOptions({"sgd", "adam"})],
@@ -537,10 +541,6 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
         return self.solver if self.optimizer == "deprecated" else self.optimizer
 
     def _check_execution(self):
-        if self.agreement_sign not in (-1, 1):
-            raise ValueError(
-                f"agreement_sign must be -1 or 1, got {self.agreement_sign!r}."
-            )
         if self.parallel == "streams" and not str(self._device_).startswith("cuda"):
             raise ValueError(
                 "parallel='streams' needs a CUDA device, but the model runs on "

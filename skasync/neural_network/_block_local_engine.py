@@ -184,6 +184,9 @@ class BlockLocalEngine:
         self.batch_done_times = []
         self.sample_weight = None
         self._min_rows = min_training_rows(w.block for w in workers)
+        # Most micro-batches a batch was cut into: fewer than asked when a
+        # batch has too few rows (timing_ records what was used).
+        self.microbatches_used = 0
 
     # ---------------------------------------------------------------- epoch
     def run_epoch(self, X, y, batches, context):
@@ -375,6 +378,7 @@ class BlockLocalEngine:
     def _microbatch_items(self, X, y, number, idx, batch_weight):
         """The micro-batches of batch ``number`` (rows ``idx``)."""
         n_mb = max(1, min(self.config.n_microbatches, idx.shape[0] // self._min_rows))
+        self.microbatches_used = max(self.microbatches_used, n_mb)
         mbs = torch.tensor_split(idx, n_mb)
         batch_labels = y[idx]
         items = []
@@ -452,6 +456,7 @@ class FitTiming:
         self.update = [[] for _ in range(n_blocks)]
         self.step = []
         self.samples = 0
+        self.microbatches_used = 0
         self.seconds = 0.0
         self.peak_activation_bytes = None
 
@@ -464,6 +469,7 @@ class FitTiming:
         self.step += list(1e3 * np.diff(engine.batch_done_times))
         self.samples += max(1, result.trained_samples)
         self.seconds += result.columns["seconds"]
+        self.microbatches_used = max(self.microbatches_used, engine.microbatches_used)
         if engine.meter is not None:
             self.peak_activation_bytes = engine.meter.peak
 
@@ -483,7 +489,8 @@ class FitTiming:
             "peak_activation_bytes": self.peak_activation_bytes,
             "peak_memory_bytes": peak,
             "parallel": config.parallel,
-            "n_microbatches": config.n_microbatches,
+            # What was used: fewer than asked when batches are small.
+            "n_microbatches": self.microbatches_used or config.n_microbatches,
             "device": str(self.device),
         }
         if config.joint_backward:

@@ -72,11 +72,18 @@ def split_training_data(
         except ValueError:
             # Too few samples per class for a stratified split: fall back to
             # a plain random split rather than failing.
-            parts = train_test_split(
-                *arrays,
-                test_size=validation_fraction,
-                random_state=split_seed,
-            )
+            try:
+                parts = train_test_split(
+                    *arrays,
+                    test_size=validation_fraction,
+                    random_state=split_seed,
+                )
+            except ValueError as error:  # no training or no validation row
+                raise ValueError(
+                    f"validation_fraction={validation_fraction} leaves no "
+                    f"training or no validation samples of the {X.shape[0]} "
+                    "rows; lower it or pass more data."
+                ) from error
         X, X_val, y_index, y_val = parts[:4]
         if sample_weight is not None:
             sample_weight, w_val = parts[4:]

@@ -225,3 +225,70 @@ def test_layer_size_parameters_reject_floats_by_name(make, name):
     clf = getattr(skasync, make)(**params)
     with pytest.raises(ValueError, match=f"{name} must contain positive ints"):
         clf.fit(X[:100], y[:100])
+
+
+# Behaviour both torch estimators share through BaseTorchClassifier.
+def _both_estimators():
+    from skasync import AsyncLayerwiseMLPClassifier, BlockLocalClassifier
+
+    return [
+        AsyncLayerwiseMLPClassifier(
+            hidden_layer_sizes=(16,), mode="serial", max_iter=3
+        ),
+        BlockLocalClassifier(hidden_layer_sizes=(16, 16), max_iter=3),
+    ]
+
+
+# Parameters each estimator rejects against the data, after validate_data
+# and classes_: a straggler the mode does not have, streams without CUDA.
+_FAILS_ITS_CHECKS = {
+    "AsyncLayerwiseMLPClassifier": ({"straggler_workers": [5]}, "straggler_workers"),
+    "BlockLocalClassifier": ({"parallel": "streams"}, "CUDA|cuda"),
+}
+
+
+@pytest.mark.parametrize(
+    "estimator", _both_estimators(), ids=lambda e: type(e).__name__
+)
+def test_a_fresh_fit_that_fails_its_checks_leaves_no_fitted_model(estimator):
+    """The failed fit set the new classes_ before its checks failed: the old
+    network must not be used with them (predict raised IndexError)."""
+    from sklearn.exceptions import NotFittedError
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    three = y < 3
+    estimator.fit(X[three], y[three])
+    good = estimator.get_params()
+    bad, match = _FAILS_ITS_CHECKS[type(estimator).__name__]
+    estimator.set_params(**bad)
+    with pytest.raises(ValueError, match=match):
+        estimator.fit(X[y < 2], y[y < 2])
+    with pytest.raises(NotFittedError):
+        estimator.predict(X[:3])
+    estimator.set_params(**good).fit(X[three], y[three])
+    assert estimator.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "estimator", _both_estimators(), ids=lambda e: type(e).__name__
+)
+def test_warm_start_may_turn_early_stopping_on(estimator):
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    estimator.fit(X, y)
+    assert estimator.validation_scores_ is None
+    estimator.set_params(warm_start=True, early_stopping=True, max_iter=2)
+    estimator.fit(X, y)
+    assert len(estimator.validation_scores_) == 2
+    assert 0 < estimator.best_validation_score_ <= 1
+
+
+@pytest.mark.parametrize(
+    "estimator", _both_estimators(), ids=lambda e: type(e).__name__
+)
+def test_validation_fraction_that_leaves_nothing_names_the_parameter(estimator):
+    X, y = load_digits(return_X_y=True)
+    estimator.set_params(early_stopping=True, validation_fraction=0.9)
+    with pytest.raises(ValueError, match=r"^validation_fraction=0.9 leaves no"):
+        estimator.fit(X[:5] / 16, y[:5])

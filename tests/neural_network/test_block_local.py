@@ -838,6 +838,36 @@ def test_batch_norm_never_trains_on_one_row(params):
     assert clf.n_iter_ == 2
 
 
+def test_micro_batches_used_are_recorded():
+    # 8 asked, batches of 8 rows with batch norm: at most 4 of 2 rows.
+    X, y = load_digits(return_X_y=True)
+    clf = _bll(
+        hidden_layer_sizes=(16, 16), n_blocks=2, batch_norm=True, max_iter=1,
+        batch_size=8, n_microbatches=8,
+    ).fit(X[:400] / 16, y[:400])
+    assert clf.timing_["n_microbatches"] == 4
+
+
+@pytest.mark.parametrize(
+    "params, n_rows",
+    [({"batch_size": 1}, 50), ({"early_stopping": True}, 2)],
+    ids=["batch_size=1", "one training row left"],
+)
+def test_batch_norm_on_batches_of_one_row_is_a_clear_error(params, n_rows):
+    X, y = load_digits(return_X_y=True)
+    clf = _bll(hidden_layer_sizes=(16,), batch_norm=True, max_iter=1, **params)
+    with pytest.raises(ValueError, match=r"batch norm.*Use batch_size >= 2"):
+        clf.fit(X[:n_rows] / 16, y[:n_rows] % 2)
+
+
+def test_agreement_sign_is_checked_with_the_other_parameters(digits):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, _, y, _ = digits
+    with pytest.raises(InvalidParameterError, match="agreement_sign"):
+        _bll(agreement_sign=0).fit(X, y)
+
+
 def test_joint_backward_denoising_uses_the_block_noise_streams(digits):
     # The joint back-end drew denoising noise from torch's global RNG; it
     # now uses the per-block generators, so it equals per-block backward
