@@ -12,6 +12,19 @@ from skasync import __version__
 from skasync._demo import DEMO_SECTIONS, run_demo
 
 
+def _n_jobs(text):
+    """``--n-jobs``: a positive count, or -1 for every CPU (as joblib)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number of jobs or -1 (every CPU)"
+        )
+    return value
+
+
 def main(argv=None):
     """Entry point of the ``skasync`` console script."""
     parser = argparse.ArgumentParser(
@@ -38,7 +51,7 @@ def main(argv=None):
     )
     demo.add_argument(
         "--n-jobs",
-        type=int,
+        type=_n_jobs,
         default=None,
         help="parallel jobs of the grid searches (default: up to 2)",
     )

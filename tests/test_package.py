@@ -54,6 +54,11 @@ def test_cli_version_and_usage(capsys):
     with pytest.raises(SystemExit) as info:
         main(["demo", "--only", "nothing"])
     assert info.value.code == 2
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit) as info:
+            main(["demo", "--n-jobs", bad])
+        assert info.value.code == 2
+    assert "--n-jobs" in capsys.readouterr().err
 
 
 def test_python_dash_m_entry_point():

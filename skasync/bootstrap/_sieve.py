@@ -4,6 +4,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,9 +197,20 @@ def _fit_ols(x, order, order_max):
         params = np.asarray(res.params)
         const, coef = float(params[0]), params[1:].copy()
         denom = 1.0 - coef.sum()
-        # process mean of the fitted AR; fall back to the sample mean near a
-        # unit root where c / (1 - sum phi) explodes.
-        if abs(denom) > 1e-8:
+        # Process mean of the fitted AR. OLS (unlike Yule-Walker) may fit a
+        # non-stationary AR: it has no process mean (c / (1 - sum phi)
+        # changes sign past a unit root), so the sample mean stands in.
+        root = float(np.abs(np.roots(np.r_[1.0, -coef])).max())
+        if root >= 1.0:
+            warnings.warn(
+                f"method='ols' fitted a non-stationary AR({order}) (largest "
+                f"inverse root {root:.3f} >= 1): the sample mean is used as its "
+                "mean, and series simulated from it diverge. "
+                "method='yule-walker' always fits a stationary AR.",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif abs(denom) > 1e-8:
             mean = const / denom
         resid = np.asarray(res.resid, dtype=np.float64)
     resid = resid - resid.mean()

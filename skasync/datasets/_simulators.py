@@ -10,6 +10,7 @@ same innovations for every DGP (common random numbers).
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -63,6 +64,23 @@ def _check_coef(coef, name):
     if c.ndim != 1 or not np.all(np.isfinite(c)):
         raise ValueError(f"{name} must be a finite 1-D sequence, got {coef!r}.")
     return c
+
+
+def _warn_if_not_stationary(ar, name):
+    """Warn when the AR polynomial has a root on or inside the unit circle:
+    the series is then a random walk or explodes (wanted sometimes, so not
+    an error)."""
+    if ar.size == 0:
+        return
+    largest = float(np.max(np.abs(np.roots(np.r_[1.0, -ar]))))
+    if largest >= 1.0:
+        warnings.warn(
+            f"{name}={ar.tolist()!r} is not stationary (a characteristic root "
+            f"of modulus {largest:.3g} >= 1): the series is a random walk or "
+            "explodes.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _innovations(n, burn_in, noise, random_state):
@@ -127,6 +145,7 @@ def make_ar(
     """
     n, burn_in, noise = _check_common(n_samples, burn_in, noise)
     coef = _check_coef(coef, "coef")
+    _warn_if_not_stationary(coef, "coef")
     e = _innovations(n, burn_in, noise, random_state)
     y = lfilter([1.0], np.r_[1.0, -coef], e)
     return _finish(y, _lagged_sum(y, coef), burn_in, return_mean)
@@ -210,6 +229,7 @@ def make_arma(
     """
     n, burn_in, noise = _check_common(n_samples, burn_in, noise)
     ar = _check_coef(ar, "ar")
+    _warn_if_not_stationary(ar, "ar")
     ma = _check_coef(ma, "ma")
     e = _innovations(n, burn_in, noise, random_state)
     y = lfilter(np.r_[1.0, ma], np.r_[1.0, -ar], e)
@@ -305,6 +325,11 @@ def make_setar(
     n, burn_in, noise = _check_common(n_samples, burn_in, noise)
     e = _innovations(n, burn_in, noise, random_state).tolist()
     lo, hi, thr = float(coef_low), float(coef_high), float(threshold)
+    if not np.all(np.isfinite([lo, hi, thr])):
+        raise ValueError(
+            "coef_low, coef_high and threshold must be finite, got "
+            f"{coef_low!r}, {coef_high!r}, {threshold!r}."
+        )
     y = [0.0] * len(e)
     mu = [0.0] * len(e)
     prev = 0.0
@@ -367,6 +392,13 @@ def make_garch(
         raise ValueError(
             "need finite omega > 0 and finite alpha, beta >= 0, got "
             f"omega={omega}, alpha={alpha}, beta={beta}."
+        )
+    if alpha + beta >= 1:
+        warnings.warn(
+            f"alpha + beta = {alpha + beta:g} >= 1: the variance has no finite "
+            "mean and the series may explode.",
+            UserWarning,
+            stacklevel=2,
         )
     if sigma2_0 is None:
         sigma2_0 = omega / (1 - alpha - beta) if alpha + beta < 1 else omega

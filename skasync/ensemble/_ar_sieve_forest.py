@@ -17,6 +17,7 @@ Where the fit time goes: ``docs/benchmarks.rst``.
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import inspect
 import warnings
 from functools import cached_property
 from numbers import Integral, Real
@@ -28,6 +29,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..bootstrap._blocks import _n_inbag
 from ..preprocessing._lags import make_lag_matrix
 from ..utils._validation import check_int, check_no_bool_counts, check_series
 from ._forecast import (
@@ -146,8 +148,10 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         Build blocks from the end of the series (R ``by.end``); it changes the
         sample only for ``"nonoverlapping"``.
     replace : bool, default=True
-        Draw with replacement (``"iid"`` and ``"nonoverlapping"``); ignored by
-        the other bootstraps, as in rangerts.
+        Draw with replacement (``"iid"`` and ``"nonoverlapping"``). The other
+        block bootstraps always draw blocks with replacement, as in rangerts,
+        but ``replace=False`` still changes their default ``sample_fraction``
+        to 0.632. Ignored by ``"ar-sieve"``.
     sample_fraction : float or None, default=None
         Fraction of rows drawn per tree; None means 1 with replacement and 0.632
         without (ranger). Ignored by ``"ar-sieve"``.
@@ -218,6 +222,10 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
     n_lags_ : int
         Number of leading lag columns of ``X``: ``n_features_in_`` unless a
         block/iid bootstrap was fitted with extra (non-lag) trailing columns.
+    block_size_ : int or None
+        Block length the block bootstraps used: ``block_size``, or the rows
+        each tree draws when there are fewer (small data); None for
+        ``"ar-sieve"`` and ``"iid"``.
     estimators_ : list of Tree
         The fitted trees as light, picklable namedtuples of node arrays (views
         into a packed forest used for fast prediction).
@@ -412,18 +420,14 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 "series and have no out-of-bag rows. Use e.g. "
                 "bootstrap='moving' or set oob_score=False."
             )
-        if block and self.bootstrap != "iid" and self.block_size > n_rows:
-            raise ValueError(
-                f"block_size={self.block_size} is larger than the number of "
-                f"training rows ({n_rows}); use a smaller block_size or a longer "
-                "series."
-            )
+        block_size = self._block_size_for(n_rows)
 
         # What the previous fit derived from its trees goes first: a fit that
         # fails below (too few out-of-bag rows) must not leave the previous
         # calibration beside new trees. estimators_ (per-tree views) and the
         # conformal errors are built again on first use.
         for name in (
+            "_forest",
             "estimators_",
             "_horizon_errors_cache",
             "_calibration_series",
@@ -462,7 +466,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             binned = bin_features(X, self.max_bins)
             boot_kw = {
                 "method": self.bootstrap,
-                "block_size": self.block_size,
+                "block_size": block_size,
                 "by_end": self.by_end,
                 "replace": self.replace,
                 "sample_fraction": self.sample_fraction,
@@ -514,6 +518,34 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         if not lag_only and not block:
             self.forecast_resid_ = _centred(y - predict_mean(self._forest, X))
         return self
+
+    def _block_size_for(self, n_rows):
+        """The block length of a block bootstrap on ``n_rows`` rows.
+
+        Small data is not bad input: a block longer than the rows each tree
+        draws is cut to them (recorded in ``block_size_``); a block_size the
+        user chose, unlike the default, is cut with a warning.
+        """
+        if self.bootstrap in ("iid", "ar-sieve"):
+            self.block_size_ = None
+            return self.block_size
+        drawn = _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
+        self.block_size_ = min(self.block_size, drawn)
+        default = inspect.signature(type(self)).parameters["block_size"].default
+        if self.block_size_ < self.block_size and self.block_size != default:
+            warnings.warn(
+                f"block_size={self.block_size} exceeds the {drawn} rows each tree "
+                f"draws ({n_rows} training rows); blocks of {self.block_size_} "
+                "are used (block_size_).",
+                UserWarning,
+                stacklevel=4,
+            )
+        return self.block_size_
+
+    def __sklearn_is_fitted__(self):
+        # Fitted once trees exist: a fit that failed after its checks (the
+        # sieve attributes set, no forest) is not.
+        return "_forest" in self.__dict__
 
     def predict(self, X):
         """One-step predictions: the mean of the trees on the real lags.

@@ -3,6 +3,7 @@
 """Seeded simulators vs the reference generator and CSVs."""
 
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -114,3 +115,34 @@ def test_long_ar_moments():
 def test_errors(func, kwargs, match):
     with pytest.raises(ValueError, match=match):
         func(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "simulate, match",
+    [
+        (lambda: make_ar(200, coef=(1.0,), random_state=0), "modulus 1 >= 1"),
+        (lambda: make_ar(200, coef=(0.5, 0.6), random_state=0), "not stationary"),
+        (lambda: make_arma(200, ar=(1.2,), random_state=0), r"ar=\[1.2\]"),
+        (lambda: make_garch(200, alpha=0.5, beta=0.6, random_state=0), "1.1 >= 1"),
+    ],
+)
+def test_explosive_parameters_warn(simulate, match):
+    # A random walk or an explosive series is sometimes wanted: a warning
+    # that says what it is, not an error.
+    with pytest.warns(UserWarning, match=match):
+        simulate()
+
+
+def test_stationary_defaults_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_ar(200, random_state=0)
+        make_ar(200, coef=(1.5, -0.2, -0.4), random_state=0)  # roots 0.99
+        make_arma(200, random_state=0)
+        make_garch(200, random_state=0)
+
+
+@pytest.mark.parametrize("param", ["coef_low", "coef_high", "threshold"])
+def test_setar_parameters_must_be_finite(param):
+    with pytest.raises(ValueError, match="must be finite"):
+        make_setar(20, **{param: float("nan")}, random_state=0)

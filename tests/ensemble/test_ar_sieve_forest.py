@@ -287,8 +287,8 @@ def test_bad_input_messages(ar1):
     X_exo = np.column_stack([X, rng.normal(size=len(target))])
     with pytest.raises(ValueError, match="ar-sieve' takes lag-only X"):
         clone(est).fit(X_exo, target)
-    with pytest.raises(ValueError, match="block_size=10 is larger"):
-        clone(est).set_params(bootstrap="moving").fit(X[:8], target[:8])
+    # A block longer than the rows is small data, not bad input: see
+    # test_block_bootstraps_adapt_the_default_block_to_small_data.
     with pytest.raises(ValueError, match="max_features=9"):
         clone(est).set_params(max_features=9).fit(X, target)
     with pytest.raises(ValueError, match="oob_score"):
@@ -471,3 +471,52 @@ def test_forecast_display(ar1):
     assert disp.line_.get_xdata().shape == (9,)
     assert disp.quantiles.shape == (8, 2)
     plt.close(disp.figure_)
+
+
+@pytest.mark.parametrize(
+    "bootstrap", ["moving", "circular", "stationary", "nonoverlapping"]
+)
+def test_block_bootstraps_adapt_the_default_block_to_small_data(bootstrap):
+    # 7 rows, default block_size=10: small data, not bad input.
+    y = make_ar(9, random_state=0)
+    X, target = make_lag_matrix(y, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forest = ARSieveForestRegressor(20, bootstrap=bootstrap, random_state=0)
+        forest.fit(X, target)
+    assert forest.block_size_ == 7
+    assert np.all(np.isfinite(forest.predict(X)))
+    # Without replacement each tree draws floor(0.632 * 7) = 4 rows.
+    forest.set_params(replace=False).fit(X, target)
+    assert forest.block_size_ == 4
+    # A block length the user chose is cut with a warning.
+    with pytest.warns(UserWarning, match=r"block_size=50 exceeds the 7 rows"):
+        forest.set_params(replace=True, block_size=50).fit(X, target)
+    assert forest.block_size_ == 7
+    assert ARSieveForestRegressor(5).fit(X, target).block_size_ is None
+
+
+def test_a_fit_that_fails_in_its_workers_leaves_an_unfitted_forest():
+    """The previous fit's trees must not answer for the new sieve."""
+    from sklearn.exceptions import NotFittedError
+
+    y = make_ar(120, random_state=0)
+    X, target = make_lag_matrix(y, 3)
+    forest = ARSieveForestRegressor(10, bootstrap="moving", random_state=0)
+    forest.fit(X, target)
+    forest.set_params(bootstrap="stationary", block_size=1)
+    with pytest.raises(ValueError):
+        forest.fit(X[:60], target[:60])
+    with pytest.raises(NotFittedError):
+        forest.predict(X[:2])
+
+
+def test_an_explosive_ols_sieve_warns_and_keeps_the_sample_mean():
+    e = np.random.default_rng(0).standard_normal(100)
+    y = np.zeros(100)
+    for t in range(1, 100):
+        y[t] = 1.05 * y[t - 1] + e[t]
+    with pytest.warns(UserWarning, match="non-stationary AR"):
+        sieve = fit_ar_sieve(y, method="ols")
+    assert sieve.coef[0] > 1
+    assert sieve.mean == pytest.approx(y.mean())
