@@ -19,7 +19,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..bootstrap import fit_ar_sieve
+from ..bootstrap import ARSieveFit, fit_ar_sieve
 from ..preprocessing import check_lag_matrix
 from ..preprocessing._lags import same_observations
 
@@ -124,10 +124,19 @@ def fit_sieve(series, order, order_max, method):
             f"{order_max}; raise ar_order_max or leave it at None."
         )
     if np.ptp(series) == 0.0:
-        raise ValueError(
-            "The training series rebuilt from X and y is constant (zero "
-            "variance), so the AR sieve, fitted for every bootstrap, cannot "
-            "be estimated. Pass a non-constant series (y and its lags)."
+        # Data sklearn accepts (an all-zero fold of intermittent demand):
+        # the exact AR of a constant is its level with no innovations, so
+        # the sieve series are that constant and every forest predicts it.
+        order_max = 0 if order_max is None else order_max
+        order = 0 if order is None else order
+        return ARSieveFit(
+            order=order,
+            coef=np.zeros(order),
+            mean=float(series[0]),
+            resid=np.zeros(n - order),
+            aic=np.full(order_max + 1, np.inf),
+            sigma2=0.0,
+            order_max=order_max,
         )
     try:
         return fit_ar_sieve(

@@ -88,11 +88,12 @@ def same_observations(a, b, spread):
     """Elementwise: can ``a`` and ``b`` be the same observation of a series?
 
     Exact copies match, and so do copies that went through float32 (2**-22
-    relative rounding, e.g. ``make_lag_matrix(y).astype(np.float32)`` with a
-    float64 ``y``). The tolerance never exceeds 1e-3 of the series' spread
-    (its max - min), so a large level (``1e6 + y``) or a tiny scale
-    (``1e-9 * y``) cannot make shuffled rows look time-ordered, as
-    ``np.isclose``'s absolute and level-relative defaults did.
+    relative rounding, or the same float32 value, e.g.
+    ``make_lag_matrix(y).astype(np.float32)`` with a float64 ``y``). The
+    tolerance never exceeds 1e-3 of the series' spread (its max - min), so
+    a large level (``1e6 + y``) or a tiny scale (``1e-9 * y``) cannot make
+    shuffled rows look time-ordered, as ``np.isclose``'s absolute and
+    level-relative defaults did.
 
     Parameters
     ----------
@@ -108,7 +109,11 @@ def same_observations(a, b, spread):
     tolerance = np.minimum(
         2.0**-22 * np.maximum(np.abs(a), np.abs(b)), 1e-3 * float(spread)
     )
-    return np.abs(a - b) <= tolerance
+    # At a large level float32 rounding (2**-24 of it) exceeds 1e-3 of a
+    # small spread: a float32 copy of a float64 value still rounds to the
+    # same float32, which shuffled rows almost never all do.
+    same_float32 = np.asarray(a, dtype=np.float32) == np.asarray(b, dtype=np.float32)
+    return (np.abs(a - b) <= tolerance) | same_float32
 
 
 def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_order"):

@@ -275,9 +275,8 @@ def test_bad_input_messages(ar1):
         fitted.predict(X[:, :3])
     with pytest.raises(ValueError, match="ar_order=50 needs a training series"):
         clone(est).set_params(ar_order=50).fit(X[:20], target[:20])
-    Xc, yc = make_lag_matrix(np.full(30, 2.0), 3)
-    with pytest.raises(ValueError, match="constant"):
-        clone(est).fit(Xc, yc)
+    # A constant series is data sklearn accepts: see
+    # test_a_constant_series_is_predicted_as_that_constant.
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(target))
     with pytest.raises(ValueError, match="check_input_order"):
@@ -520,3 +519,18 @@ def test_an_explosive_ols_sieve_warns_and_keeps_the_sample_mean():
         sieve = fit_ar_sieve(y, method="ols")
     assert sieve.coef[0] > 1
     assert sieve.mean == pytest.approx(y.mean())
+
+
+@pytest.mark.parametrize("bootstrap", ["ar-sieve", "moving", "iid"])
+def test_a_constant_series_is_predicted_as_that_constant(bootstrap):
+    # An all-zero TimeSeriesSplit fold of intermittent demand, say: sklearn's
+    # RandomForestRegressor predicts the constant, and so does every forest.
+    series = np.full(40, 2.5)
+    X, target = make_lag_matrix(series, 3)
+    forest = ARSieveForestRegressor(
+        10, bootstrap=bootstrap, oob_score=bootstrap != "ar-sieve", random_state=0
+    ).fit(X, target)
+    assert forest.ar_order_ == 0 and forest.ar_mean_ == 2.5
+    np.testing.assert_array_equal(forest.predict(X[:3]), 2.5)
+    result = forest.forecast(series, 3, (0.05, 0.95))
+    np.testing.assert_array_equal(result.quantiles, 2.5)

@@ -122,6 +122,12 @@ def test_check_lag_matrix_shuffle_detection_ignores_level_and_scale(transform):
     swapped[[100, 101]] = swapped[[101, 100]]
     with pytest.raises(ValueError, match="contiguous"):
         check_lag_matrix(X[swapped], y[swapped])
+    # A float32 copy of X beside the float64 y is the same series (at level
+    # 1e6 its rounding, 0.06, exceeds 1e-3 of the spread); shuffled, it is not.
+    X32 = X.astype(np.float32)
+    check_lag_matrix(X32, y)
+    with pytest.raises(ValueError, match="contiguous"):
+        check_lag_matrix(X32[perm], y[perm])
 
 
 def test_check_lag_matrix_accepts_float32_lags_of_a_float64_series():
