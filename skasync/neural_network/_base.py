@@ -325,10 +325,29 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         batch_size = self._effective_batch_size(data.X.shape[0])
         self._check_params_against_data(data.X.shape[0], batch_size)
         self._start_model(data.X.shape[1], generator, device, reuse_model, incremental)
-        self._run_epochs(data, generator, batch_size, device, incremental)
+        try:
+            self._run_epochs(data, generator, batch_size, device, incremental)
+        except BaseException:
+            self._after_an_interrupted_fit(reuse_model)
+            raise
         self.loss_ = self.loss_curve_[-1]
         self._fit_finished()
         return self
+
+    def _after_an_interrupted_fit(self, reuse_model):
+        """Leave a consistent estimator when the epoch loop raised (an error,
+        Ctrl-C): the fitted attributes then describe the model ``predict``
+        uses, at its weights when the loop stopped (not the best snapshot,
+        not the previous fit's). A fresh fit that finished no epoch leaves
+        an unfitted estimator."""
+        if not self.loss_curve_:
+            if not reuse_model:
+                self.__dict__.pop("n_iter_", None)
+            return
+        # The loop's own error is the one to see, not one from here.
+        with contextlib.suppress(Exception):
+            self.loss_ = self.loss_curve_[-1]
+            self._fit_finished()
 
     def _validate_training_data(self, X, y, reset):
         X, y = validate_data(

@@ -673,3 +673,40 @@ def test_warm_start_rejects_new_hidden_layer_sizes(digits):
         clf.set_params(hidden_layer_sizes=(8,)).fit(X_train, y_train)
     clf.set_params(hidden_layer_sizes=[32]).fit(X_train, y_train)  # same shape
     assert clf.n_iter_ == 6
+
+
+@pytest.mark.parametrize("mode", ["serial", "hogwild"])
+def test_an_interrupted_fit_leaves_a_consistent_estimator(mode):
+    """An error (or Ctrl-C) in the second epoch: the fitted attributes
+    describe the network predict uses, as the loop left it; an error in the
+    first epoch of a fresh fit leaves the estimator unfitted."""
+    from sklearn.exceptions import NotFittedError
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    steps = []
+
+    def hook(event, worker):
+        if event == "step":
+            steps.append(worker)
+            if len(steps) == hook.fail_at:
+                raise ValueError("injected")
+
+    clf = AsyncLayerwiseMLPClassifier(
+        (16,), mode=mode, batch_size=200, max_iter=5, random_state=0
+    )
+    clf._engine_hook = hook
+    hook.fail_at = 12  # 9 batches an epoch: in the second epoch
+    with pytest.raises(ValueError, match="injected"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
+    assert clf.loss_ == clf.loss_curve_[0]
+    weights = clf.module_[0].weight.detach().numpy().T
+    np.testing.assert_array_equal(clf.coefs_[0], weights)
+    assert clf.predict(X[:5]).shape == (5,)
+    steps.clear()
+    hook.fail_at = 3
+    with pytest.raises(ValueError, match="injected"):
+        clf.fit(X, y)
+    with pytest.raises(NotFittedError):
+        clf.predict(X[:5])
