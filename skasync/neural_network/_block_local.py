@@ -561,6 +561,12 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
     # ----------------------------------------------------------------- hooks
     def _init_model(self, n_features, n_classes, generator):
         shape = input_shape_for(self.input_shape, n_features)
+        if self.module is None and shape is not None and len(shape) > 1:
+            raise ValueError(
+                f"input_shape={self.input_shape!r} is for a custom module (a "
+                "CNN, say); the built-in MLP (hidden_layer_sizes) takes flat "
+                "rows. Leave input_shape=None, or pass module=."
+            )
         units = layer_units(
             self.module,
             self.hidden_layer_sizes,

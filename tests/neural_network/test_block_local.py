@@ -860,6 +860,13 @@ def test_batch_norm_on_batches_of_one_row_is_a_clear_error(params, n_rows):
         clf.fit(X[:n_rows] / 16, y[:n_rows] % 2)
 
 
+def test_input_shape_without_a_module_names_the_fix(digits):
+    X, _, y, _ = digits
+    with pytest.raises(ValueError, match=r"input_shape=\(1, 8, 8\) is for a custom"):
+        _bll(input_shape=(1, 8, 8)).fit(X, y)
+    assert _bll(input_shape=(64,), max_iter=1).fit(X, y).n_iter_ == 1
+
+
 def test_agreement_sign_is_checked_with_the_other_parameters(digits):
     from sklearn.utils._param_validation import InvalidParameterError
 
