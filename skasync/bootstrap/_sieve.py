@@ -56,6 +56,19 @@ class ARSieveFit:
     order_max: int
 
 
+def largest_inverse_root(coef):
+    """Largest modulus of the inverse roots of ``1 - sum_j coef_j z^j``.
+
+    The AR process with these coefficients is stationary when it is below
+    1 (0 for an empty ``coef``).
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.size == 0:
+        return 0.0
+    # The inverse roots are the roots of z^p - sum_j coef_j z^(p-j).
+    return float(np.abs(np.roots(np.r_[1.0, -coef])).max())
+
+
 def _default_order_max(n):
     # R stats::ar.yw: min(n.obs - 1, floor(10 * log10(n.obs)))
     return int(min(n - 1, math.floor(10.0 * math.log10(n))))
@@ -200,7 +213,7 @@ def _fit_ols(x, order, order_max):
         # Process mean of the fitted AR. OLS (unlike Yule-Walker) may fit a
         # non-stationary AR: it has no process mean (c / (1 - sum phi)
         # changes sign past a unit root), so the sample mean stands in.
-        root = float(np.abs(np.roots(np.r_[1.0, -coef])).max())
+        root = largest_inverse_root(coef)
         if root >= 1.0:
             warnings.warn(
                 f"method='ols' fitted a non-stationary AR({order}) (largest "

@@ -16,6 +16,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.signal import lfilter
 
+from ..bootstrap._sieve import largest_inverse_root
 from ..utils._validation import check_int
 
 __all__ = [
@@ -70,9 +71,7 @@ def _warn_if_not_stationary(ar, name):
     """Warn when the AR polynomial has a root on or inside the unit circle:
     the series is then a random walk or explodes (wanted sometimes, so not
     an error)."""
-    if ar.size == 0:
-        return
-    largest = float(np.max(np.abs(np.roots(np.r_[1.0, -ar]))))
+    largest = largest_inverse_root(ar)
     if largest >= 1.0:
         warnings.warn(
             f"{name}={ar.tolist()!r} is not stationary (a characteristic root "

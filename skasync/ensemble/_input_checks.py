@@ -20,6 +20,7 @@ from numbers import Integral
 import numpy as np
 
 from ..bootstrap import ARSieveFit, fit_ar_sieve
+from ..bootstrap._sieve import largest_inverse_root
 from ..preprocessing import check_lag_matrix
 from ..preprocessing._lags import same_observations
 
@@ -181,8 +182,7 @@ def truncate_sieve(coef, n_lags, simulates):
     sieve_coef = np.zeros(n_lags)
     sieve_coef[: min(order, n_lags)] = coef[:n_lags]
     if simulates and order > n_lags:
-        # Inverse roots of 1 - sum_j phi_j z^j: the roots of z^p - sum phi_j z^(p-j).
-        root = float(np.abs(np.roots(np.r_[1.0, -sieve_coef])).max())
+        root = largest_inverse_root(sieve_coef)
         if root >= 1.0:
             warnings.warn(
                 f"The AIC order of the AR sieve ({order}) exceeds the {n_lags} "

@@ -506,7 +506,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         if len(batches) > 1 and batches[-1].shape[0] < min_rows:
             # e.g. batch norm cannot train on one row: merge the remainder.
             batches[-2:] = [torch.cat(batches[-2:])]
-        if min(b.shape[0] for b in batches) < min_rows:
+        smallest = min(b.shape[0] for b in batches)
+        if smallest < min_rows:
             held_out = (
                 f" after early_stopping held out validation_fraction="
                 f"{self.validation_fraction}"
@@ -517,7 +518,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
                 f"The network has batch norm, which cannot train on a batch of "
                 f"fewer than {min_rows} rows, but batch_size={self.batch_size} "
                 f"and {n_samples} training rows{held_out} give batches of "
-                f"{min(b.shape[0] for b in batches)}. Use batch_size >= "
+                f"{smallest}. Use batch_size >= "
                 f"{min_rows}, more rows, or a network without batch norm."
             )
         return batches
