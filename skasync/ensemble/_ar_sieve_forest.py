@@ -530,12 +530,18 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             self.block_size_ = None
             return self.block_size
         drawn = _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
-        self.block_size_ = min(self.block_size, drawn)
+        # Moving and non-overlapping blocks must also fit in the rows (a
+        # sample_fraction above 1 draws more rows than there are); stationary
+        # lengths are geometric with mean block_size - 1, so 2 is its least.
+        longest = min(drawn, n_rows)
+        if self.bootstrap == "stationary":
+            longest = max(2, longest)
+        self.block_size_ = min(self.block_size, longest)
         default = inspect.signature(type(self)).parameters["block_size"].default
         if self.block_size_ < self.block_size and self.block_size != default:
             warnings.warn(
                 f"block_size={self.block_size} exceeds the {drawn} rows each tree "
-                f"draws ({n_rows} training rows); blocks of {self.block_size_} "
+                f"draws or the {n_rows} training rows; blocks of {self.block_size_} "
                 "are used (block_size_).",
                 UserWarning,
                 stacklevel=4,

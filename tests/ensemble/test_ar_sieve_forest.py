@@ -495,6 +495,28 @@ def test_block_bootstraps_adapt_the_default_block_to_small_data(bootstrap):
     assert ARSieveForestRegressor(5).fit(X, target).block_size_ is None
 
 
+@pytest.mark.parametrize(
+    "bootstrap, params, expected",
+    [
+        # 3 rows, 9 drawn: a moving or non-overlapping block must fit the rows.
+        ("moving", {"sample_fraction": 3.0}, 3),
+        ("nonoverlapping", {"sample_fraction": 3.0}, 3),
+        # 1 row drawn: stationary blocks need a mean length of at least 1.
+        ("stationary", {"replace": False}, 2),
+    ],
+)
+def test_the_default_block_fits_the_rows_on_a_tiny_fold(bootstrap, params, expected):
+    y = make_ar(5, random_state=0)
+    X, target = make_lag_matrix(y, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forest = ARSieveForestRegressor(
+            3, bootstrap=bootstrap, random_state=0, **params
+        ).fit(X, target)
+    assert forest.block_size_ == expected
+    assert np.all(np.isfinite(forest.predict(X)))
+
+
 def test_a_fit_that_fails_in_its_workers_leaves_an_unfitted_forest():
     """The previous fit's trees must not answer for the new sieve."""
     from sklearn.exceptions import NotFittedError
