@@ -128,8 +128,8 @@ def fit_sieve(series, order, order_max, method):
         # Data sklearn accepts (an all-zero fold of intermittent demand):
         # the exact AR of a constant is its level with no innovations, so
         # the sieve series are that constant and every forest predicts it.
-        order_max = 0 if order_max is None else order_max
         order = 0 if order is None else order
+        order_max = max(order, 0 if order_max is None else order_max)
         return ARSieveFit(
             order=order,
             coef=np.zeros(order),

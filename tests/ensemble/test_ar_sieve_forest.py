@@ -556,3 +556,12 @@ def test_a_constant_series_is_predicted_as_that_constant(bootstrap):
     np.testing.assert_array_equal(forest.predict(X[:3]), 2.5)
     result = forest.forecast(series, 3, (0.05, 0.95))
     np.testing.assert_array_equal(result.quantiles, 2.5)
+
+
+def test_a_fixed_order_on_a_constant_series_keeps_order_within_order_max():
+    X, target = make_lag_matrix(np.zeros(30), 3)
+    forest = ARSieveForestRegressor(2, ar_order=2, random_state=0).fit(X, target)
+    assert forest.ar_order_ == 2
+    assert forest.ar_order_max_ >= forest.ar_order_
+    assert forest.ar_aic_.shape == (forest.ar_order_max_ + 1,)
+    np.testing.assert_array_equal(forest.predict(X[:3]), 0.0)
