@@ -492,21 +492,24 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 )
                 for chunk, draw_seed in zip(chunks, draw_seeds)
             ]
-        self._forest, oob_sum, oob_cnt = grow_forest(
+        forest, oob_sum, oob_cnt = grow_forest(
             func, args_list, self.n_estimators, self.n_jobs, self.verbose
         )
         if self.oob_score:
             has = oob_cnt > 0
-            pred = np.full(n_rows, np.nan)
-            pred[has] = oob_sum[has] / oob_cnt[has]
-            self.oob_prediction_ = pred
+            # Checked before the trees are kept: a fit that fails here must
+            # leave the estimator unfitted, not serving the rejected trees.
             if has.sum() < 2:
                 raise ValueError(
                     "Too few out-of-bag rows to compute oob_score_; increase "
                     "n_estimators or set oob_score=False."
                 )
+            pred = np.full(n_rows, np.nan)
+            pred[has] = oob_sum[has] / oob_cnt[has]
+            self.oob_prediction_ = pred
             self.oob_score_ = float(r2_score(y[has], pred[has]))
             self.forecast_resid_ = _centred(y[has] - pred[has])
+        self._forest = forest
         # The sieve trees never saw the observed rows, so every training row
         # is an honest forecast origin (and its residual an out-of-sample
         # one); the series is kept (n + lags values) for the conformal

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 from scipy.stats import norm
 
 from skasync import ARSieveForestRegressor
@@ -275,8 +276,15 @@ def test_a_failed_refit_leaves_no_calibration_beside_new_trees():
     )
     with pytest.raises(ValueError, match="Too few out-of-bag rows"):
         forest.fit(X, target)
-    with pytest.raises(ValueError, match="oob_score=True"):
-        forest.forecast(y, 3, (0.05, 0.95))
+    # The failed fit leaves the forest unfitted: neither the old calibration
+    # nor the rejected trees answer.
+    for call in (
+        lambda: forest.forecast(y, 3, (0.05, 0.95)),
+        lambda: forest.predict(X[:2]),
+    ):
+        with pytest.raises(NotFittedError):
+            call()
+    assert not hasattr(forest, "oob_prediction_")
 
 
 def test_small_series_default_intervals():
