@@ -393,7 +393,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     def _effective_batch_size(self, n_samples):
         if self.batch_size == "auto":
             return min(200, n_samples)
-        return min(self.batch_size, n_samples)
+        # int(): a NumPy integer (a grid from np.arange) passes the parameter
+        # check, but torch.split accepts only Python ints.
+        return int(min(self.batch_size, n_samples))
 
     def _start_model(self, n_features, generator, device, reuse_model, incremental):
         """Build the model and reset the fit's records, or continue the model."""

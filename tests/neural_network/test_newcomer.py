@@ -35,7 +35,9 @@ def _cv_accuracy(clf, X, y):
         # "threads do not pay on layers this small" are what a user sees;
         # they are not what this test is about.
         warnings.simplefilter("ignore")
-        return float(np.mean(cross_val_score(make_pipeline(StandardScaler(), clf), X, y)))
+        return float(
+            np.mean(cross_val_score(make_pipeline(StandardScaler(), clf), X, y))
+        )
 
 
 def _mlp_score(name):
@@ -47,7 +49,9 @@ def _mlp_score(name):
 
 @pytest.mark.parametrize("name", list(LOADERS))
 @pytest.mark.parametrize(
-    "make", [AsyncLayerwiseMLPClassifier, BlockLocalClassifier], ids=lambda c: c.__name__
+    "make",
+    [AsyncLayerwiseMLPClassifier, BlockLocalClassifier],
+    ids=lambda c: c.__name__,
 )
 def test_defaults_score_like_mlpclassifier(name, make):
     X, y = LOADERS[name](return_X_y=True)
@@ -57,3 +61,38 @@ def test_defaults_score_like_mlpclassifier(name, make):
         f"{make.__name__} defaults: {score:.4f} CV accuracy on {name}, "
         f"MLPClassifier {reference:.4f}"
     )
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        AsyncLayerwiseMLPClassifier(mode="serial", max_iter=2),
+        AsyncLayerwiseMLPClassifier(mode="hogwild", n_workers=np.int64(2), max_iter=2),
+        AsyncLayerwiseMLPClassifier(
+            mode="pd-asgd",
+            n_backward_workers=np.int64(2),
+            queue_size=np.int64(3),
+            max_iter=2,
+        ),
+        BlockLocalClassifier(
+            n_blocks=np.int64(2), n_microbatches=np.int64(2), max_iter=2
+        ),
+    ],
+    ids=["serial", "hogwild", "pd-asgd", "block-local"],
+)
+def test_numpy_integers_from_a_grid_are_accepted_as_counts(estimator):
+    # GridSearchCV grids are often built with np.arange: every count then
+    # arrives as a NumPy integer, which the parameter check accepts.
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = load_iris(return_X_y=True)
+    search = GridSearchCV(
+        estimator,
+        {"batch_size": np.arange(16, 33, 16), "max_iter": np.array([2])},
+        cv=2,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        search.fit(X, y)
+    assert search.best_params_["batch_size"] in (16, 32)
+    assert np.isfinite(search.best_score_)
