@@ -1,7 +1,8 @@
 """IID and block bootstrap in-bag indices with the exact semantics of rangerts.
 
 The samplers reproduce the *distribution* of ``rangerts`` 0.0.3 (``src/Tree.cpp``,
-commit ``0be6f6f``) per tree, not its C++ random stream. Rows are indexed by
+commit ``0be6f6f``) per tree, not its C++ random stream; ``"seasonal"``
+alone differs (see :func:`block_bootstrap_indices`). Rows are indexed by
 position, so they must be in chronological order. Notation: ``n`` rows,
 ``L = block_size``, ``m = floor(n * sample_fraction)`` rows to draw
 (``sample_fraction=None`` means 1 if ``replace`` else 0.632, as in ranger) and
@@ -246,6 +247,10 @@ def block_bootstrap_indices(
           ``u*period..u*period+L-1`` kept if ``< n``, until ``k*L`` rows
           (last block truncated). ``replace=False`` uses distinct starts in
           random order (fewer rows if they run out). ``by_end`` ignored.
+          Unlike rangerts, which draws exactly ``k`` starts and drops the
+          rows past the end (so fewer than ``k*L`` rows when a block
+          overhangs), starts are drawn until ``k*L`` rows, so every draw has
+          the size of the other methods'.
     block_size : int, default=10
         Block length ``L``.
     by_end : bool, default=True
@@ -293,6 +298,10 @@ def block_bootstrap_indices(
         raise ValueError(f"method must be one of {BLOCK_METHODS}, got {method!r}.")
     L = check_int(block_size, "block_size", 1)
     period = check_int(period, "period", 1)
+    for name, value in (("replace", replace), ("by_end", by_end)):
+        # bool("no") is True: a string or None would silently pick a branch.
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}.")
     m = _n_inbag(n, bool(replace), sample_fraction, method)
     size = 1 if n_draws is None else check_int(n_draws, "n_draws", 1)
     rng = _check_rng(random_state)
@@ -410,4 +419,4 @@ class BlockBootstrap(BaseCrossValidator):
         -------
         n_splits : int
         """
-        return self.n_resamplings
+        return check_int(self.n_resamplings, "n_resamplings", 1)

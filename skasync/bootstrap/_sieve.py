@@ -37,7 +37,8 @@ class ARSieveFit:
         ``n * log(sigma2_k) + 2 k`` for ``k = 0..order_max`` (R's ``ar()$aic``
         is this minus its minimum).  ``inf`` marks orders whose innovation
         variance is not positive (numerically degenerate fits).  For
-        ``method="ols"`` it holds statsmodels' AutoReg AIC values.
+        ``method="ols"`` it holds statsmodels' AutoReg AIC values, or NaN
+        when the order was fixed (no order was selected).
     sigma2 : float
         Innovation variance of the selected order: the Levinson-Durbin value
         ``gamma(0) * prod(1 - kappa_k**2)`` for Yule-Walker (R's ``var.pred``
@@ -260,7 +261,9 @@ def fit_ar_sieve(series, *, order=None, order_max=None, method="yule-walker"):
     method : {"yule-walker", "ols"}, default="yule-walker"
         ``"yule-walker"`` is R-exact. ``"ols"`` uses statsmodels ``AutoReg``
         with a constant (order by ``ar_select_order(ic="aic")``); it is not
-        guaranteed to be stationary and its ``mean`` is ``c / (1 - sum(coef))``.
+        guaranteed to be stationary. Its ``mean`` is ``c / (1 - sum(coef))``
+        for a stationary fit, and the sample mean (with a warning) for a
+        non-stationary one, which has no process mean.
 
     Returns
     -------
@@ -324,8 +327,9 @@ def simulate_ar_sieve(
     * ``burn_in > 0``: the internal series is ``n_start`` means, then
       ``burn_in + n_values`` simulated values; the first ``burn_in`` simulated
       values are discarded *together with the means*, so ``out[:n_start]`` are
-      the last ``n_start`` burn-in values (pre-sample context for lags) and
-      ``out[n_start:]`` the ``n_values`` kept values.
+      the last ``n_start`` values before the kept ones (pre-sample context
+      for lags: burn-in values, preceded by means when ``burn_in < n_start``)
+      and ``out[n_start:]`` the ``n_values`` kept values.
 
     Either way ``make_lag_matrix(out, n_start)`` yields exactly ``n_values``
     rows whose targets are the simulated values.
@@ -375,8 +379,12 @@ def simulate_ar_sieve(
     # (dataclasses.replace(fit, coef=...)) works without touching fit.order.
     order = coef.shape[0]
     mean = float(fit.mean)
-    if not np.all(np.isfinite(coef)) or not np.isfinite(mean):
-        raise ValueError("fit.coef and fit.mean must be finite.")
+    if (
+        not np.all(np.isfinite(coef))
+        or not np.isfinite(mean)
+        or not np.all(np.isfinite(resid))
+    ):
+        raise ValueError("fit.coef, fit.mean and fit.resid must be finite.")
     n_values = check_int(n_values, "n_values", 0)
     burn_in = check_int(burn_in, "burn_in", 0)
     n_start_values = check_int(n_start_values, "n_start_values", 0, allow_none=True)

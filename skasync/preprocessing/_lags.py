@@ -112,8 +112,26 @@ def same_observations(a, b, spread):
     # At a large level float32 rounding (2**-24 of it) exceeds 1e-3 of a
     # small spread: a float32 copy of a float64 value still rounds to the
     # same float32, which shuffled rows almost never all do.
-    same_float32 = np.asarray(a, dtype=np.float32) == np.asarray(b, dtype=np.float32)
+    # Only where one side is a float32 value: two float64 values that
+    # merely round alike (a level of 1e6 above a spread smaller than its
+    # float32 step) are not copies, or shuffled rows would pass.
+    a32 = np.asarray(a, dtype=np.float32)
+    b32 = np.asarray(b, dtype=np.float32)
+    same_float32 = (a32 == b32) & ((a == a32) | (b == b32))
     return (np.abs(a - b) <= tolerance) | same_float32
+
+
+def _lag_column_count(n_lag_columns, X):
+    """``n_lag_columns`` checked against ``X``; None means every column."""
+    if n_lag_columns is None:
+        return X.shape[1]
+    k = check_int(n_lag_columns, "n_lag_columns", 1)
+    if k > X.shape[1]:
+        raise ValueError(
+            f"n_lag_columns={n_lag_columns} must be between 1 and the number of "
+            f"columns of X ({X.shape[1]})."
+        )
+    return k
 
 
 def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_order"):
@@ -159,12 +177,7 @@ def check_lag_matrix(X, y=None, *, n_lag_columns=None, param_name="check_input_o
             f"X must be a 2-D lag matrix (n_rows, n_lags), got shape {X.shape}. "
             "Build it with skasync.preprocessing.make_lag_matrix(series, n_lags)."
         )
-    k = X.shape[1] if n_lag_columns is None else int(n_lag_columns)
-    if k < 1 or k > X.shape[1]:
-        raise ValueError(
-            f"n_lag_columns={n_lag_columns} must be between 1 and the number of "
-            f"columns of X ({X.shape[1]})."
-        )
+    k = _lag_column_count(n_lag_columns, X)
     if y is not None:
         y = np.asarray(y, dtype=np.float64).ravel()
         if y.shape[0] != X.shape[0]:
@@ -238,7 +251,7 @@ def series_from_lag_matrix(X, y, *, n_lag_columns=None):
         raise ValueError(f"X must be a non-empty 2-D lag matrix, got shape {X.shape}.")
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values.")
-    k = X.shape[1] if n_lag_columns is None else int(n_lag_columns)
+    k = _lag_column_count(n_lag_columns, X)
     return np.concatenate([X[0, :k][::-1], y])
 
 

@@ -329,3 +329,17 @@ def test_block_bootstrap_splitter():
     )
     assert scores.shape == (3,)
     assert "BlockBootstrap" in repr(cv)
+
+
+@pytest.mark.parametrize("name", ["replace", "by_end"])
+@pytest.mark.parametrize("bad", ["no", None, 0])
+def test_replace_and_by_end_must_be_booleans(name, bad):
+    # bool("no") is True: the string used to sample with replacement.
+    with pytest.raises(TypeError, match=name):
+        block_bootstrap_indices(20, "iid", **{name: bad}, random_state=0)
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, True])
+def test_get_n_splits_checks_n_resamplings_as_split_does(bad):
+    with pytest.raises(ValueError, match="n_resamplings"):
+        BlockBootstrap(n_resamplings=bad).get_n_splits()

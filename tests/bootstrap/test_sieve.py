@@ -370,3 +370,13 @@ def test_linear_forecast_reproduces_R_ar_yw_test_mse(
         test = slice(400 - p, None)  # rows predicting t = 400..499
         mse = np.mean((target[test] - pred[test]) ** 2)
         np.testing.assert_allclose(mse, float(r["test_mse"]), rtol=1e-11)
+
+
+def test_simulate_rejects_non_finite_residuals():
+    fit = fit_ar_sieve(make_ar(100, random_state=0), order=1)
+    resid = fit.resid.copy()
+    resid[3] = np.nan
+    import dataclasses
+
+    with pytest.raises(ValueError, match="fit.resid"):
+        simulate_ar_sieve(dataclasses.replace(fit, resid=resid), 5, random_state=0)

@@ -211,3 +211,28 @@ def test_lag_features_rejects_bool_counts(value):
     # bool-count check; False is out of the interval.
     with pytest.raises(ValueError, match="n_lags"):
         LagFeatures(n_lags=value).fit(X)
+
+
+def test_shuffled_float64_rows_whose_level_dwarfs_the_spread_are_caught():
+    # At level 1e6 the float32 step (0.0625) exceeds the whole spread, so
+    # every float64 value rounds to a few float32 values; only a genuine
+    # float32 copy may match through float32.
+    series = 1e6 + 0.01 * np.random.default_rng(0).standard_normal(200)
+    X, y = make_lag_matrix(series, 3)
+    check_lag_matrix(X, y)
+    perm = np.random.default_rng(1).permutation(X.shape[0])
+    with pytest.raises(ValueError, match="contiguous"):
+        check_lag_matrix(X[perm], y[perm])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 4, 2.7, True])
+def test_n_lag_columns_is_checked_by_both_lag_helpers(bad):
+    # series_from_lag_matrix used to drop values (0, -1) or accept more
+    # columns than X has; check_lag_matrix truncated 2.7 to 2.
+    X, y = make_lag_matrix(np.arange(10.0), 3)
+    for call in (series_from_lag_matrix, check_lag_matrix):
+        with pytest.raises(ValueError, match="n_lag_columns"):
+            call(X, y, n_lag_columns=bad)
+    np.testing.assert_array_equal(
+        series_from_lag_matrix(X, y, n_lag_columns=np.int64(3)), np.arange(10.0)
+    )
