@@ -164,7 +164,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified), score it
         after every epoch, stop after ``n_iter_no_change`` epochs without
-        improvement and keep the best weights.
+        improvement and keep the best weights. ``fit`` only: ``partial_fit``
+        trains on every row it is given.
     validation_fraction : float, default=0.1
         Held-out fraction for ``early_stopping``.
     n_iter_no_change : int, default=10
@@ -205,10 +206,18 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         ``backward_weights_``.
     update_lock : {"none", "layer"}, default="none"
         ``"layer"`` serialises the steps of each layer with a lock (exact
-        momentum); ``"none"`` is lock-free, Hogwild style.
+        momentum); ``"none"`` is lock-free, Hogwild style. With ``"none"`` on
+        ``backend="processes"``, Adam's step count is lock-free too: two
+        processes stepping a layer at once may use the same count, which
+        only shifts the bias correction of the first steps.
     straggler_delay : float, default=0.0
         Seconds of sleep injected before each step of the straggler workers
-        (to reproduce the paper's delay experiments).
+        (to reproduce the paper's delay experiments). With
+        ``backend="processes"``, a forward process runs a waiting batch's
+        backward pass itself when the backward side lags by two batches;
+        those steps are not delayed (the forward process is not a
+        straggler), so a delayed backward worker slows PD-ASGD less there
+        than on threads.
     straggler_workers : {"one", "all"} or list of int, default="one"
         Which update workers are delayed: the backward threads for
         ``"pd-asgd"``/``"d-asgd"``, the workers for ``"hogwild"``/``"sync"``,
@@ -248,11 +257,18 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         Class labels.
     coefs_ : list of ndarray
         ``coefs_[i]`` has shape (n_inputs of layer i, n_outputs of layer i),
-        as in MLPClassifier.
+        as in MLPClassifier. The output layer has one unit per class with a
+        softmax, also for two classes (where MLPClassifier has one logistic
+        unit): ``coefs_[-1]`` then has 2 columns.
     intercepts_ : list of ndarray
         Bias vector of each layer.
     n_iter_ : int
         Epochs run.
+    t_ : int
+        Training samples seen, summed over the epochs (as MLPClassifier).
+    best_loss_ : float
+        Lowest training loss so far, which ``tol`` and ``n_iter_no_change``
+        watch.
     n_updates_ : list of int
         Updates each layer received (over a ``torch.distributed`` group with
         ``"pd-asgd"``: the steps of this rank; the increments its peers sent
@@ -303,7 +319,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     n_layers_ : int
         Number of layers, input and output included.
     n_outputs_ : int
-        Number of output units.
+        Number of output units: the number of classes (2 for a binary
+        problem).
     out_activation_ : str
         ``"softmax"``.
     n_features_in_ : int
@@ -618,7 +635,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             return None
         return distributed_world()
 
-    def _resolve_backend(self, n_train_samples, batch_size):
+    def _resolve_backend(self, n_train_samples, batch_size, n_epochs):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
         self._backend_reason = f"backend={self.backend!r}"
         if self._group_world() is not None:
@@ -646,15 +663,22 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             self.backend_ = self.backend
             return
         sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
+        # The workers that would run on processes once the data cap them
+        # (as _resolve_workers does): one worker trains in the calling
+        # thread, and a warm pool helps only if it has their number.
         n_processes = self._requested_threads("processes")
+        if self.mode == "hogwild":
+            n_processes = min(n_processes, math.ceil(n_train_samples / batch_size))
+        elif self.mode == "sync":
+            n_processes = min(n_processes, batch_size)
         self.backend_, self._backend_reason = choose_backend(
-            parallel=self.mode in THREADED_MODES,
+            parallel=self.mode in THREADED_MODES and n_processes >= 2,
             device_type=device_type,
             cpus=available_cpus(),
             layer_sizes=sizes,
             n_samples=n_train_samples,
             batch_size=batch_size,
-            max_iter=self.max_iter,
+            max_iter=n_epochs,
             max_time=self.max_time,
             # A deterministic mode's result depends on its back-end (the
             # shard count, the reduction order): it must not change with
@@ -663,9 +687,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             and self.mode in _LOCK_FREE_MODES,
         )
 
-    def _check_params_against_data(self, n_train_samples, batch_size):
+    def _check_params_against_data(self, n_train_samples, batch_size, n_epochs):
         self._hidden_sizes()
-        self._resolve_backend(n_train_samples, batch_size)
+        self._resolve_backend(n_train_samples, batch_size, n_epochs)
         alone = ranks_training_alone(self.mode, self.backend, _ACROSS_RANKS)
         if alone is not None:
             warnings.warn(alone, UserWarning, stacklevel=4)
@@ -878,6 +902,14 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if not hasattr(self, "module_"):
             return {}
         return {"module_": self.module_, "optim_state_": self.optim_state_}
+
+    def _refresh_optimizers(self):
+        # MLPClassifier builds a new optimizer on every fit but partial_fit:
+        # the momentum, Adam's moments and its step counts start again (so a
+        # changed solver does not read the other's buffers as its own).
+        for buffer in self.optim_state_.buffers():
+            buffer.zero_()
+        self._log.adam_steps = [0] * len(self._log.adam_steps)
 
     def _optimizer_state(self):
         # The moment buffers are the module optim_state_, which travels with

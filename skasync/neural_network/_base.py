@@ -34,6 +34,7 @@ import contextlib
 import copy
 import math
 import time
+import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 from typing import ClassVar
@@ -41,6 +42,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
@@ -127,8 +129,12 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         """Intra-op threads used during fit (None leaves torch's setting)."""
         return self.torch_num_threads
 
-    def _check_params_against_data(self, n_train_samples, batch_size):
-        """Subclass hook for checks that need the data size (thread counts)."""
+    def _check_params_against_data(self, n_train_samples, batch_size, n_epochs):
+        """Subclass hook for checks that need the data size (thread counts).
+
+        ``n_epochs`` is the most epochs this call runs: 1 for ``partial_fit``,
+        ``max_iter`` for ``fit``.
+        """
 
     def _fit_finished(self):
         """Subclass hook called once after the epoch loop (set attributes)."""
@@ -207,6 +213,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on ``(X, y)``, keeping the current weights.
 
+        Every row given trains: ``early_stopping`` applies to ``fit`` only,
+        as in :class:`~sklearn.linear_model.SGDClassifier` (score held-out
+        rows between calls to stop early).
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -224,9 +234,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The updated estimator.
         """
+        # Every call, as sklearn's partial_fit: set_params may come between.
+        self._validate_params()
         first_call = not self._is_initialised()
         if first_call:
-            self._validate_params()
             if classes is None:
                 raise ValueError(
                     "classes must be passed on the first call to partial_fit, "
@@ -323,7 +334,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         )
         generator = torch.Generator().manual_seed(seed_from(random_state))
         batch_size = self._effective_batch_size(data.X.shape[0])
-        self._check_params_against_data(data.X.shape[0], batch_size)
+        self._check_params_against_data(
+            data.X.shape[0], batch_size, 1 if incremental else self.max_iter
+        )
         self._start_model(data.X.shape[1], generator, device, reuse_model, incremental)
         try:
             self._run_epochs(data, generator, batch_size, device, incremental)
@@ -443,6 +456,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         training = (X_train, y_train, data.sample_weight)
 
         max_epochs = 1 if incremental else self.max_iter
+        # target_score stops the fit that reaches it; a warm-start fit after
+        # one that reached it trains its max_iter epochs.
+        reached_before = self.time_to_target_ is not None
         start = time.monotonic()
         deadline = None if self.max_time is None else start + self.max_time
         self._no_improvement_count = 0
@@ -473,7 +489,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
                     if not self.loss_curve_:
                         raise ValueError(
                             f"max_time={self.max_time} s ran out before the first "
-                            "batch was trained; raise max_time or leave it None."
+                            "batch was trained (the fit's set-up, such as starting "
+                            "worker processes, counts against it); raise max_time "
+                            "or leave it None."
                         )
                     break
                 record = self._record_epoch(
@@ -481,7 +499,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
                 )
                 if self._update_no_improvement_count(record):
                     best_state = self._state_copy()
-                if incremental or self.time_to_target_ is not None:
+                if incremental or (
+                    not reached_before and self.time_to_target_ is not None
+                ):
                     break
                 if context.stopped_by_time or context.time_is_up():
                     break
@@ -492,6 +512,16 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
                             f"tol={self.tol} for {self.n_iter_no_change} epochs."
                         )
                     break
+            else:
+                if not incremental:
+                    # MLPClassifier's warning, in its words: tools that
+                    # filter it in a grid search keep working.
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                        "reached and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=5,  # the caller of fit
+                    )
         self._elapsed_offset += time.monotonic() - start
         if best_state is not None:
             self._load_state(best_state)
@@ -659,7 +689,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             if isinstance(value, torch.nn.Module):
                 # Its architecture (a pickled copy is the same network).
                 keys[name] = ("module", repr(value))
-            elif value is None or isinstance(value, (str, Integral, Real)):
+            elif isinstance(value, Integral) and not isinstance(value, bool):
+                # As a 1-tuple: hidden_layer_sizes=5 is the network (5,) is.
+                keys[name] = (int(value),)
+            elif value is None or isinstance(value, (str, Real)):
                 keys[name] = value
             else:
                 keys[name] = tuple(np.ravel(np.asarray(value, dtype=object)).tolist())

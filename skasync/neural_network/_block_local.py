@@ -198,7 +198,8 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
         Improvement threshold for early stopping / convergence.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data and stop when the
-        validation accuracy stalls.
+        validation accuracy stalls. ``fit`` only: ``partial_fit`` trains on
+        every row it is given.
     validation_fraction : float, default=0.1
         Held-out fraction for ``early_stopping``.
     n_iter_no_change : int, default=10
@@ -642,7 +643,7 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
     def _min_batch_rows(self):
         return min_training_rows(self.blocks_)
 
-    def _check_params_against_data(self, n_train_samples, batch_size):
+    def _check_params_against_data(self, n_train_samples, batch_size, n_epochs):
         if self.optimizer != "deprecated":
             warnings.warn(
                 "The parameter 'optimizer' was renamed 'solver' in 0.1 and will be "

@@ -285,14 +285,21 @@ class ProcessTrainer:
             for slot in range(self.config.queue_size):
                 self.pool.ring_free.put(slot)
         start = time.perf_counter()
-        results = self.pool.run(
-            train_epoch,
-            [(ends, context.deadline)] * self.n_processes,
-        )
+        try:
+            results = self.pool.run(
+                train_epoch,
+                [(ends, context.deadline)] * self.n_processes,
+            )
+        finally:
+            # Also when a worker failed or the fit was interrupted: the
+            # weights the model keeps hold this epoch's steps, so the update
+            # and Adam step counts must too.
+            self.log.versions = arena["counts"].sum(axis=0).tolist()
+            self.log.adam_steps = arena["adam"].sum(axis=0).tolist()
         seconds = time.perf_counter() - start
-        self.log.versions = arena["counts"].sum(axis=0).tolist()
-        self.log.adam_steps = arena["adam"].sum(axis=0).tolist()
-        for result in results:
+        # Every sync rank steps its own replica with the same reduced
+        # gradient: rank 0's record stands for the group's steps.
+        for result in results[:1] if self.config.mode == "sync" else results:
             for layer, values in enumerate(result["staleness"]):
                 self.log.staleness[layer].extend(values)
         context.stopped_by_time = any(r["stopped_by_time"] for r in results)

@@ -536,3 +536,93 @@ def _expected(estimator):
 )
 def test_sklearn_checks_on_a_processes_instance(estimator, check):
     check(estimator)
+
+
+def test_an_interrupted_fit_counts_the_steps_its_weights_hold(digits):
+    """A worker fails in the second epoch: the weights the model keeps hold
+    the steps of that part-epoch, so n_updates_ and Adam's step counts must
+    count them too (they stayed at the first epoch's, and a warm start then
+    ran Adam with too small a step count)."""
+    X, y = digits
+    n_batches = -(-X.shape[0] // 64)
+    clf = _clf("hogwild", solver="adam", n_workers=2)
+    # Each worker takes about half an epoch's batches: the 20th step of
+    # worker 0 falls in the second epoch.
+    clf._engine_hook = FaultInjection("step", worker=0, after=20, action="raise")
+    with pytest.raises(_processes.WorkerError, match="injected failure"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 1
+    assert all(n > n_batches for n in clf.n_updates_), (clf.n_updates_, n_batches)
+    assert clf._log.adam_steps == clf.n_updates_
+
+
+def test_auto_counts_the_start_up_against_a_binding_max_time():
+    """The 2 s cold start spends part of a short max_time: a budget that the
+    start-up would eat picks threads; one long enough picks processes."""
+    from skasync.neural_network._backends import COLD_START, choose_backend
+
+    wide = {
+        "parallel": True,
+        "device_type": "cpu",
+        "cpus": 2,
+        "layer_sizes": [784, 2048, 2048, 10],
+        "n_samples": 20_000,
+        "batch_size": 200,
+        "max_iter": 200,
+        "max_time": None,
+        "pool_warm": False,
+    }
+    assert choose_backend(**wide)[0] == "processes"
+    backend, reason = choose_backend(**{**wide, "max_time": COLD_START / 2})
+    assert backend == "threads", reason
+    assert choose_backend(**{**wide, "max_time": 60.0})[0] == "processes"
+    # A warm pool costs nothing, so any budget favours processes here.
+    warm = {**wide, "max_time": COLD_START / 2, "pool_warm": True}
+    assert choose_backend(**warm)[0] == "processes"
+
+
+def test_auto_weighs_one_epoch_for_partial_fit(monkeypatch):
+    """partial_fit trains one epoch a call: the rule must not count
+    max_iter epochs of savings against the cold start."""
+    from skasync.neural_network import _async_layerwise
+
+    seen = []
+
+    def spy(**rule):
+        seen.append(rule["max_iter"])
+        return "threads", "spy"
+
+    monkeypatch.setattr(_async_layerwise, "choose_backend", spy)
+    X, y = load_digits(return_X_y=True)
+    clf = AsyncLayerwiseMLPClassifier((8,), mode="hogwild", max_iter=7)
+    clf.fit(X[:200], y[:200])
+    clf.partial_fit(X[:200], y[:200])
+    assert seen == [7, 1]
+
+
+def test_auto_does_not_pick_processes_for_a_single_worker(digits, monkeypatch):
+    """One hogwild worker (asked for, or all the batches allow) trains in the
+    calling thread: the rule must not be asked about processes, or backend_
+    says "processes" for a fit that ran in one thread."""
+    from skasync.neural_network import _async_layerwise
+
+    asked = []
+
+    def rule_that_favours_processes(**rule):
+        asked.append(rule["parallel"])
+        return ("processes" if rule["parallel"] else "threads"), "spy"
+
+    monkeypatch.setattr(
+        _async_layerwise, "choose_backend", rule_that_favours_processes
+    )
+    X, y = digits
+    one = AsyncLayerwiseMLPClassifier((8,), mode="hogwild", n_workers=1, max_iter=1)
+    assert one.fit(X, y).backend_ == "threads"
+    one_batch = AsyncLayerwiseMLPClassifier(
+        (8,), mode="hogwild", batch_size=4000, max_iter=1
+    )
+    assert one_batch.fit(X, y).backend_ == "threads"
+    assert one_batch.n_workers_ == 1
+    two = AsyncLayerwiseMLPClassifier((8,), mode="hogwild", n_workers=2, max_iter=1)
+    assert two.fit(X, y).backend_ == "processes"
+    assert asked == [False, False, True]
