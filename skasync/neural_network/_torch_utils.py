@@ -88,16 +88,29 @@ def resolve_device(device):
     Raises
     ------
     ValueError
-        If ``device="cuda"`` but CUDA is not available.
+        If ``device`` is not a device torch knows, is ``"meta"`` (which
+        holds no data to train), or is ``"cuda"`` without CUDA.
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"device={device!r} is not a torch device ({error}); use 'auto', "
+            "'cpu', 'cuda' or 'cuda:<index>'."
+        ) from None
+    if resolved.type == "meta":
+        raise ValueError(
+            "device='meta' holds no data, so nothing can train on it; use "
+            "'auto', 'cpu' or 'cuda'."
+        )
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} but CUDA is not available on this machine; "
             "use device='cpu' or device='auto'."
         )
-    return torch.device(device)
+    return resolved
 
 
 def to_tensor(array, device):

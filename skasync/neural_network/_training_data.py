@@ -12,6 +12,7 @@ Structure
 # Authors: The skasync developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -87,6 +88,18 @@ def split_training_data(
         X, X_val, y_index, y_val = parts[:4]
         if sample_weight is not None:
             sample_weight, w_val = parts[4:]
+            if not w_val.sum() > 0:
+                # A weighted accuracy of rows that all weigh 0 is undefined
+                # (it read 0.0 every epoch and early stopping kept epoch 1).
+                warnings.warn(
+                    f"The {w_val.shape[0]} rows held out for early_stopping all "
+                    "have sample_weight 0; their accuracy is scored unweighted. "
+                    "Raise validation_fraction or give more rows a positive "
+                    "weight.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                w_val = None
         if X.shape[0] < 1 or X_val.shape[0] < 1:
             raise ValueError(
                 f"validation_fraction={validation_fraction} leaves no "

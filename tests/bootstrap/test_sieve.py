@@ -378,5 +378,5 @@ def test_simulate_rejects_non_finite_residuals():
     resid[3] = np.nan
     import dataclasses
 
-    with pytest.raises(ValueError, match="fit.resid"):
+    with pytest.raises(ValueError, match=r"fit\.resid"):
         simulate_ar_sieve(dataclasses.replace(fit, resid=resid), 5, random_state=0)

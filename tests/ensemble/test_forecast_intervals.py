@@ -12,8 +12,8 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import NotFittedError
 from scipy.stats import norm
+from sklearn.exceptions import NotFittedError
 
 from skasync import ARSieveForestRegressor
 from skasync.datasets import make_ar

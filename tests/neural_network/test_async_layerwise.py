@@ -673,6 +673,9 @@ def test_warm_start_rejects_new_hidden_layer_sizes(digits):
         clf.set_params(hidden_layer_sizes=(8,)).fit(X_train, y_train)
     clf.set_params(hidden_layer_sizes=[32]).fit(X_train, y_train)  # same shape
     assert clf.n_iter_ == 6
+    clf.set_params(hidden_layer_sizes=32).fit(X_train, y_train)  # an int, too
+    clf.set_params(hidden_layer_sizes=(np.int64(32),)).fit(X_train, y_train)
+    assert clf.n_iter_ == 12
 
 
 @pytest.mark.parametrize("mode", ["serial", "hogwild"])

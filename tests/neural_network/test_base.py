@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -170,6 +171,34 @@ def test_history_columns_and_early_stopping(digits):
     assert clf.validation_scores_[-1] >= 0.9
 
 
+def test_convergence_warning_only_when_max_iter_ends_the_fit(digits):
+    # As MLPClassifier: a fit that runs out of epochs warns; one stopped by
+    # its stopping rule, and partial_fit, do not.
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(2\)"):
+        TinyMLP(max_iter=2, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        stopped = TinyMLP(max_iter=50, tol=10.0, n_iter_no_change=2).fit(X, y)
+        assert stopped.n_iter_ == 3
+        TinyMLP(random_state=0).partial_fit(X, y, classes=np.unique(y))
+
+
+def test_a_warm_start_after_the_target_was_reached_trains_its_epochs(digits):
+    X, y = digits
+    clf = TinyMLP(
+        max_iter=30, random_state=0, early_stopping=True, target_score=0.5, tol=0
+    ).fit(X, y)
+    first = clf.n_iter_
+    assert clf.time_to_target_ is not None and first < 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.set_params(warm_start=True, target_score=None, max_iter=4).fit(X, y)
+    assert clf.n_iter_ == first + 4
+
+
 @pytest.mark.usefixtures("torch_threads_sentinel")
 def test_torch_threads_restored_also_on_error(digits):
     X, y = digits
@@ -292,3 +321,20 @@ def test_validation_fraction_that_leaves_nothing_names_the_parameter(estimator):
     estimator.set_params(early_stopping=True, validation_fraction=0.9)
     with pytest.raises(ValueError, match=r"^validation_fraction=0.9 leaves no"):
         estimator.fit(X[:5] / 16, y[:5])
+
+
+def test_partial_fit_checks_parameters_on_every_call(digits):
+    X, y = digits
+    clf = TinyMLP(random_state=0).partial_fit(X, y, classes=np.unique(y))
+    clf.set_params(batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        clf.partial_fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "device, match", [("gpu", "not a torch device"), ("meta", "holds no data")]
+)
+def test_a_device_torch_cannot_train_on_names_the_parameter(digits, device, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        TinyMLP(device=device).fit(X, y)

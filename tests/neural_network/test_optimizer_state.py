@@ -61,8 +61,34 @@ def test_continuation_after_early_stopping_resumes_the_best_epochs_optimizer(
         clf.partial_fit(X, y)
     np.testing.assert_array_equal(stopped.predict_proba(X), reference.predict_proba(X))
 
-    # A warm_start fit continues from there (the block-local classifier
-    # rebuilds its optimisers on every fit, as MLPClassifier does).
+    # A warm_start fit continues from there (both classifiers rebuild their
+    # optimisers on every fit, as MLPClassifier does).
     for clf in (stopped, reference):
         clf.set_params(warm_start=True, max_iter=2).fit(X, y)
     np.testing.assert_array_equal(stopped.predict_proba(X), reference.predict_proba(X))
+
+
+@pytest.mark.parametrize("first, second", [("sgd", "adam"), ("adam", "sgd")])
+def test_a_warm_start_fit_starts_a_new_optimizer(digits, first, second):
+    # As MLPClassifier: a fit that is not partial_fit builds a new optimizer,
+    # so a changed solver does not take the other's buffers for its own
+    # (SGD's velocity read as Adam's first moment with a zero second moment
+    # sent the loss from 0.9 to 4e5).
+    X, y = digits
+    clf = AsyncLayerwiseMLPClassifier(
+        (32,),
+        mode="serial",
+        solver=first,
+        batch_size=64,
+        max_iter=5,
+        learning_rate_init=3e-3,
+        tol=0.0,
+        random_state=0,
+    ).fit(X, y)
+    before = clf.loss_curve_[-1]
+    clf.set_params(warm_start=True, solver=second, max_iter=2).fit(X, y)
+    assert max(clf.loss_curve_[5:]) < 2 * before, clf.loss_curve_
+    # Adam counted only this fit's steps: 13 batches in each of 2 epochs.
+    n_batches = -(-X.shape[0] // 64)
+    expected = 2 * n_batches if second == "adam" else 0
+    assert clf._log.adam_steps == [expected] * 2

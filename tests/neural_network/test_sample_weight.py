@@ -138,6 +138,28 @@ def test_weights_follow_the_rows_into_the_validation_split(iris, make):
 
 
 @pytest.mark.parametrize(
+    "make", [lambda: _async(mode="serial", max_iter=3), lambda: _bll(max_iter=3)]
+)
+def test_held_out_rows_that_all_weigh_zero_are_scored_unweighted(iris, make):
+    # A weighted accuracy of rows that all weigh 0 is undefined: it read 0.0
+    # every epoch, and early stopping silently kept the first epoch.
+    X, y = iris
+    seed = seed_from(check_random_state(0))
+    _, val_rows = train_test_split(
+        np.arange(len(y)), test_size=0.2, random_state=seed, stratify=y
+    )
+    w = np.ones(len(y))
+    w[val_rows] = 0.0
+    clf = make().set_params(early_stopping=True, validation_fraction=0.2)
+    with pytest.warns(UserWarning, match="all have sample_weight 0"):
+        clf.fit(X, y, sample_weight=w)
+    expected = accuracy_score(y[val_rows], clf.predict(X[val_rows]))
+    # The restored (best) epoch scored what predict now scores.
+    assert clf.best_validation_score_ == pytest.approx(expected)
+    assert expected > 0.0
+
+
+@pytest.mark.parametrize(
     "make", [lambda: _async(mode="pd-asgd", max_iter=20), lambda: _bll(max_iter=20)]
 )
 def test_a_class_of_zero_weight_stays_in_classes(iris, make):
