@@ -25,6 +25,8 @@ import time
 import warnings
 from pathlib import Path
 
+from sklearn.exceptions import ConvergenceWarning
+
 from skasync.utils._progress import Progress
 
 from . import _forest, _torch
@@ -88,6 +90,9 @@ def run_demo(
         warnings.filterwarnings(
             "ignore", message="A worker stopped while some jobs", category=UserWarning
         )
+        # The demo trains each network for a few dozen epochs to stay short;
+        # the table shows how far they got.
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
         for section in sections:
             run_section = SECTIONS[section][0]
             text, plot = run_section(progress, output_dir, n_jobs)
