@@ -49,6 +49,22 @@ def _clf(mode, **params):
     return AsyncLayerwiseMLPClassifier(mode=mode, backend="processes", **params)
 
 
+def _mnist1d_rule(**changes):
+    """choose_backend's inputs for MNIST-1D at width 256 on 2 CPUs."""
+    rule = {
+        "parallel": True,
+        "device_type": "cpu",
+        "cpus": 2,
+        "layer_sizes": [40, 256, 256, 10],
+        "n_samples": 54_000,
+        "batch_size": 128,
+        "max_iter": 30,
+        "max_time": None,
+        "pool_warm": False,
+    }
+    return {**rule, **changes}
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
@@ -451,16 +467,8 @@ def test_processes_elsewhere_than_linux(digits, monkeypatch):
     X, y = digits
     with pytest.raises(ValueError, match="backend='processes' needs Linux"):
         _clf("hogwild").fit(X, y)
-    rule = dict(
-        parallel=True,
-        device_type="cpu",
-        cpus=16,
-        layer_sizes=[40, 1024, 1024, 10],
-        n_samples=60_000,
-        batch_size=128,
-        max_iter=30,
-        max_time=None,
-        pool_warm=True,
+    rule = _mnist1d_rule(
+        cpus=16, layer_sizes=[40, 1024, 1024, 10], n_samples=60_000, pool_warm=True
     )
     assert choose_backend(**rule) == (
         "threads",
@@ -496,17 +504,7 @@ def test_auto_picks_threads_for_small_data_and_processes_for_large():
     assert small.backend_ == "threads"
     from skasync.neural_network._backends import choose_backend
 
-    mnist1d = {
-        "parallel": True,
-        "device_type": "cpu",
-        "cpus": 2,
-        "layer_sizes": [40, 256, 256, 10],
-        "n_samples": 54_000,
-        "batch_size": 128,
-        "max_iter": 30,
-        "max_time": None,
-        "pool_warm": False,
-    }
+    mnist1d = _mnist1d_rule()
     backend, reason = choose_backend(**mnist1d)
     assert backend == "processes", reason
     # A 0.1 s budget leaves nothing to save from a cold start.
@@ -561,17 +559,9 @@ def test_auto_counts_the_start_up_against_a_binding_max_time():
     start-up would eat picks threads; one long enough picks processes."""
     from skasync.neural_network._backends import COLD_START, choose_backend
 
-    wide = {
-        "parallel": True,
-        "device_type": "cpu",
-        "cpus": 2,
-        "layer_sizes": [784, 2048, 2048, 10],
-        "n_samples": 20_000,
-        "batch_size": 200,
-        "max_iter": 200,
-        "max_time": None,
-        "pool_warm": False,
-    }
+    wide = _mnist1d_rule(
+        layer_sizes=[784, 2048, 2048, 10], n_samples=20_000, batch_size=200, max_iter=200
+    )
     assert choose_backend(**wide)[0] == "processes"
     backend, reason = choose_backend(**{**wide, "max_time": COLD_START / 2})
     assert backend == "threads", reason
