@@ -534,3 +534,27 @@ def test_radix_argsort_is_a_stable_sort():
         )
         i, j = np.nonzero(same & (np.arange(v.size)[:, None] < np.arange(v.size)))
         assert np.all(pos[i] < pos[j])
+
+
+@pytest.mark.parametrize("level", [1e6, 1e9, -3e10])
+def test_splits_do_not_depend_on_the_level_of_y(level):
+    # The split score is a sum of squared sums, about n * mean**2 of raw y:
+    # at a level of 1e8 above a unit spread the candidates' differences were
+    # lost to rounding and the root split on another feature (test MSE 0.18
+    # at level 0, 0.68 at 1e8, 0.99 at 1e9). Shifting y must not change a
+    # variance-reduction tree beyond the rounding of y + level itself.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    f = lambda X: np.sin(2 * X[:, 0]) + X[:, 1]  # noqa: E731
+    y = f(X) + 0.3 * rng.normal(size=400)
+    X_test = rng.normal(size=(2000, 3))
+    kw = dict(max_features=3, min_samples_split=6, max_depth=-1, seed=0)
+    base = grow_tree(bin_features(X), y, np.arange(400), **kw)
+    shifted = grow_tree(bin_features(X), y + level, np.arange(400), **kw)
+    assert shifted.feature[0] == base.feature[0]
+    assert shifted.threshold[0] == base.threshold[0]
+    mse = {
+        name: np.mean((predict_mean(pack_trees([t]), X_test) - shift - f(X_test)) ** 2)
+        for name, t, shift in (("base", base, 0.0), ("shifted", shifted, level))
+    }
+    assert mse["shifted"] < 1.1 * mse["base"], mse

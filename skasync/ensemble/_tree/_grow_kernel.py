@@ -15,6 +15,11 @@ a node owns the same range of every list, and each split partitions all lists
 stably, so a node scans its candidate splits in order without sorting. The
 partitions are skipped when both children are leaves. Memory per tree is
 O(number of slots); the data are never copied per tree.
+
+After editing this file, delete the numba cache (``__pycache__/*.nbi`` and
+``*.nbc`` under ``skasync/ensemble/_tree``): the compiled callers in
+``_grower.py`` are cached with the old kernel inside them, and numba checks
+only the timestamp of each function's own file.
 """
 
 # Authors: The skasync developers
@@ -112,7 +117,17 @@ def _grow(
     for s in range(u):
         ys[s] = y[rows[s]]
         ws[s] = w_row[rows[s]]
-        wys[s] = ws[s] * ys[s]
+    # The split scores are sums of squared sums, about n * mean**2: at a
+    # level of 1e8 above a unit spread, the differences between candidate
+    # splits were lost to rounding and the trees split on noise. Scoring
+    # y - mean ranks the splits the same (shifting y adds a constant to
+    # every candidate's score) without the loss; leaf values add it back.
+    level = 0.0
+    for s in range(u):
+        level += ws[s] * ys[s]
+    level = level / m0 if m0 > 0 else 0.0
+    for s in range(u):
+        wys[s] = ws[s] * (ys[s] - level)
     for f in range(p):
         for s in range(u):
             cs[f, s] = codesT[f, rows[s]]
@@ -180,7 +195,7 @@ def _grow(
         depth = st_depth[sp]
         s_tot = st_sum[sp]  # summed by the parent: saves a pass per leaf
         n = st_cnt[sp]  # samples with multiplicity
-        value[node] = s_tot / n
+        value[node] = level + s_tot / n
         nns[node] = n
         if n < min_samples_split or n < 2:
             continue
