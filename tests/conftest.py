@@ -10,6 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers import skasync_threads
+from hypothesis import settings
+
+# The property tests draw the same examples on every run: a CI failure is
+# reproducible, and a green run means the same as the last one. Run with
+# --hypothesis-profile=explore to search new examples.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
 
 REFERENCE_DIR = (
     Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "rangerts"

@@ -292,7 +292,7 @@ def test_bad_input_messages(ar1):
         clone(est).set_params(max_features=9).fit(X, target)
     with pytest.raises(ValueError, match="oob_score"):
         clone(est).set_params(oob_score=True).fit(X, target)
-    with pytest.raises(ValueError, match="bootstrap"):
+    with pytest.raises(ValueError, match="The 'bootstrap' parameter"):
         clone(est).set_params(bootstrap="block").fit(X, target)
     for name in ("n_estimators", "min_node_size", "max_features", "block_size"):
         with pytest.raises(ValueError, match=f"{name} must be an int, got True"):
@@ -392,15 +392,16 @@ def test_forecast_shapes_and_intervals(ar1):
     again = forest.forecast(y, horizon=6, quantiles=(0.05, 0.5, 0.95), n_paths=400)
     np.testing.assert_array_equal(res.quantiles, again.quantiles)
     for bad in (
-        dict(horizon=0),
         dict(horizon=2, quantiles=(0.0, 0.9)),
         dict(horizon=2, quantiles=1.5),
         dict(horizon=2, quantiles=[[0.1, 0.9]]),
         dict(horizon=2, quantiles=["low", "high"]),
         dict(horizon=2, quantiles=()),
     ):
-        with pytest.raises(ValueError, match=r"horizon|quantiles"):
+        with pytest.raises(ValueError, match=r"quantiles must be levels in the open"):
             forest.forecast(y, **bad)
+    with pytest.raises(ValueError, match=r"horizon must be an int >= 1, got 0"):
+        forest.forecast(y, horizon=0)
     with pytest.raises(ValueError, match="history has 3 values"):
         forest.forecast(y[:3], horizon=2)
     with pytest.raises(ValueError, match="history contains NaN"):
@@ -526,7 +527,7 @@ def test_a_fit_that_fails_in_its_workers_leaves_an_unfitted_forest():
     forest = ARSieveForestRegressor(10, bootstrap="moving", random_state=0)
     forest.fit(X, target)
     forest.set_params(bootstrap="stationary", block_size=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs block_size >= 2"):
         forest.fit(X[:60], target[:60])
     with pytest.raises(NotFittedError):
         forest.predict(X[:2])

@@ -741,8 +741,11 @@ def test_max_time_stops_threads(digits):
         max_iter=1000,
         parallel="threads",
         max_time=0.5,
+        # Only max_time can end the fit (it stopped near epoch 335 by itself).
+        tol=0.0,
+        n_iter_no_change=10**6,
     ).fit(X_train, y_train)
-    assert clf.n_iter_ < 1000
+    assert clf.n_iter_ < 200
     assert all(np.isfinite(clf.loss_curve_)) and min(clf.loss_curve_) > 0
     assert not skasync_threads()
 

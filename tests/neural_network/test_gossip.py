@@ -99,6 +99,7 @@ def test_markers_reach_the_peers_past_one_whose_send_fails(monkeypatch):
     thread, error = _run(outbox, threading.Event())
     outbox.close()
     thread.join(10)
+    assert not thread.is_alive()
     assert len(error) == 1 and "rank 1" in str(error[0])
     assert wire.markers() == {2: _END, 3: _END}
 

@@ -78,6 +78,24 @@ def test_torchrun_two_ranks_train_one_model(tmp_path):
             alone = [str(w.message) for w in caught]
         assert clf.backend_ == "torch.distributed", clf.backend_
         np.save(f"{sys.argv[1]}/rank{rank}.npy", clf.coefs_[0])
+        # With a seed, the sharded sync steps are serial's full-batch steps.
+        # The group's random state is a RandomState of the seed rank 0 draws
+        # from random_state; serial, which trains alone, is given that one.
+        params = dict(batch_size=64, max_iter=3, tol=0, n_iter_no_change=100)
+        agreed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seeded = AsyncLayerwiseMLPClassifier(
+                (32,), mode="sync", random_state=0, **params)
+            serial = AsyncLayerwiseMLPClassifier(
+                (32,), mode="serial", random_state=agreed, **params)
+            seeded.fit(X, y)
+            serial.fit(X, y)
+        gap = max(np.abs(a - b).max()
+                  for a, b in zip(seeded.coefs_ + seeded.intercepts_,
+                                  serial.coefs_ + serial.intercepts_))
+        json.dump({"gap": float(gap), "score": seeded.score(X, y)},
+                  open(f"{sys.argv[1]}/serial{rank}.json", "w"))
         json.dump({"joined": joined, "alone": alone},
                   open(f"{sys.argv[1]}/warnings{rank}.json", "w"))
         dist.destroy_process_group()
@@ -87,7 +105,10 @@ def test_torchrun_two_ranks_train_one_model(tmp_path):
     rank0 = np.load(tmp_path / "rank0.npy")
     rank1 = np.load(tmp_path / "rank1.npy")
     np.testing.assert_array_equal(rank0, rank1)
-    assert np.abs(rank0).sum() > 0
+    for rank in (0, 1):
+        against = json.loads((tmp_path / f"serial{rank}.json").read_text())
+        assert against["gap"] < 1e-5, against
+        assert against["score"] > 0.7, against  # it learns: chance is 0.1
     for rank in (0, 1):
         caught = json.loads((tmp_path / f"warnings{rank}.json").read_text())
         assert not any("ranks" in m for m in caught["joined"]), caught["joined"]

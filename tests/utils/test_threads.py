@@ -89,11 +89,13 @@ def test_keyboard_interrupt_in_caller_joins_workers():
         time.sleep(0.1)
         _thread.interrupt_main()
 
+    interrupter = threading.Thread(target=interrupt_main_soon)
     with pytest.raises(KeyboardInterrupt):
         with WorkerGroup("test") as group:
             group.start(loop, group.stop_event)
-            threading.Thread(target=interrupt_main_soon).start()
+            interrupter.start()
             group.wait()
+    interrupter.join()
     assert not skasync_threads()
 
 
