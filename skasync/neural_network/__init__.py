@@ -21,3 +21,8 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'skasync.neural_network' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazy exports are not in globals() until first use.
+    return __all__

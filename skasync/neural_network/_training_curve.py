@@ -60,16 +60,24 @@ def _curve_values(history, x, y):
     Epochs without a ``y`` value (e.g. a ``warm_start`` continuation that
     switched ``early_stopping`` on) are left out.
     """
-    if x not in _X_LABELS:
+    # isinstance first: a list is unhashable, and the message should name x.
+    if not isinstance(x, str) or x not in _X_LABELS:
         raise ValueError(f"x must be one of {sorted(_X_LABELS)}; got {x!r}.")
     if not isinstance(y, str):
         raise TypeError(f"y must be the name of a history_ column; got {y!r}.")
+    columns = sorted({name for record in history for name in record})
+    for param, column in (("x", x), ("y", y)):
+        # A column that no fit records (a typo) versus one left empty by the
+        # fit's parameters (the hints below).
+        if history and column not in columns and column not in _Y_HINTS:
+            raise ValueError(
+                f"{param}={column!r} is not a history_ column; columns are {columns}."
+            )
     pairs = [(record[x], record[y]) for record in history if record.get(y) is not None]
     if not pairs:
-        columns = sorted({name for record in history for name in record})
         hint = f" ({_Y_HINTS[y]})" if y in _Y_HINTS else ""
         raise ValueError(
-            f"history_ has no {y!r} values{hint}; its columns are {columns}."
+            f"y={y!r}: history_ has no {y!r} values{hint}; its columns are {columns}."
         )
     try:
         values = np.asarray(pairs, dtype=np.float64)
@@ -180,7 +188,7 @@ class TrainingCurveDisplay:
             figure is created when None.
         label : str or None, default=None
             Label of the line; defaults to the estimator's class name and
-            ``mode``.
+            ``mode``. ``""`` leaves the line out of the legend.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.plot`.
 
@@ -212,7 +220,8 @@ class TrainingCurveDisplay:
         ax : matplotlib Axes or None, default=None
             Axes to draw on; a new figure is created when None.
         label : str or None, default=None
-            Label of the line; defaults to ``estimator_name``.
+            Label of the line; defaults to ``estimator_name``. ``""`` leaves
+            the line out of the legend.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.plot`.
 
@@ -225,7 +234,7 @@ class TrainingCurveDisplay:
         (self.line_,) = ax.plot(
             self.x_values,
             self.y_values,
-            label=label or self.estimator_name,
+            label=self.estimator_name if label is None else label,
             **kwargs,
         )
         ax.set_xlabel(_X_LABELS.get(self.x_name, self.x_name))

@@ -69,6 +69,8 @@ def check_series(series, *, name="series", min_samples=1, nonfinite_hint=""):
     A single column ``(n, 1)`` is accepted and flattened, since that is what
     ``df[["y"]]`` or ``y.reshape(-1, 1)`` give; anything wider is an error
     rather than a silent ravel, which would interleave several series.
+    Complex input is an error too, rather than a silent loss of the imaginary
+    parts.
 
     Parameters
     ----------
@@ -87,6 +89,12 @@ def check_series(series, *, name="series", min_samples=1, nonfinite_hint=""):
     x : ndarray of shape (n_samples,)
         float64 copy or view of ``series``.
     """
+    # Before the float conversion, which would drop the imaginary parts.
+    if np.iscomplexobj(series):
+        raise ValueError(
+            f"{name} is complex; complex data are not supported. Pass real "
+            f"values, e.g. the real part or the modulus of {name}."
+        )
     x = np.asarray(series, dtype=np.float64)
     if x.ndim == 2 and x.shape[1] == 1:
         x = x[:, 0]

@@ -101,8 +101,11 @@ def test_missing_column_names_the_parameter_that_records_it(digits):
         TrainingCurveDisplay.from_estimator(clf, y="validation_score")
     with pytest.raises(ValueError, match="target_score set"):
         TrainingCurveDisplay.from_estimator(clf, y="train_score")
-    with pytest.raises(ValueError, match=r"no 'nope' values.*'loss'"):
-        TrainingCurveDisplay.from_estimator(clf, y="nope")
+    # A column no fit records: the message names y and the columns there are.
+    with pytest.raises(
+        ValueError, match=r"y='lossx' is not a history_ column; columns are \[.*'loss'"
+    ):
+        TrainingCurveDisplay.from_estimator(clf, y="lossx")
     # A per-layer column is not a curve.
     with pytest.raises(ValueError, match="one number per epoch"):
         TrainingCurveDisplay.from_estimator(clf, y="updates")
@@ -114,9 +117,54 @@ def test_bad_arguments(digits):
         TrainingCurveDisplay.from_estimator(clf, x="loss")
     with pytest.raises(TypeError, match="y must be the name"):
         TrainingCurveDisplay.from_estimator(clf, y=0)
+    # Unhashable values get the same messages, not "unhashable type".
+    with pytest.raises(ValueError, match=r"x must be one of.*got \['epoch'\]"):
+        TrainingCurveDisplay.from_estimator(clf, x=["epoch"])
+    with pytest.raises(TypeError, match=r"y must be the name.*got \['loss'\]"):
+        TrainingCurveDisplay.from_estimator(clf, y=["loss"])
     dummy = DummyClassifier().fit(*digits)
     with pytest.raises(TypeError, match=r"history_ attribute.*DummyClassifier"):
         TrainingCurveDisplay.from_estimator(dummy)
+
+
+def test_x_column_missing_from_history_is_named(digits):
+    clf = _async(max_iter=2).fit(*digits)
+    clf.history_ = [
+        {k: v for k, v in record.items() if k != "wall_time"} for record in clf.history_
+    ]
+    with pytest.raises(
+        ValueError, match=r"x='wall_time' is not a history_ column; columns are \["
+    ):
+        TrainingCurveDisplay.from_estimator(clf)
+    # Without records there are no columns to name: the empty-history message.
+    clf.history_ = []
+    with pytest.raises(ValueError, match=r"y='loss': history_ has no 'loss' values"):
+        TrainingCurveDisplay.from_estimator(clf)
+
+
+@pytest.mark.parametrize("call", ["plot", "from_estimator"])
+def test_empty_label_is_not_replaced_by_the_default(digits, call):
+    if call == "plot":
+        disp = TrainingCurveDisplay(x_values=[1.0, 2.0], y_values=[3.0, 4.0])
+        disp.estimator_name = "stored"
+        disp.plot(label="")
+    else:
+        disp = TrainingCurveDisplay.from_estimator(
+            _async(max_iter=2).fit(*digits), label=""
+        )
+    # matplotlib keeps "" lines out of the legend (it names them "_child<n>").
+    assert disp.line_.get_label().startswith("_child")
+    assert disp.ax_.get_legend() is None
+
+
+def test_dir_lists_the_lazy_exports(monkeypatch):
+    import skasync.neural_network as nn
+
+    # As before the first access, which caches the class in the module.
+    for name in nn.__all__:
+        monkeypatch.delitem(vars(nn), name, raising=False)
+    assert set(nn.__all__) <= set(dir(nn))
+    assert nn.TrainingCurveDisplay is TrainingCurveDisplay
 
 
 def test_missing_matplotlib_names_the_plot_extra(monkeypatch):

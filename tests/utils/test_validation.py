@@ -34,6 +34,19 @@ def test_bad_series_raise_value_error_naming_the_parameter(series, kwargs, messa
         check_series(series, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "make", [np.array, list, lambda v: pytest.importorskip("pandas").Series(v)]
+)
+def test_complex_series_is_refused_not_truncated(make):
+    # float64 conversion would keep 1 and 3 and drop the imaginary parts.
+    series = make(np.array([1 + 2j, 3 + 4j]))
+    with pytest.raises(ValueError, match="history is complex"):
+        check_series(series, name="history")
+    # A real series of complex dtype is refused too, as sklearn's check_array.
+    with pytest.raises(ValueError, match="series is complex"):
+        check_series(np.array([1.0, 2.0], dtype=complex))
+
+
 def test_forecast_history_uses_the_shared_check():
     from skasync import ARSieveForestRegressor, make_lag_matrix
     from skasync.datasets import make_ar
