@@ -9,6 +9,7 @@ def test_single_column_is_flattened_without_copying_values():
     x = check_series(column)
     assert x.shape == (5,)
     np.testing.assert_array_equal(x, np.arange(5.0))
+    assert np.shares_memory(x, column)  # a view: long series are not copied
 
 
 @pytest.mark.parametrize(
