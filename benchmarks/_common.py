@@ -77,6 +77,8 @@ def make_parser(doc, quick, n_seeds):
 def parse_args(parser, argv=None):
     """Parse ``argv``; ``args.seeds`` becomes the number of seeds to run."""
     args = parser.parse_args(argv)
+    # Whether --seeds was given (a script's --quick may default to more than 1).
+    args.seeds_given = args.seeds is not None
     if args.seeds is None:
         args.seeds = 1 if args.quick else args._n_seeds
     if args.seeds < 1:

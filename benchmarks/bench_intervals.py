@@ -623,7 +623,8 @@ def main(argv=None):
         )
     if args.add_scaled:
         return add_rows(args, SCALED, "scaled", scaled_intervals)
-    n_series = max(args.seeds, 10) if args.quick else args.seeds
+    # --quick: 10 series per cell, or --seeds where given (any number).
+    n_series = args.seeds if args.seeds_given or not args.quick else 10
     sizes = [200] if args.quick else [200, 1000]
     env = environment()
     start = time.perf_counter()

@@ -42,6 +42,7 @@ from _common import (
     result_stem,
     write_results,
 )
+from scipy.stats import rankdata
 
 from skasync.ensemble._ar_sieve_forest import BOOTSTRAPS
 
@@ -436,12 +437,10 @@ def _table(table, key, series_names):
             [name]
             + [f"**{_fmt(v)}**" if v == best else _fmt(v) for v in values]
         )
-    # Mean rank of each model over the series (1 = best).
+    # Mean rank of each model over the series (1 = best); tied models share
+    # the mean of their ranks.
     ranks = np.array(
-        [
-            np.argsort(np.argsort([table[name, m][key] for m in MODELS])) + 1
-            for name in series_names
-        ]
+        [rankdata([table[name, m][key] for m in MODELS]) for name in series_names]
     )
     rows.append(["mean rank", *[f"{r:.1f}" for r in ranks.mean(axis=0)]])
     lines += markdown_table(header, rows)
