@@ -70,7 +70,12 @@ class ActivationMeter:
             else:
                 entry[0] += 1
         saved = _Saved()
-        saved.tensor, saved.key, saved.meter = tensor, key, self
+        # Detached: a saved output kept with its grad_fn forms a cycle
+        # through autograd's C++ graph that Python's collector cannot free,
+        # so a graph never back-propagated (a fit stopped between forward
+        # and backward) stayed in memory. The values, and so the gradients,
+        # are the same.
+        saved.tensor, saved.key, saved.meter = tensor.detach(), key, self
         return saved
 
     @staticmethod

@@ -20,10 +20,11 @@ torch classifiers divide among their threads.
 # SPDX-License-Identifier: BSD-3-Clause
 
 import contextlib
-import os
 import queue
 import threading
 import time
+
+import joblib
 
 _POLL_SECONDS = 0.05
 
@@ -217,12 +218,11 @@ def torch_threads(num_threads):
 
 
 def available_cpus():
-    """CPUs this process may run on (its affinity mask), at least 1.
+    """CPUs this process may use, at least 1.
 
-    ``os.cpu_count()`` counts the machine's CPUs, also those a container or
-    ``taskset`` leaves out; thread budgets use this count instead.
+    ``os.cpu_count()`` counts the machine's CPUs, also those ``taskset`` or a
+    container leaves out; thread and process budgets use this count
+    instead: joblib's, which takes the affinity mask and a cgroup CPU quota
+    (``docker --cpus``) into account.
     """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    return max(1, joblib.cpu_count())

@@ -177,3 +177,15 @@ def test_torch_threads_restores_setting():
             assert torch.get_num_threads() == 1
             raise RuntimeError
     assert torch.get_num_threads() == before
+
+
+def test_available_cpus_follows_the_affinity_mask_and_joblib_limits(monkeypatch):
+    # A container's CPU quota reaches joblib's count, which LOKY_MAX_CPU_COUNT
+    # also caps; os.cpu_count() sees neither.
+    import os
+
+    from skasync.utils._threads import available_cpus
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")
+    assert available_cpus() == 1
