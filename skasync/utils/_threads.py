@@ -43,6 +43,10 @@ class WorkerGroup:
             group.start(backward_worker)
             group.wait(deadline=time.monotonic() + max_time)
 
+    A worker's error is raised by ``wait`` and, when the block then ends
+    normally, again by the exit: a caller that handles it inside the block
+    still leaves through it, so no worker failure goes unreported.
+
     Parameters
     ----------
     name : str
