@@ -459,7 +459,14 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             "min_samples_split": self.min_node_size + 1,
             "max_depth": -1 if self.max_depth is None else self.max_depth,
         }
-        chunks = tree_chunks(self.n_estimators, n_rows)
+        # The chunk size bounds the rows drawn in flight: a block bootstrap
+        # with sample_fraction above 1 draws more rows per tree than exist.
+        drawn = (
+            _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
+            if block
+            else n_rows
+        )
+        chunks = tree_chunks(self.n_estimators, max(n_rows, drawn))
         # The bootstrap draws of chunk c come from their own seed draw_seeds[c].
         draw_seeds = rng.randint(np.iinfo(np.int32).max, size=len(chunks))
         if block:

@@ -85,6 +85,9 @@ def grow_block_chunk(binned, y, X_oob, boot_kw, draw_seed, seeds, tree_kw):
 def tree_chunks(n_trees, n_rows):
     """Split ``range(n_trees)`` into the chunks of trees grown per worker call.
 
+    ``n_rows`` is the number of rows each tree draws (at least the training
+    rows).
+
     Large chunks amortise the Python cost of a call (~0.1 ms); the cap of about
     2.5 M in-bag rows per chunk bounds the memory of its draws and trees in
     flight (~2 MB per tree at n = 100 000), and a few chunks per job balance

@@ -566,3 +566,22 @@ def test_a_fixed_order_on_a_constant_series_keeps_order_within_order_max():
     assert forest.ar_order_max_ >= forest.ar_order_
     assert forest.ar_aic_.shape == (forest.ar_order_max_ + 1,)
     np.testing.assert_array_equal(forest.predict(X[:3]), 0.0)
+
+
+def test_chunks_are_sized_by_the_rows_each_tree_draws(monkeypatch):
+    # A chunk's memory grows with the rows its trees draw: with
+    # sample_fraction=3 they are three times the training rows.
+    from skasync.ensemble import _ar_sieve_forest
+
+    sizes = []
+    tree_chunks = _ar_sieve_forest.tree_chunks
+
+    def recorded(n_trees, n_rows):
+        sizes.append(n_rows)
+        return tree_chunks(n_trees, n_rows)
+
+    monkeypatch.setattr(_ar_sieve_forest, "tree_chunks", recorded)
+    X, target = make_lag_matrix(make_ar(103, random_state=0), 3)
+    for params in ({"bootstrap": "moving", "sample_fraction": 3.0}, {}):
+        ARSieveForestRegressor(5, random_state=0, **params).fit(X, target)
+    assert sizes == [300, 100]
