@@ -338,3 +338,22 @@ def test_a_device_torch_cannot_train_on_names_the_parameter(digits, device, matc
     X, y = digits
     with pytest.raises(ValueError, match=match):
         TinyMLP(device=device).fit(X, y)
+
+
+def test_verbose_prints_mlpclassifiers_lines(digits, capsys):
+    # One "Iteration i, loss = ..." line per epoch, as MLPClassifier prints,
+    # with the validation score under early stopping; the losses are
+    # loss_curve_'s.
+    X, y = digits
+    clf = TinyMLP(max_iter=3, tol=0, verbose=1, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(lines) == 3
+    for epoch, (line, loss, score) in enumerate(
+        zip(lines, clf.loss_curve_, clf.validation_scores_), start=1
+    ):
+        assert line == (
+            f"Iteration {epoch}, loss = {loss:.8f}, validation score = {score:.4f}"
+        )
