@@ -144,6 +144,40 @@ def test_clone_and_pickle_round_trip(digits, mode):
 
 
 # ------------------------------------------------------------- correctness
+def _assert_matches_torch_reference(
+    clf, X_train, y_train, *, seed, activation, make_optimizer
+):
+    """Train the same MLP with autograd and ``make_optimizer(parameters)`` on
+    the same draws in the same order (one seed for the generator, then the
+    layers, then one permutation per epoch); compare the weights."""
+    gen = torch.Generator().manual_seed(seed_from(check_random_state(seed)))
+    sizes = [X_train.shape[1], *clf.hidden_layer_sizes, len(clf.classes_)]
+    layers = [make_linear(a, b, gen, activation) for a, b in zip(sizes[:-1], sizes[1:])]
+    nonlinearity = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
+    modules = [layers[0]]
+    for layer in layers[1:]:
+        modules += [nonlinearity(), layer]
+    model = torch.nn.Sequential(*modules)
+    opt = make_optimizer(model.parameters())
+    X = torch.as_tensor(X_train, dtype=torch.float32)
+    y = torch.as_tensor(np.searchsorted(clf.classes_, y_train))
+    for _ in range(clf.max_iter):
+        for idx in torch.split(torch.randperm(len(X), generator=gen), clf.batch_size):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
+            penalty = sum((layer.weight**2).sum() for layer in layers)
+            loss = loss + 0.5 * clf.alpha * penalty / len(idx)
+            loss.backward()
+            opt.step()
+    for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):
+        np.testing.assert_allclose(
+            coef, layer.weight.detach().numpy().T, rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            intercept, layer.bias.detach().numpy(), rtol=1e-4, atol=1e-5
+        )
+
+
 @pytest.mark.parametrize("fused_sgd", [True, False])
 def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
     # Both SGD paths: torch's fused kernel and the element-wise fallback
@@ -152,48 +186,31 @@ def test_serial_matches_hand_written_torch_loop(digits, fused_sgd, monkeypatch):
         monkeypatch.setattr(_shared_mlp, "_has_fused_sgd", lambda tensor: False)
     X_train, _, y_train, _ = digits
     X_train, y_train = X_train[:600], y_train[:600]
-    seed, batch, epochs, lr, mu, alpha = 3, 50, 3, 0.05, 0.9, 1e-3
+    seed, lr, mu = 3, 0.05, 0.9
     clf = AsyncLayerwiseMLPClassifier(
         hidden_layer_sizes=(20, 12),
         mode="serial",
-        batch_size=batch,
-        max_iter=epochs,
+        batch_size=50,
+        max_iter=3,
         learning_rate_init=lr,
         momentum=mu,
         nesterovs_momentum=True,
-        alpha=alpha,
+        alpha=1e-3,
         activation="tanh",
         tol=0,
         random_state=seed,
         torch_num_threads=1,
     ).fit(X_train, y_train)
-
-    # The same draws in the same order: one seed for the generator, then the
-    # layers, then one permutation per epoch.
-    gen = torch.Generator().manual_seed(seed_from(check_random_state(seed)))
-    sizes = [64, 20, 12, 10]
-    layers = [make_linear(a, b, gen, "tanh") for a, b in zip(sizes[:-1], sizes[1:])]
-    model = torch.nn.Sequential(
-        layers[0], torch.nn.Tanh(), layers[1], torch.nn.Tanh(), layers[2]
+    _assert_matches_torch_reference(
+        clf,
+        X_train,
+        y_train,
+        seed=seed,
+        activation="tanh",
+        make_optimizer=lambda params: torch.optim.SGD(
+            params, lr=lr, momentum=mu, nesterov=True
+        ),
     )
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=mu, nesterov=True)
-    X = torch.as_tensor(X_train, dtype=torch.float32)
-    y = torch.as_tensor(np.searchsorted(clf.classes_, y_train))
-    for _ in range(epochs):
-        for idx in torch.split(torch.randperm(len(X), generator=gen), batch):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
-            penalty = sum((layer.weight**2).sum() for layer in layers)
-            loss = loss + 0.5 * alpha * penalty / len(idx)
-            loss.backward()
-            opt.step()
-    for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):
-        np.testing.assert_allclose(
-            coef, layer.weight.detach().numpy().T, rtol=1e-4, atol=1e-5
-        )
-        np.testing.assert_allclose(
-            intercept, layer.bias.detach().numpy(), rtol=1e-4, atol=1e-5
-        )
 
 
 def test_serial_adam_matches_torch_optim_adam(digits):
@@ -201,46 +218,32 @@ def test_serial_adam_matches_torch_optim_adam(digits):
     # gradient as weight decay) against torch.optim.Adam on the same draws.
     X_train, _, y_train, _ = digits
     X_train, y_train = X_train[:600], y_train[:600]
-    seed, batch, epochs, lr, alpha = 5, 50, 3, 3e-3, 1e-3
-    betas, eps = (0.8, 0.99), 1e-7
+    seed, lr, betas, eps = 5, 3e-3, (0.8, 0.99), 1e-7
     clf = AsyncLayerwiseMLPClassifier(
         hidden_layer_sizes=(20,),
         mode="serial",
         solver="adam",
-        batch_size=batch,
-        max_iter=epochs,
+        batch_size=50,
+        max_iter=3,
         learning_rate_init=lr,
         beta_1=betas[0],
         beta_2=betas[1],
         epsilon=eps,
-        alpha=alpha,
+        alpha=1e-3,
         tol=0,
         random_state=seed,
         torch_num_threads=1,
     ).fit(X_train, y_train)
-
-    gen = torch.Generator().manual_seed(seed_from(check_random_state(seed)))
-    sizes = [64, 20, 10]
-    layers = [make_linear(a, b, gen, "relu") for a, b in zip(sizes[:-1], sizes[1:])]
-    model = torch.nn.Sequential(layers[0], torch.nn.ReLU(), layers[1])
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
-    X = torch.as_tensor(X_train, dtype=torch.float32)
-    y = torch.as_tensor(np.searchsorted(clf.classes_, y_train))
-    for _ in range(epochs):
-        for idx in torch.split(torch.randperm(len(X), generator=gen), batch):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
-            penalty = sum((layer.weight**2).sum() for layer in layers)
-            loss = loss + 0.5 * alpha * penalty / len(idx)
-            loss.backward()
-            opt.step()
-    for layer, coef, intercept in zip(layers, clf.coefs_, clf.intercepts_):
-        np.testing.assert_allclose(
-            coef, layer.weight.detach().numpy().T, rtol=1e-4, atol=1e-5
-        )
-        np.testing.assert_allclose(
-            intercept, layer.bias.detach().numpy(), rtol=1e-4, atol=1e-5
-        )
+    _assert_matches_torch_reference(
+        clf,
+        X_train,
+        y_train,
+        seed=seed,
+        activation="relu",
+        make_optimizer=lambda params: torch.optim.Adam(
+            params, lr=lr, betas=betas, eps=eps
+        ),
+    )
 
 
 def test_serial_and_sync_are_deterministic(digits):
