@@ -493,6 +493,16 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             )
         return n_forward + n_backward
 
+    def _data_worker_limit(self, n_train_samples, batch_size):
+        """Most workers the data give ``"hogwild"`` and ``"sync"`` work.
+
+        Hogwild! workers share the batches; sync splits each batch into one
+        shard per worker.
+        """
+        if self.mode == "hogwild":
+            return math.ceil(n_train_samples / batch_size)
+        return batch_size
+
     def _resolve_workers(self, n_train_samples, batch_size):
         """Set ``n_forward_workers_``, ``n_backward_workers_``, ``n_workers_``.
 
@@ -533,10 +543,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             self.n_workers_ = self.n_forward_workers_ + self.n_backward_workers_
         else:
             default = self._requested_threads()
+            limit = self._data_worker_limit(n_train_samples, batch_size)
             if self.mode == "hogwild":
-                limit, limit_text = n_batches, batches_text
-            else:  # sync splits each batch into one shard per worker
-                limit = batch_size
+                limit_text = batches_text
+            else:
                 limit_text = (
                     f"the batch_size={batch_size} rows each batch is split into"
                 )
@@ -667,10 +677,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         # (as _resolve_workers does): one worker trains in the calling
         # thread, and a warm pool helps only if it has their number.
         n_processes = self._requested_threads("processes")
-        if self.mode == "hogwild":
-            n_processes = min(n_processes, math.ceil(n_train_samples / batch_size))
-        elif self.mode == "sync":
-            n_processes = min(n_processes, batch_size)
+        if self.mode in ("hogwild", "sync"):
+            n_processes = min(
+                n_processes, self._data_worker_limit(n_train_samples, batch_size)
+            )
         self.backend_, self._backend_reason = choose_backend(
             parallel=self.mode in THREADED_MODES and n_processes >= 2,
             device_type=device_type,
