@@ -707,11 +707,14 @@ def test_max_time_that_ends_before_a_batch(digits, monkeypatch):
 
 
 def test_small_ops_warn():
+    # On threads (a warm pool left by an earlier test would send "auto" to
+    # processes, where the warning does not apply).
     X, y = load_digits(return_X_y=True)
+    clf = AsyncLayerwiseMLPClassifier(
+        (8,), mode="hogwild", backend="threads", max_iter=1, batch_size=8
+    )
     with pytest.warns(UserWarning, match="layer ops are small"):
-        AsyncLayerwiseMLPClassifier((8,), mode="hogwild", max_iter=1, batch_size=8).fit(
-            X[:200], y[:200]
-        )
+        clf.fit(X[:200], y[:200])
 
 
 # --------------------------------------------------------------------- CUDA
@@ -768,7 +771,12 @@ def test_an_interrupted_fit_leaves_a_consistent_estimator(mode):
                 raise ValueError("injected")
 
     clf = AsyncLayerwiseMLPClassifier(
-        (16,), mode=mode, batch_size=200, max_iter=5, random_state=0
+        (16,),
+        mode=mode,
+        batch_size=200,
+        max_iter=5,
+        random_state=0,
+        backend="threads",  # the hook is a closure; processes need a pickle
     )
     clf._engine_hook = hook
     hook.fail_at = 12  # 9 batches an epoch: in the second epoch
