@@ -958,3 +958,24 @@ def test_warm_start_applies_new_optimiser_settings_and_rejects_new_structure(dig
     aux.set_params(aux_weight=0.0, warm_start=True).fit(X_train, y_train)
     aux.set_params(aux_weight=0.5, local_loss="gaussian").fit(X_train, y_train)
     assert aux.n_iter_ == 2
+
+
+def test_transform_blocks_gives_what_its_docstring_says(digits):
+    # Hidden blocks: their outputs mean-centred and L2-normalised row by row
+    # (computed here in NumPy from the blocks themselves); last: the logits,
+    # whose argmax is predict.
+    X_train, X_test, y_train, _ = digits
+    clf = _bll(hidden_layer_sizes=(32, 32), n_blocks=2, max_iter=5).fit(
+        X_train, y_train
+    )
+    features = clf.transform_blocks(X_test)
+    assert len(features) == clf.n_blocks_ == 2
+    with torch.no_grad():
+        hidden = clf.blocks_[0](torch.as_tensor(X_test, dtype=torch.float32))
+    hidden = hidden.double().numpy()
+    centred = hidden - hidden.mean(axis=1, keepdims=True)
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    np.testing.assert_allclose(features[0], expected, atol=1e-5)
+    np.testing.assert_array_equal(
+        clf.classes_[features[-1].argmax(axis=1)], clf.predict(X_test)
+    )
