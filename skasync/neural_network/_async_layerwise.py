@@ -673,9 +673,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             self.backend_ = self.backend
             return
         sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
-        # The workers that would run on processes once the data cap them
-        # (as _resolve_workers does): one worker trains in the calling
-        # thread, and a warm pool helps only if it has their number.
+        # Hogwild! and sync workers as the data cap them (as
+        # _resolve_workers does): one worker trains in the calling thread.
+        # PD-ASGD and D-ASGD always have a forward and a backward worker;
+        # their count is the one requested.
         n_processes = self._requested_threads("processes")
         if self.mode in ("hogwild", "sync"):
             n_processes = min(

@@ -234,7 +234,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The updated estimator.
         """
-        # Every call, as sklearn's partial_fit: set_params may come between.
+        # Every call (stricter than sklearn, which checks only the first):
+        # set_params may come between.
         self._validate_params()
         first_call = not self._is_initialised()
         if first_call:
@@ -463,6 +464,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         deadline = None if self.max_time is None else start + self.max_time
         self._no_improvement_count = 0
         best_state = None
+        ran_out_of_epochs = False
         engine_extras = {}
         with (
             torch_threads(self._fit_num_threads()),
@@ -513,18 +515,20 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
                         )
                     break
             else:
-                if not incremental:
-                    # MLPClassifier's warning, in its words: tools that
-                    # filter it in a grid search keep working.
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                        "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=5,  # the caller of fit
-                    )
+                ran_out_of_epochs = not incremental
         self._elapsed_offset += time.monotonic() - start
         if best_state is not None:
             self._load_state(best_state)
+        if ran_out_of_epochs:
+            # MLPClassifier's warning, in its words: tools that filter it in a
+            # grid search keep working. After the best state is loaded, so
+            # that warnings turned into errors still leave the best weights.
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=5,  # the caller of fit
+            )
 
     def _make_batches(self, n_samples, batch_size, generator, device):
         """Index tensors of one epoch: a seeded permutation cut into batches."""

@@ -357,3 +357,30 @@ def test_verbose_prints_mlpclassifiers_lines(digits, capsys):
         assert line == (
             f"Iteration {epoch}, loss = {loss:.8f}, validation score = {score:.4f}"
         )
+
+
+def test_convergence_warning_as_an_error_leaves_the_best_weights(digits):
+    # The warning comes after the best early-stopping state is loaded: with
+    # warnings turned into errors, the fit still ends on the best weights.
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = digits
+    params = dict(
+        max_iter=12,
+        tol=0,
+        n_iter_no_change=100,
+        early_stopping=True,
+        learning_rate_init=0.05,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = TinyMLP(**params).fit(X, y)
+    best = int(np.argmax(reference.validation_scores_))
+    assert best < len(reference.validation_scores_) - 1  # not the last epoch
+    clf = TinyMLP(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ConvergenceWarning):
+            clf.fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
