@@ -25,8 +25,6 @@ first timed epoch; bench_backends.py reports the start-up itself.
 Run (the 2 cores are shared, so take the lock):
     flock /tmp/skasync-bench.lock python benchmarks/bench_async_mlp.py
     python benchmarks/bench_async_mlp.py --quick     # 1 seed, 10k MNIST-1D, few epochs
-    python benchmarks/bench_async_mlp.py --add-sklearn   # only sklearn's runs
-        # again, replaced in <out>/<stem>.json (with --stem for the wide run)
 Writes async_mlp.json, then async_mlp.md and async_mlp.png rendered from it, to
 --out (default benchmarks/results; async_mlp.quick.* with --quick).
 """
@@ -35,11 +33,9 @@ Writes async_mlp.json, then async_mlp.md and async_mlp.png rendered from it, to
 # SPDX-License-Identifier: BSD-3-Clause
 
 import itertools
-import json
 import time
 import warnings
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,7 +47,6 @@ from _common import (
     make_parser,
     markdown_table,
     parse_args,
-    result_stem,
     time_to,
     usable_cores,
     write_results,
@@ -684,16 +679,6 @@ def render(results):
         "'n/r': not reached within the epoch / time budget.",
         "",
     ]
-    if "sklearn_rerun" in results:
-        again = results["sklearn_rerun"]
-        header[-1:-1] = [
-            (
-                f"The sklearn runs were measured again by `{again['command']}` "
-                f"on {again['date']} ({again['seconds']:.0f} s; BLAS limit "
-                "entered outside the clock); the other modes are those of the "
-                "first run."
-            ),
-        ]
     tables = []
     for bench in results["datasets"]:
         for backend in bench.get("backends", ["threads"]):
@@ -716,15 +701,7 @@ def main(argv=None):
         default="async_mlp",
         help="results file names: <out>/<stem>.json/.md/.png",
     )
-    parser.add_argument(
-        "--add-sklearn",
-        action="store_true",
-        help="only measure the sklearn runs again (every data set and seed of "
-        "<out>/<stem>.json), replace them there and render it again",
-    )
     args = parse_args(parser, argv)
-    if args.add_sklearn:
-        return add_sklearn(args)
     seeds = list(range(args.seeds))
     log_lines = []
 
@@ -758,46 +735,6 @@ def main(argv=None):
         "datasets": benches,
         "log": log_lines,
     }
-    write_results(args, args.stem, results, render, plot)
-
-
-def summaries(results):
-    return {
-        f"{b['name']}/{backend}": summarise(
-            b, results["peak_flops"], results["seeds"], backend
-        )[1]
-        for b in results["datasets"]
-        for backend in b.get("backends", ["threads"])
-    }
-
-
-def add_sklearn(args):
-    """Measure the sklearn runs of ``<out>/<stem>.json`` again, in place."""
-    path = Path(args.out) / f"{result_stem(args.stem, args.quick)}.json"
-    results = json.loads(path.read_text())
-    log_lines = ["", "sklearn measured again (--add-sklearn):"]
-    start = time.time()
-    for bench in results["datasets"]:
-        data = load(bench["name"], args.quick)
-        for i, old in enumerate(bench["results"]):
-            if old["mode"] != "sklearn":
-                continue
-            r = run("sklearn", data, bench["cfg"], old["seed"])
-            bench["results"][i] = r
-            last = r["curve"][-1]
-            text = (
-                f"  {bench['name']} sklearn seed={r['seed']} epochs={len(r['curve'])} "
-                f"t={last[0]:.1f}s test={last[2]:.4f}"
-            )
-            print(text, flush=True)
-            log_lines.append(text)
-    results["sklearn_rerun"] = {
-        "command": args.command,
-        "date": environment()["date"],
-        "seconds": time.time() - start,
-    }
-    results["log"] += log_lines
-    results["summary"] = summaries(results)
     write_results(args, args.stem, results, render, plot)
 
 
