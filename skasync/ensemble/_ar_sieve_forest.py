@@ -420,7 +420,13 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
                 "series and have no out-of-bag rows. Use e.g. "
                 "bootstrap='moving' or set oob_score=False."
             )
-        block_size = self._block_size_for(n_rows)
+        # Rows each tree draws: they bound the block length and the chunks.
+        drawn = (
+            _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
+            if block
+            else n_rows
+        )
+        block_size = self._block_size_for(n_rows, drawn)
 
         # What the previous fit derived from its trees goes first: a fit that
         # fails below (too few out-of-bag rows) must not leave the previous
@@ -461,11 +467,6 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         }
         # The chunk size bounds the rows drawn in flight: a block bootstrap
         # with sample_fraction above 1 draws more rows per tree than exist.
-        drawn = (
-            _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
-            if block
-            else n_rows
-        )
         chunks = tree_chunks(self.n_estimators, max(n_rows, drawn))
         # The bootstrap draws of chunk c come from their own seed draw_seeds[c].
         draw_seeds = rng.randint(np.iinfo(np.int32).max, size=len(chunks))
@@ -529,8 +530,9 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             self.forecast_resid_ = _centred(y - predict_mean(self._forest, X))
         return self
 
-    def _block_size_for(self, n_rows):
-        """The block length of a block bootstrap on ``n_rows`` rows.
+    def _block_size_for(self, n_rows, drawn):
+        """The block length of a block bootstrap on ``n_rows`` rows, of which
+        each tree draws ``drawn``.
 
         Small data is not bad input: a block longer than the rows each tree
         draws is cut to them (recorded in ``block_size_``); a block_size the
@@ -539,7 +541,6 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         if self.bootstrap in ("iid", "ar-sieve"):
             self.block_size_ = None
             return self.block_size
-        drawn = _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
         # Moving and non-overlapping blocks must also fit in the rows (a
         # sample_fraction above 1 draws more rows than there are); stationary
         # lengths are geometric with mean block_size - 1, so 2 is its least.
