@@ -110,11 +110,10 @@ def same_observations(a, b, spread):
         2.0**-22 * np.maximum(np.abs(a), np.abs(b)), 1e-3 * float(spread)
     )
     # At a large level float32 rounding (2**-24 of it) exceeds 1e-3 of a
-    # small spread: a float32 copy of a float64 value still rounds to the
-    # same float32, which shuffled rows almost never all do.
-    # Only where one side is a float32 value: two float64 values that
-    # merely round alike (a level of 1e6 above a spread smaller than its
-    # float32 step) are not copies, or shuffled rows would pass.
+    # small spread, but a float32 copy of a float64 value still rounds to
+    # the same float32. Only where one side is a float32 value: two float64
+    # values that merely round alike (a level of 1e6 above a spread smaller
+    # than its float32 step) are not copies, or shuffled rows would pass.
     a32 = np.asarray(a, dtype=np.float32)
     b32 = np.asarray(b, dtype=np.float32)
     same_float32 = (a32 == b32) & ((a == a32) | (b == b32))
