@@ -80,11 +80,7 @@ def split_training_data(
                     random_state=split_seed,
                 )
             except ValueError as error:  # no training or no validation row
-                raise ValueError(
-                    f"validation_fraction={validation_fraction} leaves no "
-                    f"training or no validation samples of the {X.shape[0]} "
-                    "rows; lower it or pass more data."
-                ) from error
+                raise _no_rows_left(validation_fraction, X.shape[0]) from error
         X, X_val, y_index, y_val = parts[:4]
         if sample_weight is not None:
             sample_weight, w_val = parts[4:]
@@ -101,11 +97,7 @@ def split_training_data(
                 )
                 w_val = None
         if X.shape[0] < 1 or X_val.shape[0] < 1:
-            raise ValueError(
-                f"validation_fraction={validation_fraction} leaves no "
-                "training or no validation samples; lower it or pass more "
-                "data."
-            )
+            raise _no_rows_left(validation_fraction, X.shape[0] + X_val.shape[0])
     if sample_weight is not None:
         keep = sample_weight > 0
         if not keep.any():
@@ -117,6 +109,13 @@ def split_training_data(
         if not keep.all():
             X, y_index, sample_weight = X[keep], y_index[keep], sample_weight[keep]
     return TrainingData(X, y_index, sample_weight, X_val, y_val, w_val)
+
+
+def _no_rows_left(validation_fraction, n_rows):
+    return ValueError(
+        f"validation_fraction={validation_fraction} leaves no training or no "
+        f"validation samples of the {n_rows} rows; lower it or pass more data."
+    )
 
 
 def checked_sample_weight(sample_weight, X):
