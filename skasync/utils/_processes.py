@@ -521,12 +521,19 @@ class WorkerPool:
         if not self.alive:
             raise WorkerDied("the worker pool was shut down; start a new one.")
 
+    def _forked_copy(self):
+        """Whether this is a forked child's copy of the pool: the workers are
+        the parent's, so the copy is only marked closed."""
+        if os.getpid() == self._owner_pid:
+            return False
+        self.closed = True
+        return True
+
     def shutdown(self, timeout=5.0):
         """Ask the workers to exit, then kill any that did not."""
         if self.closed:
             return
-        if os.getpid() != self._owner_pid:
-            self.closed = True  # a forked copy: the workers are the parent's
+        if self._forked_copy():
             return
         for conn in self.connections:
             with contextlib.suppress(OSError):
@@ -539,8 +546,7 @@ class WorkerPool:
 
     def terminate(self):
         """Kill every worker at once and release the pipes."""
-        if os.getpid() != self._owner_pid:
-            self.closed = True  # a forked copy: the workers are the parent's
+        if self._forked_copy():
             return
         self._running.clear()
         for process in self.processes:
