@@ -21,6 +21,7 @@ torch classifiers divide among their threads.
 
 import contextlib
 import queue
+import sys
 import threading
 import time
 
@@ -87,9 +88,17 @@ class WorkerGroup:
         # Ctrl-C marks a still-running thread as stopped (bpo-45274's fix
         # releases the lock the running thread holds).
         done = threading.Event()
+        # torch keeps OpenMP's intra-op count per thread: a new thread gets
+        # the process default (all cores), not the count the fit set in the
+        # caller. Each worker would then start its own OpenMP team, whose
+        # idle threads spin on the cores the other workers need (a default
+        # fit on iris ran 10x slower than with the caller's count).
+        intra_op_threads = _torch_num_threads()
 
         def run():
             try:
+                if intra_op_threads is not None:
+                    _set_torch_num_threads(intra_op_threads)
                 target(*args, **kwargs)
             except WorkerStopped:
                 pass
@@ -193,6 +202,18 @@ def queue_get(work_queue, stop_event):
         except queue.Empty:
             if stop_event.is_set():
                 raise WorkerStopped from None
+
+
+def _torch_num_threads():
+    """torch's intra-op thread count in this thread; None if torch is not loaded."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.get_num_threads()
+
+
+def _set_torch_num_threads(num_threads):
+    import torch
+
+    torch.set_num_threads(num_threads)
 
 
 @contextlib.contextmanager

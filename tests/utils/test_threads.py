@@ -1,7 +1,9 @@
 """WorkerGroup: joins on every exit path, re-raises worker errors, no deadlock."""
 
 import _thread
+import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -13,6 +15,7 @@ from _helpers import skasync_threads
 from skasync.utils._threads import (
     WorkerGroup,
     WorkerStopped,
+    available_cpus,
     queue_get,
     queue_put,
     torch_threads,
@@ -189,3 +192,35 @@ def test_available_cpus_follows_the_affinity_mask_and_joblib_limits(monkeypatch)
     assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")
     assert available_cpus() == 1
+
+
+def _os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or available_cpus() < 2,
+    reason="counts the process's threads in /proc/self/task; with one CPU "
+    "OpenMP starts no team to count",
+)
+def test_worker_threads_use_the_callers_intra_op_thread_count():
+    # OpenMP keeps the intra-op count per thread: a worker that ignored the
+    # caller's count of 1 started a team of its own (one more OS thread),
+    # whose spinning idle threads made a default fit on iris 10x slower.
+    a = torch.randn(256, 256)
+    seen = []
+
+    def worker():
+        for _ in range(3):
+            torch.relu(a @ a)
+        seen.append((torch.get_num_threads(), _os_threads()))
+
+    with torch_threads(1):
+        a @ a
+        before = _os_threads()
+        with WorkerGroup("intra-op") as group:
+            group.start(worker)
+            group.wait()
+    (n_threads, during), = seen
+    assert n_threads == 1
+    assert during == before + 1  # the worker itself, no OpenMP helpers
