@@ -314,24 +314,36 @@ def _run_hogwild(epoch, device):
     shared = epoch.shared
     streams = _Streams(device, cfg.n_workers)
 
-    with WorkerGroup("hogwild") as group:
-
-        def worker_loop(worker):
-            stream = streams.get(worker)
+    def worker_loop(worker, stop_event):
+        stream = streams.get(worker)
+        with streams.use(stream):
+            snapshot = shared.snapshot_buffers()
+        while not stop_event.is_set() and (t := epoch.take_batch()) is not None:
+            epoch.config.notify("step", worker)
+            epoch.config.straggle(worker)
             with streams.use(stream):
-                snapshot = shared.snapshot_buffers()
-            while not group.stopping and (t := epoch.take_batch()) is not None:
-                epoch.config.notify("step", worker)
-                epoch.config.straggle(worker)
-                with streams.use(stream):
-                    batch = epoch.forward(t, snapshot)
-                    shared.train_on(batch)
-                epoch.samples.append(batch.n)
+                batch = epoch.forward(t, snapshot)
+                shared.train_on(batch)
+            epoch.samples.append(batch.n)
 
+    if cfg.n_workers == 1:
+        _run_inline(worker_loop)
+        return
+    with WorkerGroup("hogwild") as group:
         for i in range(cfg.n_workers):
-            group.start(worker_loop, i, name=f"worker-{i}")
+            group.start(worker_loop, i, group.stop_event, name=f"worker-{i}")
         if group.wait(deadline=epoch.context.deadline):
             epoch.context.stopped_by_time = True
+
+
+def _run_inline(worker_loop):
+    """Run the only worker of an epoch in the calling thread.
+
+    A thread of its own would add its start-up and a second OpenMP team,
+    whose idle threads spin on the cores the first one needs. The deadline
+    still holds: the loop asks ``take_batch`` before every batch.
+    """
+    worker_loop(0, threading.Event())
 
 
 def _run_sync(epoch, device):
@@ -349,65 +361,66 @@ def _run_sync(epoch, device):
         share = batch.n if coef is None else None
         return list(shared.gradients(batch)), loss, share
 
-    with WorkerGroup("sync") as group:
-        stop = group.stop_event
-
-        def worker_loop(worker):
-            stream = streams.get(worker)
-            for index, rows in enumerate(epoch.batches):
-                # Worker 0 leads: it decides whether the step happens
-                # (deadline) and releases the others only after the
-                # previous update, so every shard reads the same weights.
-                if worker == 0:
-                    go_on = not epoch.context.time_is_up() and not group.stopping
-                    if not go_on:
-                        epoch.context.stopped_by_time = True
-                    # On CUDA the others' streams wait (on the device,
-                    # not the host) for the previous update.
-                    updated = streams.event(
-                        torch.cuda.current_stream(device) if streams.cuda else None
-                    )
-                    if updated is not None:
-                        stream.wait_event(updated)
-                    for j in range(1, k):
-                        queue_put(go[j], (go_on, updated), stop)
-                else:
-                    go_on, updated = queue_get(go[worker], stop)
-                    if updated is not None:
-                        stream.wait_event(updated)
+    def worker_loop(worker, stop):
+        stream = streams.get(worker)
+        for index, rows in enumerate(epoch.batches):
+            # Worker 0 leads: it decides whether the step happens
+            # (deadline) and releases the others only after the
+            # previous update, so every shard reads the same weights.
+            if worker == 0:
+                go_on = not epoch.context.time_is_up() and not stop.is_set()
                 if not go_on:
-                    return
-                epoch.config.notify("step", worker)
-                epoch.config.straggle(worker)
-                # Views of the batch's slice, as torch.tensor_split of its rows.
-                X_shard = torch.tensor_split(epoch.X[rows], k)[worker]
-                y_shard = torch.tensor_split(epoch.y[rows], k)[worker]
-                coef = (
-                    None
-                    if epoch.coef is None
-                    else torch.tensor_split(epoch.coef[rows], k)[worker]
+                    epoch.context.stopped_by_time = True
+                # On CUDA the others' streams wait (on the device,
+                # not the host) for the previous update.
+                updated = streams.event(
+                    torch.cuda.current_stream(device) if streams.cuda else None
                 )
-                with streams.use(stream):
-                    result = (
-                        shard_gradients(X_shard, y_shard, coef)
-                        if len(y_shard)
-                        else None
-                    )
-                    if result is not None and stream is not None:
-                        result = (*result, streams.event(stream))
-                if worker != 0:
-                    queue_put(results, (worker, result), stop)
-                    continue
-                gathered = {0: result}
-                while len(gathered) < k:
-                    j, r = queue_get(results, stop)
-                    gathered[j] = r
-                # The step runs on the current (default) stream after
-                # waiting for every shard's event.
-                _sync_step(shared, gathered, index, epoch, stream)
+                if updated is not None:
+                    stream.wait_event(updated)
+                for j in range(1, k):
+                    queue_put(go[j], (go_on, updated), stop)
+            else:
+                go_on, updated = queue_get(go[worker], stop)
+                if updated is not None:
+                    stream.wait_event(updated)
+            if not go_on:
+                return
+            epoch.config.notify("step", worker)
+            epoch.config.straggle(worker)
+            # Views of the batch's slice, as torch.tensor_split of its rows.
+            X_shard = torch.tensor_split(epoch.X[rows], k)[worker]
+            y_shard = torch.tensor_split(epoch.y[rows], k)[worker]
+            coef = (
+                None
+                if epoch.coef is None
+                else torch.tensor_split(epoch.coef[rows], k)[worker]
+            )
+            with streams.use(stream):
+                result = (
+                    shard_gradients(X_shard, y_shard, coef)
+                    if len(y_shard)
+                    else None
+                )
+                if result is not None and stream is not None:
+                    result = (*result, streams.event(stream))
+            if worker != 0:
+                queue_put(results, (worker, result), stop)
+                continue
+            gathered = {0: result}
+            while len(gathered) < k:
+                j, r = queue_get(results, stop)
+                gathered[j] = r
+            # The step runs on the current (default) stream after
+            # waiting for every shard's event.
+            _sync_step(shared, gathered, index, epoch, stream)
 
+    if k == 1:
+        _run_inline(worker_loop)
+        return
+    with WorkerGroup("sync") as group:
         for i in range(k):
-            group.start(worker_loop, i, name=f"worker-{i}")
+            group.start(worker_loop, i, group.stop_event, name=f"worker-{i}")
         if group.wait(deadline=epoch.context.deadline):
             epoch.context.stopped_by_time = True
 

@@ -793,3 +793,21 @@ def test_an_interrupted_fit_leaves_a_consistent_estimator(mode):
         clf.fit(X, y)
     with pytest.raises(NotFittedError):
         clf.predict(X[:5])
+
+
+@pytest.mark.parametrize("mode", ["hogwild", "sync"])
+def test_a_single_worker_trains_in_the_calling_thread(digits, mode):
+    # A thread of its own only added a start and a second OpenMP team per
+    # epoch: on iris a default one-worker Hogwild! fit took 3.5 s, serial 0.12 s.
+    X_train, _, y_train, _ = digits
+    threads = set()
+    clf = small(mode=mode, n_workers=1, torch_num_threads=None)
+    clf._engine_hook = lambda event, worker: threads.add(threading.current_thread())
+    clf.fit(X_train, y_train)
+    assert threads == {threading.main_thread()}
+    assert clf.n_workers_ == 1
+    if mode == "hogwild":
+        # One Hogwild! worker is the serial loop, step for step.
+        serial = small(mode="serial", torch_num_threads=None).fit(X_train, y_train)
+        for ours, theirs in zip(clf.coefs_, serial.coefs_):
+            np.testing.assert_array_equal(ours, theirs)
