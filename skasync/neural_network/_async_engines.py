@@ -398,9 +398,7 @@ def _run_sync(epoch, device):
             )
             with streams.use(stream):
                 result = (
-                    shard_gradients(X_shard, y_shard, coef)
-                    if len(y_shard)
-                    else None
+                    shard_gradients(X_shard, y_shard, coef) if len(y_shard) else None
                 )
                 if result is not None and stream is not None:
                     result = (*result, streams.event(stream))

@@ -221,6 +221,6 @@ def test_worker_threads_use_the_callers_intra_op_thread_count():
         with WorkerGroup("intra-op") as group:
             group.start(worker)
             group.wait()
-    (n_threads, during), = seen
+    [(n_threads, during)] = seen
     assert n_threads == 1
     assert during == before + 1  # the worker itself, no OpenMP helpers
