@@ -270,6 +270,18 @@ def _run_serial(epoch):
 def _run_decoupled(epoch, device, layerwise):
     cfg = epoch.config
     shared = epoch.shared
+    if len(epoch.batches) == 1:
+        # One batch an epoch: its backward can only follow its forward, so
+        # worker threads would add their starts and nothing else (on iris
+        # at the defaults, 0.28 s a fit against 0.12 s in the caller).
+        if (t := epoch.take_batch()) is not None:
+            cfg.notify("forward", 0)
+            batch = epoch.forward(t)
+            cfg.notify("backward", 0)
+            cfg.straggle(0)
+            shared.train_on(batch, layerwise=layerwise)
+            epoch.samples.append(batch.n)
+        return
     work = queue.Queue(maxsize=cfg.queue_size)
     streams = _Streams(device, cfg.queue_size + cfg.n_backward + cfg.n_forward)
     forwards_done = itertools.count(1)
