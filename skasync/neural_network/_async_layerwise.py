@@ -712,10 +712,13 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if self.backend_ == "processes" and self.n_workers_ > 1:
             # The hook runs in the workers: it must pickle.
             self._check_hook_pickles()
+        # A decoupled mode with one batch an epoch runs in the caller.
+        one_batch = n_train_samples <= batch_size
         if (
             self.backend_ == "threads"
             and self.mode in THREADED_MODES
             and self.n_workers_ > 1
+            and not (self.mode in DECOUPLED_MODES and one_batch)
         ):
             sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
             macs = [batch_size * a * b for a, b in itertools.pairwise(sizes)]

@@ -717,6 +717,15 @@ def test_small_ops_warn():
         clf.fit(X[:200], y[:200])
 
 
+def test_small_ops_do_not_warn_when_one_batch_trains_in_the_caller():
+    X, y = load_digits(return_X_y=True)
+    clf = AsyncLayerwiseMLPClassifier((8,), backend="threads", max_iter=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*layer ops are small")
+        clf.fit(X[:150], y[:150])  # batch_size min(200, 150): one batch
+    assert clf.mode == "pd-asgd" and clf.n_workers_ == 2
+
+
 # --------------------------------------------------------------------- CUDA
 @requires_cuda
 @pytest.mark.gpu
