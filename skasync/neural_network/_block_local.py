@@ -159,8 +159,8 @@ class BlockLocalClassifier(BlockProbesMixin, BaseTorchClassifier):
         asks a block for linearly separable features at once, so early
         blocks of a deep MLP overfit greedily.  On MNIST-1D (an MLP
         (256,)x4 cut into four blocks, the last with the output layer)
-        ``(256,)`` lifts bll from 80.9 to 84.6 % test accuracy
-        (backprop 85.6 %); on digits it does not help (98.6 vs 99.1 %), so
+        ``(256,)`` lifts bll from 81.6 to 84.0 % test accuracy
+        (backprop 85.5 %); on digits it does not help (97.6 vs 98.4 %), so
         the default stays linear.  See ``benchmarks/results/block_local.md``.
     denoise_weight : float, default=0.0
         Weight of the denoising term (block rerun on noisy input, MSE to the
