@@ -213,6 +213,10 @@ def _torch_num_threads():
 def _set_torch_num_threads(num_threads):
     import torch
 
+    # torch's first call in a thread applies the count last set anywhere in
+    # the process: made before ours, so that a concurrent fit's later
+    # set_num_threads cannot replace this thread's count.
+    torch.get_num_threads()
     torch.set_num_threads(num_threads)
 
 

@@ -194,18 +194,18 @@ def test_available_cpus_follows_the_affinity_mask_and_joblib_limits(monkeypatch)
     assert available_cpus() == 1
 
 
-def _os_threads():
-    return len(os.listdir("/proc/self/task"))
+def _os_thread_ids():
+    return set(os.listdir("/proc/self/task"))
 
 
 @pytest.mark.skipif(
     not sys.platform.startswith("linux") or available_cpus() < 2,
-    reason="counts the process's threads in /proc/self/task; with one CPU "
-    "OpenMP starts no team to count",
+    reason="lists the process's threads in /proc/self/task; with one CPU "
+    "OpenMP starts no team to find",
 )
 def test_worker_threads_use_the_callers_intra_op_thread_count():
     # OpenMP keeps the intra-op count per thread: a worker that ignored the
-    # caller's count of 1 started a team of its own (one more OS thread),
+    # caller's count of 1 started a team of its own (more OS threads),
     # whose spinning idle threads made a default fit on iris 10x slower.
     a = torch.randn(256, 256)
     seen = []
@@ -213,14 +213,38 @@ def test_worker_threads_use_the_callers_intra_op_thread_count():
     def worker():
         for _ in range(3):
             torch.relu(a @ a)
-        seen.append((torch.get_num_threads(), _os_threads()))
+        started = _os_thread_ids() - before - {str(threading.get_native_id())}
+        seen.append((torch.get_num_threads(), started))
 
     with torch_threads(1):
         a @ a
-        before = _os_threads()
+        before = _os_thread_ids()
         with WorkerGroup("intra-op") as group:
             group.start(worker)
             group.wait()
-    [(n_threads, during)] = seen
+    [(n_threads, started)] = seen
     assert n_threads == 1
-    assert during == before + 1  # the worker itself, no OpenMP helpers
+    assert not started  # no OpenMP helpers beside the worker itself
+
+
+def test_a_worker_keeps_its_count_when_another_thread_changes_torchs():
+    # torch's first call in a thread applies the count last set anywhere in
+    # the process; a concurrent fit's set_num_threads must not reach a
+    # worker that has not run a torch op yet.
+    other_set = threading.Event()
+    seen = []
+
+    def worker():
+        other_set.wait(5)
+        seen.append(torch.get_num_threads())
+
+    with torch_threads(1):
+        with WorkerGroup("intra-op") as group:
+            group.start(worker)
+            other = threading.Thread(
+                target=lambda: (torch.set_num_threads(2), other_set.set())
+            )
+            other.start()
+            other.join()
+            group.wait()
+    assert seen == [1]
