@@ -353,7 +353,8 @@ def _run_inline(worker_loop):
 
     A thread of its own would add its start-up and a second OpenMP team,
     whose idle threads spin on the cores the first one needs. The deadline
-    still holds: the loop asks ``take_batch`` before every batch.
+    still holds: the loop asks ``take_batch`` before every batch. As in
+    serial mode, Ctrl-C may land inside a batch's update.
     """
     worker_loop(0, threading.Event())
 

@@ -238,7 +238,9 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     torch_num_threads : int or None, default=None
         Intra-op threads during fit, of each worker process with
         ``backend="processes"``; None uses ``max(1, cpus // workers)`` so
-        that workers x intra-op threads do not oversubscribe the CPU.
+        that workers x intra-op threads do not oversubscribe the CPU (every
+        CPU when the fit's only loop trains in the calling thread: one
+        worker, or PD-ASGD / D-ASGD with one batch an epoch).
         Restored after fit.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, shuffling and validation split (torch's
@@ -626,6 +628,8 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             # scores between epochs. A rank keeps torch's setting (torchrun
             # sets OMP_NUM_THREADS to the cores per rank).
             return available_cpus() if backend == "processes" else None
+        if getattr(self, "_loop_in_caller", False):
+            return available_cpus()
         n_threads = getattr(self, "n_workers_", None) or self._requested_threads()
         return max(1, available_cpus() // n_threads)
 
@@ -644,6 +648,14 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if self.backend != "auto" or self.mode not in _ACROSS_RANKS:
             return None
         return distributed_world()
+
+    def _one_decoupled_batch(self, n_train_samples, batch_size):
+        """Whether PD-ASGD or D-ASGD gets one batch an epoch.
+
+        Its backward can only follow its forward then: nothing overlaps, so
+        on threads the fit's loop runs both in the calling thread.
+        """
+        return self.mode in DECOUPLED_MODES and n_train_samples <= batch_size
 
     def _resolve_backend(self, n_train_samples, batch_size, n_epochs):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
@@ -675,13 +687,15 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
         # Hogwild! and sync workers as the data cap them (as
         # _resolve_workers does): one worker trains in the calling thread.
-        # PD-ASGD and D-ASGD always have a forward and a backward worker;
-        # their count is the one requested.
+        # PD-ASGD and D-ASGD have a forward and a backward worker, the
+        # count requested, unless one batch leaves nothing to overlap.
         n_processes = self._requested_threads("processes")
         if self.mode in ("hogwild", "sync"):
             n_processes = min(
                 n_processes, self._data_worker_limit(n_train_samples, batch_size)
             )
+        if self._one_decoupled_batch(n_train_samples, batch_size):
+            n_processes = 1
         self.backend_, self._backend_reason = choose_backend(
             parallel=self.mode in THREADED_MODES and n_processes >= 2,
             device_type=device_type,
@@ -712,13 +726,15 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if self.backend_ == "processes" and self.n_workers_ > 1:
             # The hook runs in the workers: it must pickle.
             self._check_hook_pickles()
-        # A decoupled mode with one batch an epoch runs in the caller.
-        one_batch = n_train_samples <= batch_size
+        # No threads run when the fit's one loop trains in the caller.
+        self._loop_in_caller = self.backend_ == "threads" and (
+            self.n_workers_ == 1
+            or self._one_decoupled_batch(n_train_samples, batch_size)
+        )
         if (
             self.backend_ == "threads"
             and self.mode in THREADED_MODES
-            and self.n_workers_ > 1
-            and not (self.mode in DECOUPLED_MODES and one_batch)
+            and not self._loop_in_caller
         ):
             sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
             macs = [batch_size * a * b for a, b in itertools.pairwise(sizes)]

@@ -629,3 +629,40 @@ def test_auto_does_not_pick_processes_for_a_single_worker(digits, monkeypatch):
     two = AsyncLayerwiseMLPClassifier((8,), mode="hogwild", n_workers=2, max_iter=1)
     assert two.fit(X, y).backend_ == "processes"
     assert asked == [False, False, True]
+
+
+@pytest.mark.parametrize("mode", ["pd-asgd", "d-asgd"])
+def test_auto_keeps_a_decoupled_fit_of_one_batch_in_the_calling_thread(
+    digits, mode, monkeypatch
+):
+    """With one batch an epoch a backward can only follow its forward: there
+    is nothing for processes to overlap, and on threads the loop runs in the
+    caller with every core as its intra-op budget."""
+    from skasync.neural_network import _async_layerwise
+
+    asked = []
+
+    def rule_that_favours_processes(**rule):
+        asked.append(rule["parallel"])
+        return ("processes" if rule["parallel"] else "threads"), "spy"
+
+    monkeypatch.setattr(
+        _async_layerwise, "choose_backend", rule_that_favours_processes
+    )
+    X, y = digits
+    one_batch = AsyncLayerwiseMLPClassifier(
+        (8,), mode=mode, batch_size=4000, max_iter=1
+    )
+    assert one_batch.fit(X, y).backend_ == "threads"
+    two = AsyncLayerwiseMLPClassifier((8,), mode=mode, max_iter=1)
+    assert two.fit(X, y).backend_ == "processes"
+    assert asked == [False, True]
+    intra_op = []
+    on_threads = AsyncLayerwiseMLPClassifier(
+        (8,), mode=mode, batch_size=4000, max_iter=1, backend="threads"
+    )
+    on_threads._engine_hook = lambda event, worker: intra_op.append(
+        torch.get_num_threads()
+    )
+    on_threads.fit(X, y)
+    assert set(intra_op) == {available_cpus()}
