@@ -603,21 +603,29 @@ def test_auto_weighs_one_epoch_for_partial_fit(monkeypatch):
     assert seen == [7, 1]
 
 
-def test_auto_does_not_pick_processes_for_a_single_worker(digits, monkeypatch):
-    """One hogwild worker (asked for, or all the batches allow) trains in the
-    calling thread: the rule must not be asked about processes, or backend_
-    says "processes" for a fit that ran in one thread."""
+@pytest.fixture
+def rule_that_favours_processes(monkeypatch):
+    """Replace the auto rule with one that picks processes whenever it is
+    asked about a parallel fit; return the list of ``parallel`` it was asked."""
     from skasync.neural_network import _async_layerwise
 
     asked = []
 
-    def rule_that_favours_processes(**rule):
-        asked.append(rule["parallel"])
-        return ("processes" if rule["parallel"] else "threads"), "spy"
+    def rule(**arguments):
+        asked.append(arguments["parallel"])
+        return ("processes" if arguments["parallel"] else "threads"), "spy"
 
-    monkeypatch.setattr(
-        _async_layerwise, "choose_backend", rule_that_favours_processes
-    )
+    monkeypatch.setattr(_async_layerwise, "choose_backend", rule)
+    return asked
+
+
+def test_auto_does_not_pick_processes_for_a_single_worker(
+    digits, rule_that_favours_processes
+):
+    """One hogwild worker (asked for, or all the batches allow) trains in the
+    calling thread: the rule must not be asked about processes, or backend_
+    says "processes" for a fit that ran in one thread."""
+    asked = rule_that_favours_processes
     X, y = digits
     one = AsyncLayerwiseMLPClassifier((8,), mode="hogwild", n_workers=1, max_iter=1)
     assert one.fit(X, y).backend_ == "threads"
@@ -633,22 +641,12 @@ def test_auto_does_not_pick_processes_for_a_single_worker(digits, monkeypatch):
 
 @pytest.mark.parametrize("mode", ["pd-asgd", "d-asgd"])
 def test_auto_keeps_a_decoupled_fit_of_one_batch_in_the_calling_thread(
-    digits, mode, monkeypatch
+    digits, mode, rule_that_favours_processes
 ):
     """With one batch an epoch a backward can only follow its forward: there
     is nothing for processes to overlap, and on threads the loop runs in the
     caller with every core as its intra-op budget."""
-    from skasync.neural_network import _async_layerwise
-
-    asked = []
-
-    def rule_that_favours_processes(**rule):
-        asked.append(rule["parallel"])
-        return ("processes" if rule["parallel"] else "threads"), "spy"
-
-    monkeypatch.setattr(
-        _async_layerwise, "choose_backend", rule_that_favours_processes
-    )
+    asked = rule_that_favours_processes
     X, y = digits
     one_batch = AsyncLayerwiseMLPClassifier(
         (8,), mode=mode, batch_size=4000, max_iter=1
