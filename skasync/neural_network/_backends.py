@@ -71,9 +71,10 @@ COLD_START = 2.0  # seconds
 EPOCH_OVERHEAD = 1e-3  # seconds
 # Threads against serial: 1.8x slower on digits (64-128-10, batch 200:
 # 9.5e5 multiply-adds per layer op), even at MNIST-1D width 256 (3.3e6).
-# Since worker threads take the fit's intra-op count, pd-asgd on digits is
-# 1.6x slower and Hogwild! 1.4x (one run, 2 cores); the rule keeps 1.8, the
-# figure benchmarks/results/backends.md checked "auto" with.
+# Measured before worker threads took the fit's intra-op count; since then
+# async_mlp.md's digits run (64-256-256-10, batch 64) has pd-asgd on
+# threads at 0.84x serial's samples/s and Hogwild! at 1.06x. Not
+# recalibrated: the rule's choices have not been measured again since.
 SMALL_OP_MACS = 2e6
 THREAD_SLOWDOWN = 1.8
 # Share of the ideal speed-up the processes reach (measured 0.85-0.95).

@@ -92,7 +92,7 @@ class WorkerGroup:
         # the process default (all cores), not the count the fit set in the
         # caller. Each worker would then start its own OpenMP team, whose
         # idle threads spin on the cores the other workers need (a default
-        # fit on iris ran 10x slower than with the caller's count).
+        # fit on iris ran 5-10x slower than with the caller's count).
         intra_op_threads = _torch_num_threads()
 
         def run():

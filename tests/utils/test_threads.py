@@ -206,7 +206,7 @@ def _os_thread_ids():
 def test_worker_threads_use_the_callers_intra_op_thread_count():
     # OpenMP keeps the intra-op count per thread: a worker that ignored the
     # caller's count of 1 started a team of its own (more OS threads),
-    # whose spinning idle threads made a default fit on iris 10x slower.
+    # whose spinning idle threads made a default fit on iris 5-10x slower.
     a = torch.randn(256, 256)
     seen = []
 
