@@ -556,10 +556,15 @@ def test_an_interrupted_fit_counts_the_steps_its_weights_hold(digits):
     ran Adam with too small a step count)."""
     X, y = digits
     n_batches = -(-X.shape[0] // 64)
-    clf = _clf("hogwild", solver="adam", n_workers=2)
-    # Each worker takes about half an epoch's batches: the 20th step of
-    # worker 0 falls in the second epoch.
-    clf._engine_hook = FaultInjection("step", worker=0, after=20, action="raise")
+    # Worker 0 sleeps 20 ms before each step, so worker 1 takes nearly every
+    # batch and its step 1.5 x n_batches + 1 falls mid-way through the
+    # second epoch, however the machine is loaded. (With an even split, a
+    # fixed step count fell in the first, second or third epoch, or on an
+    # epoch's first step, on a loaded machine.)
+    clf = _clf("hogwild", solver="adam", n_workers=2, straggler_delay=0.02)
+    clf._engine_hook = FaultInjection(
+        "step", worker=1, after=n_batches + n_batches // 2, action="raise"
+    )
     with pytest.raises(_processes.WorkerError, match="injected failure"):
         clf.fit(X, y)
     assert clf.n_iter_ == 1
