@@ -690,26 +690,24 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         # PD-ASGD and D-ASGD have a forward and a backward worker, the
         # count requested, unless one batch leaves nothing to overlap.
         n_processes = self._requested_threads("processes")
+        n_threads = self._requested_threads("threads")
         if self.mode in ("hogwild", "sync"):
-            n_processes = min(
-                n_processes, self._data_worker_limit(n_train_samples, batch_size)
-            )
+            limit = self._data_worker_limit(n_train_samples, batch_size)
+            n_processes, n_threads = min(n_processes, limit), min(n_threads, limit)
         if self._one_decoupled_batch(n_train_samples, batch_size):
             n_processes = 1
         self.backend_, self._backend_reason = choose_backend(
             parallel=self.mode in THREADED_MODES and n_processes >= 2,
+            synchronous=self.mode == "sync",
             device_type=device_type,
             cpus=available_cpus(),
+            n_threads=n_threads,
             layer_sizes=sizes,
             n_samples=n_train_samples,
             batch_size=batch_size,
             max_iter=n_epochs,
             max_time=self.max_time,
-            # A deterministic mode's result depends on its back-end (the
-            # shard count, the reduction order): it must not change with
-            # what earlier fits left warm.
-            pool_warm=pool_is_warm(n_processes)
-            and self.mode in _LOCK_FREE_MODES,
+            pool_warm=pool_is_warm(n_processes),
         )
 
     def _check_params_against_data(self, n_train_samples, batch_size, n_epochs):

@@ -13,26 +13,31 @@ Structure
 
 The rule of ``"auto"``
 ----------------------
-Worker threads share one GIL, so on the CPU they run the training loop at
-about one core's speed; worker processes run it on every core but pay a
-start-up (interpreters and the torch import, once per Python process, then
-the pool is reused) and a hand-over per fit. ``"auto"`` picks processes
-when all of these hold:
+Worker threads share one GIL: while a layer op runs (the GIL released) the
+other threads can work, but every torch call and the Python around it
+takes turns. So threads gain little or lose on small layer ops and come
+close to the processes on large ones. Worker processes run on every core
+but pay a start-up (interpreters and the torch import, once per Python
+process, then the pool is reused) and a hand-over per fit. ``"auto"`` picks
+processes when all of these hold:
 
-* the mode has parallel workers and the device is the CPU (on a GPU the
+* the mode has parallel workers and is asynchronous (``sync`` in processes
+  all-reduces over gloo at every step, which was slower than ``sync`` on
+  threads on every benchmark set), and the device is the CPU (on a GPU the
   threads drive CUDA streams and the GIL is not the limit);
 * more than one CPU is available;
 * the time the processes are expected to save exceeds their start-up
-  (zero when a warm pool of the right size is waiting; ``sync``, whose
-  result is deterministic, always counts the cold start, so that its
-  result does not depend on what earlier fits left warm):
+  (zero when a warm pool of the right size is waiting):
   ``epochs * (threads_epoch - processes_epoch) > COLD_START``, where
 
   - ``serial_epoch`` is estimated from the batch count and the
     multiply-adds of a batch (forward and backward) at the rates below;
-  - ``threads_epoch`` is ``serial_epoch``, times ``THREAD_SLOWDOWN`` when
-    the mean layer op is below ``SMALL_OP_MACS`` (the threads then take
-    turns at the GIL more than they compute);
+  - ``threads_epoch`` is ``serial_epoch / threads_speedup``: the threads'
+    speed-up over one thread is ``1 / THREAD_SLOWDOWN`` when the mean layer
+    op is at most ``SMALL_OP_MACS`` (the threads then take turns at the GIL
+    more than they compute), ``THREAD_EFFICIENCY * min(cpus, threads)``
+    from ``LARGE_OP_MACS`` on (the ops run in parallel, nearly as the
+    processes' do), and log-linear in between;
   - ``processes_epoch`` is ``serial_epoch / (PROCESS_EFFICIENCY * cpus)``
     plus ``EPOCH_OVERHEAD`` (the epoch's jobs and hand-offs);
   - ``epochs`` is ``min(max_iter, EXPECTED_EPOCHS)``; 1 for
@@ -44,7 +49,8 @@ when all of these hold:
   ``max_time / threads_epoch``.
 
 The constants were measured on the benchmark machine (2 cores, torch 2.13
-CPU; see ``docs/benchmarks.rst``).
+CPU); ``benchmarks/bench_auto_backend.py`` measures the rule's choices
+against both back-ends (``benchmarks/results/auto_backend.md``).
 """
 
 # Authors: The skasync developers
@@ -69,16 +75,19 @@ MACS_PER_SECOND = 5e10
 # against 0.083 s serial, which leaves about 1 ms per epoch).
 COLD_START = 2.0  # seconds
 EPOCH_OVERHEAD = 1e-3  # seconds
-# Threads against serial: 1.8x slower on digits (64-128-10, batch 200:
-# 9.5e5 multiply-adds per layer op), even at MNIST-1D width 256 (3.3e6).
-# Measured before worker threads took the fit's intra-op count; since then
-# async_mlp.md's digits run (64-256-256-10, batch 64) has pd-asgd on
-# threads at 0.84x serial's samples/s and Hogwild! at 1.06x. Not
-# recalibrated: the rule's choices have not been measured again since.
-SMALL_OP_MACS = 2e6
+# Threads against one-thread serial, measured after worker threads took the
+# fit's intra-op count (auto_backend.md's run; fixed epochs, default
+# estimator): 0.36-0.65x with layer ops of 3e5-7e5 multiply-adds
+# (breast_cancer, digits, MNIST-1D at the default width), 1.23-1.37x at
+# MNIST-1D width 256 (3.3e6), 1.7x and more at width 1024 (4.7e7).
+SMALL_OP_MACS = 1e6
+LARGE_OP_MACS = 1e7
 THREAD_SLOWDOWN = 1.8
-# Share of the ideal speed-up the processes reach (measured 0.85-0.95).
+# Share of the ideal speed-up the processes reach (measured 0.85-0.95),
+# and the threads on large ops: at width 1024 they ran at 0.92-0.97 of the
+# processes' samples/s (backends.md, async_mlp_wide.md).
 PROCESS_EFFICIENCY = 0.85
+THREAD_EFFICIENCY = 0.8
 EXPECTED_EPOCHS = 30
 
 
@@ -196,11 +205,25 @@ def estimated_serial_epoch(layer_sizes, n_samples, batch_size):
     return n_batches * BATCH_OVERHEAD + 3 * macs * n_samples / MACS_PER_SECOND
 
 
+def threads_speedup(op_macs, cpus, n_threads):
+    """Expected speed of the worker threads over one thread (see the rule)."""
+    small = 1.0 / THREAD_SLOWDOWN
+    large = THREAD_EFFICIENCY * max(1, min(cpus, n_threads))
+    if op_macs <= SMALL_OP_MACS:
+        return small
+    if op_macs >= LARGE_OP_MACS:
+        return large
+    share = np.log(op_macs / SMALL_OP_MACS) / np.log(LARGE_OP_MACS / SMALL_OP_MACS)
+    return small + share * (large - small)
+
+
 def choose_backend(
     *,
     parallel,
+    synchronous,
     device_type,
     cpus,
+    n_threads,
     layer_sizes,
     n_samples,
     batch_size,
@@ -209,6 +232,16 @@ def choose_backend(
     pool_warm,
 ):
     """The back-end ``"auto"`` stands for, and the reason in words.
+
+    Parameters
+    ----------
+    parallel : bool
+        Whether the fit has parallel workers (processes would start more
+        than one).
+    synchronous : bool
+        Whether the mode is ``sync``.
+    n_threads : int
+        The worker threads the fit runs on the threaded back-end.
 
     Returns
     -------
@@ -219,6 +252,11 @@ def choose_backend(
         return "threads", "one worker: the fit runs one loop in the calling thread"
     if device_type != "cpu":
         return "threads", f"device type {device_type!r}: threads drive its streams"
+    if synchronous:
+        return "threads", (
+            "mode='sync' on one machine: processes all-reduce over gloo at "
+            "every step, slower than threads on every benchmark set"
+        )
     if cpus < 2:
         return "threads", "one CPU available"
     if not _processes.processes_supported():
@@ -227,7 +265,7 @@ def choose_backend(
     op_macs = batch_size * np.mean(
         [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
     )
-    threads_epoch = epoch * (THREAD_SLOWDOWN if op_macs < SMALL_OP_MACS else 1.0)
+    threads_epoch = epoch / threads_speedup(op_macs, cpus, n_threads)
     processes_epoch = epoch / (PROCESS_EFFICIENCY * cpus) + EPOCH_OVERHEAD
     epochs = min(max_iter, EXPECTED_EPOCHS)
     cost = 0.0 if pool_warm else COLD_START

@@ -54,8 +54,10 @@ def _mnist1d_rule(**changes):
     """choose_backend's inputs for MNIST-1D at width 256 on 2 CPUs."""
     rule = {
         "parallel": True,
+        "synchronous": False,
         "device_type": "cpu",
         "cpus": 2,
+        "n_threads": 3,
         "layer_sizes": [40, 256, 256, 10],
         "n_samples": 54_000,
         "batch_size": 128,
@@ -536,6 +538,58 @@ def test_auto_picks_threads_for_small_data_and_processes_for_large():
     assert choose_backend(**tiny)[0] == "threads"
 
 
+def test_auto_weighs_the_threads_speed_on_large_layer_ops():
+    """Large layer ops release the GIL long enough for the threads to use
+    every core (width 1024: 1.7x one thread on 2 cores): a short first fit
+    then trains on threads, where the pool's start-up would not pay back
+    (bench_auto_backend measured 5.1-5.5 s on threads against 6.8-7.2 s on
+    a cold pool, 2 epochs); a warm pool, or a long fit, still pays."""
+    from skasync.neural_network._backends import (
+        LARGE_OP_MACS,
+        SMALL_OP_MACS,
+        THREAD_SLOWDOWN,
+        choose_backend,
+        threads_speedup,
+    )
+
+    wide = _mnist1d_rule(layer_sizes=[40, 1024, 1024, 10], n_samples=48_000)
+    backend, reason = choose_backend(**{**wide, "max_iter": 2})
+    assert backend == "threads", reason
+    assert choose_backend(**{**wide, "max_iter": 200})[0] == "processes"
+    # The interpolation is continuous and rises with the op size.
+    ops = np.geomspace(SMALL_OP_MACS / 10, LARGE_OP_MACS * 10, 50)
+    speeds = [threads_speedup(op, 2, 3) for op in ops]
+    assert speeds[0] == pytest.approx(1 / THREAD_SLOWDOWN)
+    assert np.all(np.diff(speeds) >= 0)
+    assert np.max(np.abs(np.diff(speeds))) < 0.1
+    # One thread (or one CPU) cannot run ops in parallel.
+    assert threads_speedup(LARGE_OP_MACS * 10, 2, 1) < 1.0
+
+
+def test_auto_keeps_sync_on_threads_on_one_machine(digits, monkeypatch):
+    """sync in processes all-reduces over gloo at every step, slower than
+    sync on threads on every benchmark set: "auto" must not pick it, warm
+    pool or not, however large the model."""
+    from skasync.neural_network import _backends
+    from skasync.neural_network._backends import choose_backend
+
+    rule = _mnist1d_rule(
+        synchronous=True, cpus=16, layer_sizes=[40, 2048, 2048, 10], pool_warm=True
+    )
+    backend, reason = choose_backend(**rule)
+    assert backend == "threads"
+    assert "sync" in reason
+    # With a free start-up any saving picks processes: hogwild takes them
+    # (the control), sync does not.
+    monkeypatch.setattr(_backends, "COLD_START", 0.0)
+    X, y = digits
+    params = {"hidden_layer_sizes": (8,), "max_iter": 2, "batch_size": 64}
+    hogwild = AsyncLayerwiseMLPClassifier(mode="hogwild", **params).fit(X, y)
+    assert hogwild.backend_ == "processes"
+    sync = AsyncLayerwiseMLPClassifier(mode="sync", **params).fit(X, y)
+    assert sync.backend_ == "threads"
+
+
 # ------------------------------------------------------------ sklearn checks
 def _expected(estimator):
     return estimator._expected_failed_checks()
@@ -578,7 +632,10 @@ def test_auto_counts_the_start_up_against_a_binding_max_time():
     from skasync.neural_network._backends import COLD_START, choose_backend
 
     wide = _mnist1d_rule(
-        layer_sizes=[784, 2048, 2048, 10], n_samples=20_000, batch_size=200, max_iter=200
+        layer_sizes=[784, 2048, 2048, 10],
+        n_samples=20_000,
+        batch_size=200,
+        max_iter=200,
     )
     assert choose_backend(**wide)[0] == "processes"
     backend, reason = choose_backend(**{**wide, "max_time": COLD_START / 2})
