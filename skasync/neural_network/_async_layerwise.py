@@ -119,14 +119,15 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
     backend : {"auto", "threads", "processes"}, default="auto"
         What the workers of a parallel mode are. ``"threads"``: threads of
         this process; they share the GIL, so on the CPU they train at about
-        one core's speed, but they start at once and are the right tool on a
-        GPU. ``"processes"``: worker processes of a pool that is started once
+        one core's speed unless the layer ops are large, but they start at
+        once and are the right tool on a GPU. ``"processes"``: worker processes of a pool that is started once
         per Python process and reused by later fits; the model, the
         optimizer state and the data live in shared memory, updated in place
         lock-free, so the workers use every core. CPU only. ``"auto"`` picks
         processes when they are expected to save more time than their
-        start-up costs (the rule is in the user guide, "Threads or
-        processes"); the choice is ``backend_``. ``"serial"`` always runs in
+        start-up costs, and keeps ``mode="sync"`` on threads on one machine
+        (the rule is in the user guide, "Threads or processes"); the choice
+        is ``backend_``. ``"serial"`` always runs in
         the calling thread. Under ``torchrun`` (an initialised
         ``torch.distributed`` group of several ranks), ``backend="auto"``
         makes ``mode="sync"`` (gradients all-reduced every step, as DDP)
