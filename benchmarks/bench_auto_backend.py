@@ -29,10 +29,15 @@ MNIST-1D 60k (48 000 training rows) at the default width, 256-256 and
 
 Run (keep other work off the machine)::
 
-    python benchmarks/bench_auto_backend.py            # ~15 min on 2 cores
-    python benchmarks/bench_auto_backend.py --quick    # toy sets, 1 repetition
+    python benchmarks/bench_auto_backend.py            # ~20 min on 2 cores
+    python benchmarks/bench_auto_backend.py --quick    # toy sets, 3 repetitions
 
-Writes ``auto_backend.json``, ``.md`` and ``.png`` to ``--out``.
+Writes ``auto_backend.json``, ``.md`` and ``.png`` to ``--out``. Within
+a cell the back-ends run in a fixed order (threads, processes, auto), and
+only the process and auto fits of a warm pool follow an untimed process
+fit; ``auto_backend.run1.md`` and ``.run2.md`` are the committed earlier
+runs (the rule before its recalibration, and the recalibrated rule with
+fewer repetitions).
 """
 
 # Authors: The skasync developers

@@ -118,9 +118,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         ``"sync"`` are deterministic for a fixed ``random_state``.
     backend : {"auto", "threads", "processes"}, default="auto"
         What the workers of a parallel mode are. ``"threads"``: threads of
-        this process; they share the GIL, so on the CPU they train at about
-        one core's speed unless the layer ops are large, but they start at
-        once and are the right tool on a GPU. ``"processes"``: worker processes of a pool that is started once
+        this process; they share the GIL, so on the CPU they train slower
+        than one core with small layer ops and use every core only with
+        large ones, but they start at once and are the right tool on a
+        GPU. ``"processes"``: worker processes of a pool that is started once
         per Python process and reused by later fits; the model, the
         optimizer state and the data live in shared memory, updated in place
         lock-free, so the workers use every core. CPU only. ``"auto"`` picks
@@ -691,10 +692,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         # PD-ASGD and D-ASGD have a forward and a backward worker, the
         # count requested, unless one batch leaves nothing to overlap.
         n_processes = self._requested_threads("processes")
-        n_threads = self._requested_threads("threads")
         if self.mode in ("hogwild", "sync"):
-            limit = self._data_worker_limit(n_train_samples, batch_size)
-            n_processes, n_threads = min(n_processes, limit), min(n_threads, limit)
+            n_processes = min(
+                n_processes, self._data_worker_limit(n_train_samples, batch_size)
+            )
         if self._one_decoupled_batch(n_train_samples, batch_size):
             n_processes = 1
         self.backend_, self._backend_reason = choose_backend(
@@ -702,7 +703,6 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             synchronous=self.mode == "sync",
             device_type=device_type,
             cpus=available_cpus(),
-            n_threads=n_threads,
             layer_sizes=sizes,
             n_samples=n_train_samples,
             batch_size=batch_size,

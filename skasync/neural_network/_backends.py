@@ -35,9 +35,10 @@ processes when all of these hold:
   - ``threads_epoch`` is ``serial_epoch / threads_speedup``: the threads'
     speed-up over one thread is ``1 / THREAD_SLOWDOWN`` when the mean layer
     op is at most ``SMALL_OP_MACS`` (the threads then take turns at the GIL
-    more than they compute), ``THREAD_EFFICIENCY * min(cpus, threads)``
-    from ``LARGE_OP_MACS`` on (the ops run in parallel, nearly as the
-    processes' do), and log-linear in between;
+    more than they compute), ``THREAD_EFFICIENCY * cpus`` from
+    ``LARGE_OP_MACS`` on (the ops, each on its thread's share of the
+    intra-op threads, run in parallel nearly as the processes' do), and
+    log-linear in between;
   - ``processes_epoch`` is ``serial_epoch / (PROCESS_EFFICIENCY * cpus)``
     plus ``EPOCH_OVERHEAD`` (the epoch's jobs and hand-offs);
   - ``epochs`` is ``min(max_iter, EXPECTED_EPOCHS)``; 1 for
@@ -75,17 +76,16 @@ MACS_PER_SECOND = 5e10
 # against 0.083 s serial, which leaves about 1 ms per epoch).
 COLD_START = 2.0  # seconds
 EPOCH_OVERHEAD = 1e-3  # seconds
-# Threads against one-thread serial, measured after worker threads took the
-# fit's intra-op count (auto_backend.md's run; fixed epochs, default
-# estimator): 0.36-0.65x with layer ops of 3e5-7e5 multiply-adds
-# (breast_cancer, digits, MNIST-1D at the default width), 1.23-1.37x at
-# MNIST-1D width 256 (3.3e6), 1.7x and more at width 1024 (4.7e7).
+# Threads against one-thread serial (auto_backend.md, fixed epochs, fits
+# of several batches): 0.31-0.65x with layer ops of 3e5-7e5 multiply-adds
+# (breast_cancer, digits, MNIST-1D at the default width), 1.20-1.71x at
+# MNIST-1D width 256 (3.3e6), 1.53-1.97x at width 1024 (4.7e7).
 SMALL_OP_MACS = 1e6
 LARGE_OP_MACS = 1e7
 THREAD_SLOWDOWN = 1.8
 # Share of the ideal speed-up the processes reach (measured 0.85-0.95),
-# and the threads on large ops: at width 1024 they ran at 0.92-0.97 of the
-# processes' samples/s (backends.md, async_mlp_wide.md).
+# and the threads on large ops: at width 1024 they ran at 0.92-0.96 of the
+# processes' samples/s (backends.md).
 PROCESS_EFFICIENCY = 0.85
 THREAD_EFFICIENCY = 0.8
 EXPECTED_EPOCHS = 30
@@ -205,10 +205,12 @@ def estimated_serial_epoch(layer_sizes, n_samples, batch_size):
     return n_batches * BATCH_OVERHEAD + 3 * macs * n_samples / MACS_PER_SECOND
 
 
-def threads_speedup(op_macs, cpus, n_threads):
+def threads_speedup(op_macs, cpus):
     """Expected speed of the worker threads over one thread (see the rule)."""
     small = 1.0 / THREAD_SLOWDOWN
-    large = THREAD_EFFICIENCY * max(1, min(cpus, n_threads))
+    # Each worker thread runs its ops on its share of the intra-op threads,
+    # so on large ops the threads together use every core, as processes do.
+    large = THREAD_EFFICIENCY * cpus
     if op_macs <= SMALL_OP_MACS:
         return small
     if op_macs >= LARGE_OP_MACS:
@@ -223,7 +225,6 @@ def choose_backend(
     synchronous,
     device_type,
     cpus,
-    n_threads,
     layer_sizes,
     n_samples,
     batch_size,
@@ -240,8 +241,6 @@ def choose_backend(
         than one).
     synchronous : bool
         Whether the mode is ``sync``.
-    n_threads : int
-        The worker threads the fit runs on the threaded back-end.
 
     Returns
     -------
@@ -265,7 +264,7 @@ def choose_backend(
     op_macs = batch_size * np.mean(
         [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
     )
-    threads_epoch = epoch / threads_speedup(op_macs, cpus, n_threads)
+    threads_epoch = epoch / threads_speedup(op_macs, cpus)
     processes_epoch = epoch / (PROCESS_EFFICIENCY * cpus) + EPOCH_OVERHEAD
     epochs = min(max_iter, EXPECTED_EPOCHS)
     cost = 0.0 if pool_warm else COLD_START
