@@ -31,6 +31,7 @@ from skasync.neural_network._backends import (
     choose_backend,
     choose_backward_weights,
     distributed_world,
+    mean_layer_op_macs,
     ranks_training_alone,
 )
 from skasync.neural_network._base import BaseTorchClassifier
@@ -659,6 +660,10 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         """
         return self.mode in DECOUPLED_MODES and n_train_samples <= batch_size
 
+    def _layer_sizes(self):
+        """Widths from the input to the output layer (fitted data known)."""
+        return [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
+
     def _resolve_backend(self, n_train_samples, batch_size, n_epochs):
         """Set ``backend_`` (and the reason ``"auto"`` chose it)."""
         self._backend_reason = f"backend={self.backend!r}"
@@ -686,7 +691,6 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
         if self.backend != "auto":
             self.backend_ = self.backend
             return
-        sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
         # Hogwild! and sync workers as the data cap them (as
         # _resolve_workers does): one worker trains in the calling thread.
         # PD-ASGD and D-ASGD have a forward and a backward worker, the
@@ -703,7 +707,7 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             synchronous=self.mode == "sync",
             device_type=device_type,
             cpus=available_cpus(),
-            layer_sizes=sizes,
+            layer_sizes=self._layer_sizes(),
             n_samples=n_train_samples,
             batch_size=batch_size,
             max_iter=n_epochs,
@@ -735,12 +739,11 @@ class AsyncLayerwiseMLPClassifier(BaseTorchClassifier):
             and self.mode in THREADED_MODES
             and not self._loop_in_caller
         ):
-            sizes = [self.n_features_in_, *self._hidden_sizes(), len(self.classes_)]
-            macs = [batch_size * a * b for a, b in itertools.pairwise(sizes)]
-            if np.mean(macs) < _SMALL_OP_MACS:
+            op_macs = mean_layer_op_macs(self._layer_sizes(), batch_size)
+            if op_macs < _SMALL_OP_MACS:
                 warnings.warn(
                     f"mode={self.mode!r}: the layer ops are small (about "
-                    f"{np.mean(macs):.0f} multiply-adds each, batch_size={batch_size}); "
+                    f"{op_macs:.0f} multiply-adds each, batch_size={batch_size}); "
                     "threads then cost more than they save. mode='serial', a larger "
                     "batch_size or wider layers will be faster.",
                     UserWarning,

@@ -7,7 +7,9 @@ Structure
   launch provides, if any; :func:`check_group_for_cpu_training`: what a fit
   across its ranks needs; :func:`ranks_training_alone`: why a fit in such a
   launch trains one model per rank.
-* :func:`choose_backend`: the rule behind ``backend="auto"``.
+* :func:`choose_backend`: the rule behind ``backend="auto"``;
+  :func:`mean_layer_op_macs` and :func:`threads_speedup`: its measure of
+  a layer op and the threads' expected speed on it.
 * :func:`choose_backward_weights`: the rule behind
   ``backward_weights="auto"``, which depends on the back-end.
 
@@ -205,6 +207,17 @@ def estimated_serial_epoch(layer_sizes, n_samples, batch_size):
     return n_batches * BATCH_OVERHEAD + 3 * macs * n_samples / MACS_PER_SECOND
 
 
+def mean_layer_op_macs(layer_sizes, batch_size):
+    """Multiply-adds of one layer's product for a batch, averaged over layers.
+
+    ``batch_size x fan_in x fan_out``: the size of the kernels between which
+    a thread needs the GIL.
+    """
+    return batch_size * np.mean(
+        [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
+    )
+
+
 def threads_speedup(op_macs, cpus):
     """Expected speed of the worker threads over one thread (see the rule)."""
     small = 1.0 / THREAD_SLOWDOWN
@@ -261,9 +274,7 @@ def choose_backend(
     if not _processes.processes_supported():
         return "threads", "worker processes need Linux (memfd, pidfd)"
     epoch = estimated_serial_epoch(layer_sizes, n_samples, batch_size)
-    op_macs = batch_size * np.mean(
-        [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
-    )
+    op_macs = mean_layer_op_macs(layer_sizes, batch_size)
     threads_epoch = epoch / threads_speedup(op_macs, cpus)
     processes_epoch = epoch / (PROCESS_EFFICIENCY * cpus) + EPOCH_OVERHEAD
     epochs = min(max_iter, EXPECTED_EPOCHS)
