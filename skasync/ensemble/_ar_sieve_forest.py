@@ -122,7 +122,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
       reference ``rangertsARS`` runs); see ``sieve_coef_``. A truncation
       that is not stationary warns (its series diverge): then pass
       ``ar_order_max`` equal to the number of lags. The trees never see
-      the observations, so there is no out-of-bag estimate.
+      the observations, so every row is out-of-bag for every tree.
     - ``"iid"``, ``"moving"``, ``"stationary"``, ``"circular"``,
       ``"nonoverlapping"``: each tree grows on the rows of an in-bag multiset
       drawn exactly as ``rangerts`` 0.0.3 does (duplicated rows, not weights);
@@ -190,9 +190,11 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         Compute ``oob_prediction_`` and ``oob_score_`` (R²) from the out-of-bag
         rows of each tree, and keep the out-of-bag residuals as
         ``forecast_resid_`` (needed by the default prediction intervals of
-        :meth:`forecast`). Only for the i.i.d. and block bootstraps;
-        ``"ar-sieve"`` trees have no out-of-bag rows, so True raises (they need
-        none: every training row is out-of-sample for them).
+        :meth:`forecast`). ``"ar-sieve"`` trees never see the observations, so
+        every row is out-of-bag for every tree: ``oob_prediction_`` is then the
+        forest's prediction of the training rows, and the intervals need no
+        ``oob_score`` (True is accepted so that one grid can set it for every
+        bootstrap).
     n_jobs : int or None, default=None
         Number of joblib jobs growing trees (threads by default; the trees are
         grown by nogil numba code). None means 1 unless in a
@@ -235,8 +237,8 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         Names of features seen during fit (only for inputs with string column
         names).
     oob_prediction_ : ndarray of shape (n_samples,)
-        Out-of-bag predictions (NaN for rows that were in-bag for every tree).
-        Only with ``oob_score=True`` and an i.i.d./block bootstrap.
+        Out-of-bag predictions (NaN for rows that were in-bag for every tree;
+        every tree's for ``"ar-sieve"``). Only with ``oob_score=True``.
     oob_score_ : float
         R² of ``oob_prediction_`` on the rows that have one.
     forecast_resid_ : ndarray of shape (n_honest,)
@@ -413,13 +415,6 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         )
         max_features = resolve_max_features(self.max_features, n_features)
         block = self.bootstrap != "ar-sieve"
-        if self.oob_score and not block:
-            raise ValueError(
-                "oob_score=True is only available for the i.i.d. and block "
-                "bootstraps: bootstrap='ar-sieve' trees are grown on synthetic "
-                "series and have no out-of-bag rows. Use e.g. "
-                "bootstrap='moving' or set oob_score=False."
-            )
         # Rows each tree draws: they bound the block length and the chunks.
         drawn = (
             _n_inbag(n_rows, self.replace, self.sample_fraction, self.bootstrap)
@@ -503,7 +498,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         forest, oob_sum, oob_cnt = grow_forest(
             func, args_list, self.n_estimators, self.n_jobs, self.verbose
         )
-        if self.oob_score:
+        if self.oob_score and block:
             has = oob_cnt > 0
             # Checked before the trees are kept: a fit that fails here must
             # leave the estimator unfitted, not serving the rejected trees.
@@ -517,6 +512,13 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             self.oob_prediction_ = pred
             self.oob_score_ = float(r2_score(y[has], pred[has]))
             self.forecast_resid_ = _centred(y[has] - pred[has])
+        elif self.oob_score:
+            # No sieve tree saw an observed row: every row is out-of-bag for
+            # every tree, so the out-of-bag prediction is the forest's own.
+            # One grid may then set oob_score=True for every bootstrap.
+            self.oob_prediction_ = predict_mean(forest, X)
+            self.oob_score_ = float(r2_score(y, self.oob_prediction_))
+            self.forecast_resid_ = _centred(y - self.oob_prediction_)
         self._forest = forest
         # The sieve trees never saw the observed rows, so every training row
         # is an honest forecast origin (and its residual an out-of-sample

@@ -290,8 +290,6 @@ def test_bad_input_messages(ar1):
     # test_block_bootstraps_adapt_the_default_block_to_small_data.
     with pytest.raises(ValueError, match="max_features=9"):
         clone(est).set_params(max_features=9).fit(X, target)
-    with pytest.raises(ValueError, match="oob_score"):
-        clone(est).set_params(oob_score=True).fit(X, target)
     with pytest.raises(ValueError, match="The 'bootstrap' parameter"):
         clone(est).set_params(bootstrap="block").fit(X, target)
     for name in ("n_estimators", "min_node_size", "max_features", "block_size"):
@@ -367,6 +365,33 @@ def test_oob_score_block_bootstraps(ar1):
     assert not hasattr(
         ARSieveForestRegressor(n_estimators=2).fit(X, target), "oob_score_"
     )
+
+
+def test_ar_sieve_oob_is_every_trees_prediction(ar1):
+    """No sieve tree saw an observed row, so each row is out-of-bag for all."""
+    y, X, target = ar1
+    forest = ARSieveForestRegressor(
+        n_estimators=20, oob_score=True, random_state=0
+    ).fit(X, target)
+    expected = predict_trees(forest._forest, X).mean(axis=1)
+    np.testing.assert_allclose(forest.oob_prediction_, expected, rtol=1e-12)
+    r2 = 1 - np.sum((target - expected) ** 2) / np.sum((target - target.mean()) ** 2)
+    assert forest.oob_score_ == pytest.approx(r2, rel=1e-12)
+    # the residuals the intervals draw: the same as without oob_score
+    plain = clone(forest).set_params(oob_score=False).fit(X, target)
+    np.testing.assert_allclose(forest.forecast_resid_, plain.forecast_resid_)
+    assert not hasattr(plain, "oob_score_")
+    # one grid can now ask every bootstrap for out-of-bag residuals, and the
+    # chosen forest draws intervals whichever bootstrap wins
+    grid = GridSearchCV(
+        ARSieveForestRegressor(n_estimators=10, oob_score=True, random_state=0),
+        {"bootstrap": ["ar-sieve", "moving", "iid"]},
+        cv=TimeSeriesSplit(n_splits=2),
+    ).fit(X, target)
+    for bootstrap in ("ar-sieve", "moving", "iid"):
+        chosen = clone(grid.best_estimator_).set_params(bootstrap=bootstrap)
+        path = chosen.fit(X, target).forecast(y, 3, quantiles=(0.05, 0.95))
+        assert np.all(path.quantiles[:, 0] < path.quantiles[:, 1])
 
 
 # ----------------------------------------------------------------- forecast
