@@ -70,13 +70,15 @@ interval_method : str or None
 """
 
 
-def check_levels(quantiles):
+def check_levels(quantiles, name="quantiles"):
     """Quantile levels as a strictly increasing tuple of floats in (0, 1).
 
     Parameters
     ----------
     quantiles : sequence of float or None
         The requested levels.
+    name : str, default="quantiles"
+        The parameter the errors name (``ForecastDisplay`` takes ``levels``).
 
     Returns
     -------
@@ -98,12 +100,12 @@ def check_levels(quantiles):
     levels = tuple(requested.tolist()) if requested.ndim == 1 else ()
     if not levels or not all(0.0 < q < 1.0 for q in levels):
         raise ValueError(
-            "quantiles must be levels in the open interval (0, 1), e.g. "
+            f"{name} must be levels in the open interval (0, 1), e.g. "
             f"(0.05, 0.95) for a 90 % interval; got {quantiles!r}."
         )
     if any(b <= a for a, b in zip(levels, levels[1:])):
         raise ValueError(
-            "quantiles must be sorted in increasing order without repeats, e.g. "
+            f"{name} must be sorted in increasing order without repeats, e.g. "
             f"(0.05, 0.5, 0.95); got {quantiles!r}. Pass "
             f"{tuple(sorted(set(levels)))!r}."
         )

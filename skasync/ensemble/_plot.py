@@ -6,6 +6,7 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from skasync.ensemble._forecast import check_levels
 from skasync.utils._plotting import axes_or_new, check_matplotlib_support
 from skasync.utils._validation import check_int, check_series
 
@@ -34,13 +35,8 @@ def _check_forecast_inputs(history, mean, quantiles, levels):
             "quantiles needs levels, the quantile level of each column (e.g. "
             "levels=(0.05, 0.95)); pass both or neither."
         )
-    levels = np.atleast_1d(np.asarray(levels, dtype=np.float64))
-    if levels.ndim != 1:
-        raise ValueError(
-            f"levels must be a 1-D sequence of quantile levels; got shape "
-            f"{levels.shape}."
-        )
-    levels = tuple(levels.tolist())
+    # The rules forecast applies to its quantiles: the legend names them.
+    levels = check_levels(levels, name="levels")
     q = np.asarray(quantiles, dtype=np.float64)
     if q.shape != (mean.shape[0], len(levels)):
         raise ValueError(

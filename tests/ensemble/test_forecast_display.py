@@ -165,6 +165,27 @@ def test_without_matplotlib_no_forecast_is_computed(forest, series, monkeypatch)
         ({"history": np.ones((4, 2))}, "history must be a 1-D"),
         ({"mean": []}, r"mean must hold the point forecasts.*shape \(0,\)"),
         ({"mean": np.zeros((3, 1))}, r"mean must hold.*shape \(3, 1\)"),
+        # the levels follow forecast's rules for its quantiles
+        (
+            {"quantiles": np.zeros((3, 2)), "levels": (0.95, 0.05)},
+            r"^levels must be sorted in increasing order.*\(0\.05, 0\.95\)",
+        ),
+        (
+            {"quantiles": np.zeros((3, 2)), "levels": (0.5, 0.5)},
+            "^levels must be sorted in increasing order without repeats",
+        ),
+        (
+            {"quantiles": np.zeros((3, 2)), "levels": (1.5, 2.0)},
+            r"^levels must be levels in the open interval \(0, 1\)",
+        ),
+        (
+            {"quantiles": np.zeros((3, 2)), "levels": (-1, 0.9)},
+            "^levels must be levels in the open interval",
+        ),
+        (
+            {"quantiles": np.zeros((3, 1)), "levels": [[0.5]]},
+            "^levels must be levels in the open interval",
+        ),
     ],
 )
 def test_inconsistent_inputs_name_the_parameter(params, message):
