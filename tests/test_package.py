@@ -1,5 +1,6 @@
 """Package-level contracts: public names, lazy torch import, discovery, CLI."""
 
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,26 @@ def test_forest_import_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+def test_forest_fit_and_forecast_do_not_import_statsmodels_or_torch():
+    # statsmodels' import was most of a forest's first fit (the sieve is
+    # fitted in NumPy): a fit must stay free of it, as of torch.
+    code = (
+        "import sys\n"
+        "from skasync import ARSieveForestRegressor, make_lag_matrix\n"
+        "from skasync.datasets import make_ar\n"
+        "y = make_ar(200, random_state=0)\n"
+        "for bootstrap in ('ar-sieve', 'moving'):\n"
+        "    forest = ARSieveForestRegressor(n_estimators=5, bootstrap=bootstrap,\n"
+        "                                    oob_score=True, random_state=0)\n"
+        "    forest.fit(*make_lag_matrix(y, 3)).forecast(y, 3, quantiles=(0.1, 0.9))\n"
+        "print(sorted(m for m in ('statsmodels', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
 
 
 def test_cli_version_and_usage(capsys):
@@ -100,6 +121,11 @@ def test_demo_forest_section_prints_baselines_and_writes_plot(tmp_path):
         "sklearn",
     ]:
         assert bootstrap in rows
+    # the bootstrap is chosen by TimeSeriesSplit CV, and its row says so
+    chosen = re.search(r"chosen by TimeSeriesSplit\(3\) CV: '([a-z-]+)'", report)
+    assert chosen is not None
+    choice_rows = [line for line in report.splitlines() if "(CV choice)" in line]
+    assert len(choice_rows) == 1 and choice_rows[0].split()[0] == chosen.group(1)
     assert (tmp_path / "forest_forecast.png").stat().st_size > 0
 
 

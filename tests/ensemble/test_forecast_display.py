@@ -194,6 +194,23 @@ def test_inconsistent_inputs_name_the_parameter(params, message):
         ForecastDisplay(**values).plot()
 
 
+@pytest.mark.parametrize(
+    "quantiles, message",
+    [
+        ((0.95, 0.05), "^quantiles must be sorted in increasing order"),
+        ((0.05, 1.0), r"^quantiles must be levels in the open interval \(0, 1\)"),
+    ],
+)
+def test_from_estimator_passes_on_forecasts_errors(forest, series, quantiles, message):
+    with pytest.raises(ValueError, match=message):
+        ForecastDisplay.from_estimator(forest, series, horizon=3, quantiles=quantiles)
+    assert not plt.get_fignums()  # nothing drawn before the check
+    block = ARSieveForestRegressor(n_estimators=5, bootstrap="moving", random_state=0)
+    block.fit(*make_lag_matrix(series, 3))
+    with pytest.raises(ValueError, match=r"draws its innovations.*oob_score=True"):
+        ForecastDisplay.from_estimator(block, series, horizon=3)
+
+
 def test_single_level_is_a_line_not_an_empty_band(forest, series):
     disp = ForecastDisplay.from_estimator(
         forest, series, horizon=3, quantiles=(0.5,), n_history=10

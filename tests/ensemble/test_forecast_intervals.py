@@ -169,6 +169,10 @@ def test_residual_paths_without_oob_name_the_parameter():
         r"oob_score=True.*interval_method='tree-paths'",
     ):
         forest.forecast(y, 4, quantiles=(0.05, 0.95))
+    with pytest.raises(
+        ValueError, match=r"^interval_method='residual-paths' draws.*oob_score=True"
+    ):
+        forest.forecast(y, 4, quantiles=(0.05, 0.95), interval_method="residual-paths")
     # point forecasts and the old method need no out-of-bag residuals, and
     # interval_method is ignored without quantiles
     assert forest.forecast(y, 4).quantiles is None
