@@ -11,6 +11,7 @@ import skasync
 from skasync._cli import main
 from skasync._demo._tables import format_table
 from skasync.utils import all_estimators
+from skasync.utils._threads import available_cpus
 
 EXPECTED = {
     "ARSieveForestRegressor",
@@ -127,6 +128,35 @@ def test_demo_forest_section_prints_baselines_and_writes_plot(tmp_path):
     choice_rows = [line for line in report.splitlines() if "(CV choice)" in line]
     assert len(choice_rows) == 1 and choice_rows[0].split()[0] == chosen.group(1)
     assert (tmp_path / "forest_forecast.png").stat().st_size > 0
+
+
+def test_demo_backend_table_derives_its_verdict_and_auto_from_a_cold_pool():
+    from skasync import AsyncLayerwiseMLPClassifier
+    from skasync._demo._torch import _compare_backends
+    from skasync.utils._processes import processes_supported, shutdown_pool
+
+    if not processes_supported() or available_cpus() < 2:
+        pytest.skip("worker processes need Linux and 2 CPUs")
+    shutdown_pool()  # a first fit in this Python process
+    try:
+        text = _compare_backends(
+            AsyncLayerwiseMLPClassifier(
+                hidden_layer_sizes=(32,), max_iter=3, random_state=0
+            )
+        )
+    finally:
+        shutdown_pool()
+    rows = [line.split() for line in text.splitlines()[1:] if line.strip()]
+    pairs = {(row[0], row[1]) for row in rows if len(row) == 6}
+    for mode in ("sync", "hogwild", "d-asgd", "pd-asgd"):
+        assert {(mode, "threads"), (mode, "processes")} <= pairs
+    # the verdict is read off the measured rows, whichever it is
+    assert re.search(r"On this data the processes (do not pay|save at most|pay)", text)
+    # digits is too small for processes to pay for their start on a first
+    # fit, so auto keeps the threads there (as docs/benchmarks.rst says)
+    assert (
+        "backend='auto' picked 'threads' for a first pd-asgd fit (no pool yet" in text
+    )
 
 
 def test_cli_demo_dispatches_to_the_demo_sections(tmp_path, monkeypatch, capsys):
