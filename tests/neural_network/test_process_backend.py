@@ -4,8 +4,11 @@
 ``sync``, and the lifecycle rules of the worker pool (no orphan, no segment
 left, errors with the worker's traceback)."""
 
+import contextlib
+import dataclasses
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -86,14 +89,61 @@ def _wait_gone(pids, seconds=10.0):
     return False
 
 
+# The name SharedArena gives its memfd: /proc/PID/fd links read
+# "/memfd:skasync-arena (deleted)", and so do its lines in /proc/PID/maps.
+ARENA_MEMFD = "/memfd:skasync-arena"
+
+
 def _arena_mapped(pid):
     with open(f"/proc/{pid}/maps") as maps:
-        return "skasync-arena" in maps.read()
+        return ARENA_MEMFD in maps.read()
+
+
+def _arena_fds(pid):
+    """The descriptors of ``pid`` open on an arena's memfd."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile (listdir's own fd)
+            continue
+        if target.startswith(ARENA_MEMFD):
+            found.append(int(fd))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadsProbe:
+    """An engine hook that appends "pid worker intra-op-threads" to ``path``
+    at each event. It runs in the worker processes: they unpickle it by
+    importing this module, whose folder pytest puts on sys.path (the pool
+    passes sys.path on to its workers)."""
+
+    path: str
+
+    def __call__(self, event, worker):
+        with open(self.path, "a") as out:
+            out.write(f"{os.getpid()} {worker} {torch.get_num_threads()}\n")
 
 
 # ------------------------------------------------------------------- learning
+@pytest.mark.skipif(
+    available_cpus() < 2,
+    reason="one CPU gives hogwild and sync one worker, which trains in the "
+    "calling thread (no process), and pd-asgd two workers, not one per CPU",
+)
 @pytest.mark.parametrize("mode", PARALLEL_MODES)
-def test_every_mode_learns_digits_in_processes(digits, mode):
+def test_every_mode_learns_digits_in_processes(digits, mode, monkeypatch):
+    from skasync.neural_network._process_engines import ProcessTrainer
+
+    epochs_in_workers = []
+    run_epoch = ProcessTrainer.run_epoch
+
+    def counted(trainer, batches, context):
+        epochs_in_workers.append(trainer.pool.pids)
+        return run_epoch(trainer, batches, context)
+
+    monkeypatch.setattr(ProcessTrainer, "run_epoch", counted)
     X, y = digits
     clf = _clf(mode).fit(X, y)
     assert clf.backend_ == "processes"
@@ -101,6 +151,9 @@ def test_every_mode_learns_digits_in_processes(digits, mode):
     n_batches = -(-X.shape[0] // 64)
     # One worker process per CPU (pd-asgd: 1 forward, the rest backward).
     assert clf.n_workers_ == min(available_cpus(), n_batches)
+    # Every epoch ran in n_workers_ worker processes (not in this thread).
+    assert len(epochs_in_workers) == clf.n_iter_
+    assert all(len(pids) == clf.n_workers_ >= 2 for pids in epochs_in_workers)
     assert clf.score(X, y) > 0.9
     # Every batch of every epoch updated every layer exactly once.
     assert clf.n_updates_ == [n_batches * clf.n_iter_] * 2
@@ -277,12 +330,18 @@ def test_worker_exception_reaches_the_caller_with_its_traceback(digits, mode):
     all-reduce for worker 1, so the caller must not wait for worker 0 first
     (it did, until gloo's 30-minute timeout)."""
     X, y = digits
-    clf = _clf(mode)
+    # The fit takes the warm shared pool of two workers: note their pids.
+    pool, _ = _processes.get_pool(2)
+    pids = pool.pids
+    clf = _clf(mode, n_workers=2)
     clf._engine_hook = FaultInjection("step", worker=1, after=3, action="raise")
     with pytest.raises(_processes.WorkerError, match="injected failure") as info:
         clf.fit(X, y)
     assert "_process_engines.py" in str(info.value)  # the worker's frames
-    assert _processes._POOL is None or not _processes._POOL.alive
+    assert _processes._POOL is pool and not pool.alive
+    # ``alive`` is False once the pool is marked closed: the processes
+    # themselves must be gone too (killed, not left running their epoch).
+    assert _wait_gone(pids, seconds=2), "the workers outlived the error"
 
 
 def test_a_worker_that_dies_mid_fit_is_reported_and_the_rest_stopped(digits):
@@ -337,35 +396,68 @@ SCRIPT_HEAD = """
 """
 
 
-def test_parent_sigkill_leaves_no_orphan():
-    """A parent killed mid-fit takes its workers with it."""
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                SCRIPT_HEAD
-                + """
-    clf = AsyncLayerwiseMLPClassifier(mode="hogwild", backend="processes",
-                                      max_iter=10_000, tol=0, random_state=0)
-    clf._engine_hook = FaultInjection("step", worker=0, action="sleep", seconds=0.01)
-    when_training(lambda: print(*_processes._POOL.pids, flush=True))
+SIGKILL_SCRIPT = """
+    mode = sys.argv[1]
+    params = dict(backend="processes", max_iter=10_000, tol=0, random_state=0)
+    if mode == "hogwild":
+        # Both workers take a batch, then sleep 60 s before its step.
+        clf = AsyncLayerwiseMLPClassifier(
+            mode="hogwild", n_workers=2, straggler_delay=60.0,
+            straggler_workers="all", **params)
+        taken = 2
+    else:
+        # The forward process sleeps 60 s in its first forward; the backward
+        # process waits for that batch's token meanwhile.
+        clf = AsyncLayerwiseMLPClassifier(
+            mode="pd-asgd", n_forward_workers=1, n_backward_workers=1, **params)
+        clf._engine_hook = FaultInjection("forward", worker=0, action="sleep",
+                                          seconds=60.0)
+        taken = 1
+
+    def report():
+        # Print the pids once the workers are inside the epoch's job (the
+        # batch counter in the arena says they took their batches).
+        while True:
+            trainer = getattr(clf, "_process_trainer", None)
+            if trainer is not None and trainer.arena["control"][0] >= taken:
+                print(*trainer.pool.pids, flush=True)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=report, daemon=True).start()
     clf.fit(X, y)
-    """
-            ),
-        ],
+"""
+
+
+@pytest.mark.parametrize("mode", ["hogwild", "pd-asgd"])
+def test_parent_sigkill_leaves_no_orphan(mode):
+    """A parent killed mid-fit takes its workers with it: Linux's parent-death
+    signal. The workers are in a 60 s sleep (or wait for a token that only
+    the sleeper would send), inside the epoch's job: neither the end of
+    the epoch (a broken pipe) nor the check of the parent between jobs can
+    end them within seconds, only the parent-death signal."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT_HEAD + SIGKILL_SCRIPT), mode],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
+    pids = []
     try:
-        line = parent.stdout.readline()
+        # The pool's start may take long on a loaded machine.
+        ready, _, _ = select.select([parent.stdout], [], [], 300)
+        line = parent.stdout.readline() if ready else ""
         pids = [int(p) for p in line.split()]
-        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids), line
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    assert _wait_gone(pids), "worker processes outlived their SIGKILLed parent"
+    gone = _wait_gone(pids, seconds=10)
+    if not gone:  # do not leave them behind for the next tests
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert gone, "worker processes outlived their SIGKILLed parent"
 
 
 def test_ctrl_c_stops_the_workers_at_once():
@@ -376,6 +468,7 @@ def test_ctrl_c_stops_the_workers_at_once():
     # SIGINT (POSIX), and Python then installs no KeyboardInterrupt handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     clf = AsyncLayerwiseMLPClassifier(mode="pd-asgd", backend="processes",
+                                      n_forward_workers=1, n_backward_workers=1,
                                       max_iter=10_000, tol=0, random_state=0)
     clf._engine_hook = FaultInjection("backward", worker=0, action="sleep", seconds=0.01)
     pids = []
@@ -401,14 +494,142 @@ def test_ctrl_c_stops_the_workers_at_once():
     assert "interrupted [False, False] False" in result.stdout, result.stderr[-3000:]
 
 
-def test_no_shared_memory_name_is_left_behind(digits):
+def test_no_shared_memory_name_is_left_behind(digits, monkeypatch):
+    """The arena is a memfd, never a /dev/shm name: what could leak is a
+    descriptor or a mapping of it, here or in a worker. During an epoch both
+    hold it (which shows the probes see it); after the fits neither does,
+    while the pool lives, and after shutdown_pool() the workers are gone."""
+    from skasync.neural_network._process_engines import ProcessTrainer
+
+    during = []
+    run_epoch = ProcessTrainer.run_epoch
+
+    def probed(trainer, batches, context):
+        here = os.getpid()
+        during.append(
+            [bool(_arena_fds(here)) and _arena_mapped(here)]
+            + [
+                bool(_arena_fds(pid)) and _arena_mapped(pid)
+                for pid in trainer.pool.pids
+            ]
+        )
+        return run_epoch(trainer, batches, context)
+
+    monkeypatch.setattr(ProcessTrainer, "run_epoch", probed)
     X, y = digits
     before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    _clf("pd-asgd", max_iter=2).fit(X, y)
-    _clf("sync", max_iter=2).fit(X, y)
+    assert _arena_fds(os.getpid()) == [] and not _arena_mapped(os.getpid())
+    _clf("pd-asgd", max_iter=2, n_forward_workers=1, n_backward_workers=1).fit(X, y)
+    _clf("sync", max_iter=2, n_workers=2).fit(X, y)
+    assert len(during) == 4 and all(all(seen) for seen in during), during
+    pool = _processes._POOL
+    assert pool.alive
+    workers = pool.pids
+    assert _arena_fds(os.getpid()) == [] and not _arena_mapped(os.getpid())
+    for pid in workers:
+        assert _arena_fds(pid) == [], f"worker {pid} holds the arena's memfd"
+        assert not _arena_mapped(pid), f"worker {pid} maps the arena"
     _processes.shutdown_pool()
+    assert _arena_fds(os.getpid()) == [] and not _arena_mapped(os.getpid())
+    assert _wait_gone(workers, seconds=5)
     after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     assert after <= before
+
+
+def test_workers_end_at_normal_interpreter_exit():
+    """The exit hook (atexit) stops the pool: the workers are gone, and
+    reaped, before the interpreter has finished exiting (the parent-death
+    signal and the end of file on their connections would end them only
+    after it)."""
+    result = _run_script(
+        """
+    import atexit, os
+    pids = []
+
+    def gone(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    # Registered before skasync is imported, so it runs after skasync's
+    # exit hook (atexit runs the last registered first).
+    atexit.register(lambda: print("at exit, gone:", [gone(p) for p in pids]))
+    """
+        + SCRIPT_HEAD
+        + """
+    clf = AsyncLayerwiseMLPClassifier(mode="hogwild", backend="processes",
+                                      n_workers=2, max_iter=2, random_state=0)
+    clf.fit(X, y)
+    pids.extend(_processes._POOL.pids)
+    assert _processes._POOL.alive
+    print("workers", *pids, flush=True)
+    """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    pids = [int(p) for p in lines[-2].split()[1:]]
+    assert len(pids) == 2
+    assert lines[-1] == "at exit, gone: [True, True]", result.stdout
+    assert _wait_gone(pids, seconds=10)
+
+
+@pytest.mark.parametrize("mode", ["hogwild", "pd-asgd"])
+def test_each_worker_gets_its_share_of_the_cores(digits, mode, tmp_path):
+    """Intra-op threads of each worker process: cores // processes, read
+    by torch.get_num_threads() inside the workers during the fit."""
+    X, y = digits
+    counts = {"n_workers": 2} if mode == "hogwild" else {"n_backward_workers": 1}
+    clf = _clf(mode, max_iter=1, **counts)
+    clf._engine_hook = ThreadsProbe(str(tmp_path / "threads.txt"))
+    clf.fit(X, y)
+    assert clf.n_workers_ == 2
+    seen = {}
+    for line in (tmp_path / "threads.txt").read_text().splitlines():
+        pid, _, threads = (int(field) for field in line.split())
+        seen.setdefault(pid, set()).add(threads)
+    # Every worker ran the hook (hogwild: each takes batches; pd-asgd: the
+    # forward and the backward process).
+    assert sorted(seen) == sorted(_processes._POOL.pids)
+    expected = max(1, available_cpus() // clf.n_workers_)
+    assert seen == {pid: {expected} for pid in seen}
+
+
+def test_pd_asgd_pickles_nothing_per_batch(digits, monkeypatch):
+    """Batches travel through the arena and token pipes: the messages the
+    parent pickles to the workers are per fit and per epoch, as many for 3
+    batches an epoch as for 113."""
+    from multiprocessing.connection import Connection
+
+    X, y = digits
+    _processes.get_pool(2)  # warm: no message of a pool's start or stop
+    sent = []
+    send = Connection.send
+
+    def counted(conn, message):
+        kind, _, name, _ = message
+        sent.append((kind, name))
+        return send(conn, message)
+
+    monkeypatch.setattr(Connection, "send", counted)
+
+    def messages(batch_size):
+        sent.clear()
+        params = {"max_iter": 2, "tol": 0.0, "n_iter_no_change": 100}
+        clf = _clf("pd-asgd", batch_size=batch_size, n_backward_workers=1, **params)
+        clf.fit(X, y)
+        n_batches = -(-X.shape[0] // batch_size)
+        assert clf.n_workers_ == 2 and clf.n_iter_ == 2
+        assert clf.n_updates_ == [2 * n_batches] * 2
+        return list(sent)
+
+    few, many = messages(600), messages(16)  # 3 and 113 batches an epoch
+    assert few == many
+    # Per worker: the hand-over, one job per epoch, the hand-back.
+    assert sorted(few) == sorted(
+        [("job", "attach")] * 2 + [("job", "train_epoch")] * 4 + [("job", "detach")] * 2
+    )
 
 
 # ------------------------------------------------------------------ bad input
@@ -597,12 +818,41 @@ def _expected(estimator):
     return estimator._expected_failed_checks()
 
 
+# batch_size=8 and two workers: the checks' data (30 rows and more in most
+# fits) give several batches, so their fits train in the worker processes.
+# At batch_size="auto" (min(200, n)) most gave one batch, and hogwild then
+# trained in the calling thread.
+CHECKED_BATCH_SIZE = 8
+
+
 @parametrize_with_checks(
-    [AsyncLayerwiseMLPClassifier(backend="processes", mode="hogwild", max_iter=20)],
+    [
+        AsyncLayerwiseMLPClassifier(
+            backend="processes",
+            mode="hogwild",
+            max_iter=20,
+            batch_size=CHECKED_BATCH_SIZE,
+            n_workers=2,
+        )
+    ],
     expected_failed_checks=_expected,
 )
-def test_sklearn_checks_on_a_processes_instance(estimator, check):
+def test_sklearn_checks_on_a_processes_instance(estimator, check, monkeypatch):
+    """Every fit of a check with two batches or more trains in the pool's
+    worker processes: every fit but one of 5 rows (one batch, which trains
+    in the calling thread), 54 of the 55 fits of the checks that pass."""
+    fits = []  # (training rows, ran in the pool) per fit or partial_fit
+    session = AsyncLayerwiseMLPClassifier._training_session
+
+    @contextlib.contextmanager
+    def recorded(self, X, y, sample_weight, batch_size):
+        with session(self, X, y, sample_weight, batch_size):
+            fits.append((X.shape[0], self._process_trainer is not None))
+            yield
+
+    monkeypatch.setattr(AsyncLayerwiseMLPClassifier, "_training_session", recorded)
     check(estimator)
+    assert all(in_pool for rows, in_pool in fits if rows > CHECKED_BATCH_SIZE), fits
 
 
 def test_an_interrupted_fit_counts_the_steps_its_weights_hold(digits):
