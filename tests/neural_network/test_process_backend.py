@@ -214,17 +214,24 @@ def test_pd_asgd_processes_options(digits, solver):
     assert clf.queue_size_ == clf.n_backward_workers_ + 3
 
 
-def test_partial_fit_and_warm_start_reuse_the_pool(digits, monkeypatch):
+@pytest.fixture
+def pool_starts(monkeypatch):
+    """The pool start each process-back-end fit paid (0.0: it reused one)."""
     from skasync.neural_network._process_engines import ProcessTrainer
 
-    pool_starts = []
+    starts = []
     startup = ProcessTrainer.startup_seconds
 
     def recorded(trainer):
-        pool_starts.append(trainer.pool_start_seconds)
+        starts.append(trainer.pool_start_seconds)
         return startup.fget(trainer)
 
     monkeypatch.setattr(ProcessTrainer, "startup_seconds", property(recorded))
+    return starts
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="hogwild needs 2 CPUs for 2 workers")
+def test_partial_fit_and_warm_start_reuse_the_pool(digits, pool_starts):
     X, y = digits
     clf = _clf("hogwild", max_iter=1)
     clf.partial_fit(X, y, classes=np.unique(y))
@@ -235,6 +242,25 @@ def test_partial_fit_and_warm_start_reuse_the_pool(digits, monkeypatch):
     # The later calls report only their hand-over: no pool start in them.
     assert pool_starts[1:] == [0.0] * 3
     assert clf.n_iter_ == 4
+    clf.set_params(warm_start=True, max_iter=2).fit(X, y)
+    assert _processes._POOL is pool and pool_starts[4:] == [0.0]
+    assert clf.n_iter_ == 6  # counts on, as MLPClassifier's warm_start does
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="hogwild needs 2 CPUs for 2 workers")
+def test_grid_search_pays_the_pool_start_once(digits, pool_starts):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = digits
+    _processes.shutdown_pool()  # the search's first fit starts it
+    grid = GridSearchCV(
+        _clf("hogwild", max_iter=2, n_workers=2),
+        {"learning_rate_init": [0.001, 0.01]},
+        cv=2,
+    ).fit(X, y)
+    assert len(pool_starts) == 2 * 2 + 1  # the candidates' folds, the refit
+    assert pool_starts[0] > 0 and pool_starts[1:] == [0.0] * 4
+    assert grid.best_estimator_.throughput_["startup_seconds"] < pool_starts[0]
 
 
 def test_fits_in_two_threads_never_share_workers(digits):
