@@ -263,6 +263,55 @@ def test_grid_search_pays_the_pool_start_once(digits, pool_starts):
     assert grid.best_estimator_.throughput_["startup_seconds"] < pool_starts[0]
 
 
+@pytest.mark.skipif(available_cpus() < 2, reason="2 workers need 2 CPUs")
+@pytest.mark.parametrize("mode", ["hogwild", "pd-asgd"])
+def test_the_fit_records_mean_the_same_on_both_back_ends(digits, mode):
+    X, y = digits
+    records = {}
+    for backend in ("threads", "processes"):
+        _processes.shutdown_pool()  # the processes' fit pays a cold start
+        clf = _clf(
+            mode,
+            max_iter=6,
+            early_stopping=True,
+            target_score=0.99,  # not reached: every epoch runs
+            n_iter_no_change=100,
+        )
+        clf.set_params(backend=backend).fit(X, y)
+        records[backend] = clf
+        n_train = clf.t_ // clf.n_iter_
+        n_batches = -(-n_train // clf.batch_size)
+        n_layers = clf.n_layers_ - 1
+        # updates: per layer, cumulative, one per batch of each epoch
+        for epoch, record in enumerate(clf.history_, start=1):
+            assert record["epoch"] == epoch
+            assert record["updates"] == [epoch * n_batches] * n_layers
+            assert record["samples_per_second"] > 0
+        assert list(clf.n_updates_) == clf.history_[-1]["updates"]
+        # wall_time counts from fit's start, start-up included
+        walls = [record["wall_time"] for record in clf.history_]
+        assert all(b > a for a, b in zip(walls, walls[1:]))
+        startup = clf.throughput_["startup_seconds"]
+        assert (startup > 0) == (backend == "processes")
+        assert walls[0] > startup
+        # time_to_target_: the wall time of the first epoch at the target
+        reached = [r["wall_time"] for r in clf.history_ if r["validation_score"] >= 0.5]
+        clf.set_params(target_score=0.5, warm_start=False, max_iter=6).fit(X, y)
+        first = next(
+            r["wall_time"] for r in clf.history_ if r["validation_score"] >= 0.5
+        )
+        assert reached and clf.time_to_target_ == first
+        assert clf.history_[-1]["validation_score"] >= 0.5  # it stopped there
+        assert len(clf.staleness_) == n_layers
+        for stats in clf.staleness_:
+            assert set(stats) == {"mean", "p95", "max"}
+            assert 0 <= stats["mean"] <= stats["max"]
+    threads, processes = records["threads"], records["processes"]
+    assert set(threads.history_[0]) == set(processes.history_[0])
+    assert set(threads.throughput_) == set(processes.throughput_)
+    assert threads.backend_ == "threads" and processes.backend_ == "processes"
+
+
 def test_fits_in_two_threads_never_share_workers(digits):
     """A second concurrent fit gets a private pool, shut down when it ends."""
     import threading
