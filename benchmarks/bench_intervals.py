@@ -10,7 +10,10 @@ coverage is the share over the S x 10 (series, horizon) pairs, its standard
 error is taken over the S series (horizons of one series are dependent). The
 interval score is Winkler's, ``(u - l) + (2 / a) * (l - y)_+ + (2 / a) *
 (y - u)_+`` with ``a = 1 - level``, averaged over series and horizons (lower
-is better; it rewards narrow intervals and penalises misses).
+is better; it rewards narrow intervals and penalises misses). Two intervals
+are compared on the same series: the summary gives the mean difference of
+their 90 % scores with its standard error over the series (the series'
+own difficulty cancels out of it).
 
 DGPs: AR(2) (0.6, -0.3), ARMA(1, 1) (0.5, 0.4), SETAR (0.6 below 0, -0.5
 above), SETAR (0.9 below 0, -0.9 above: conditional mean -0.9 |y|), AR(1)
@@ -383,6 +386,9 @@ def summarise(cover, wink):
         "winkler": w.mean(axis=(0, 2)),
         "winkler_se": w.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(n_series),
         "winkler_by_horizon": w.mean(axis=0),
+        # Per series, for the paired comparisons of the summary: two
+        # intervals scored on the same series share most of their noise.
+        "winkler90_by_series": np.round(w[:, 1].mean(axis=1), 5),
     }
 
 
@@ -450,7 +456,15 @@ def render_markdown(results):
                 row += [f"{w:.3f}" for w in r["winkler"]]
                 rows.append(row)
             lines += markdown_table(header, rows) + [""]
-    lines += [f"## Summary: the default ({DEFAULT}) against the rest", ""]
+    lines += [
+        f"## Summary: the default ({DEFAULT}) against the rest",
+        "",
+        "The last two columns compare 90 % Winkler scores on the same series: "
+        "the mean difference to the linear model, in % of its score, ± its "
+        "standard error over the series; * marks a difference beyond two "
+        "standard errors.",
+        "",
+    ]
     lines += summary_lines(results)
     return "\n".join(lines) + "\n"
 
@@ -465,6 +479,8 @@ def summary_lines(results):
         "best Winkler (90 %)",
         "headroom: default / oracle, linear / oracle (90 %)",
         "horizon 1: Winkler / linear model, best (90 %)",
+        "default - linear, 90 % (paired, ± SE)",
+        "best forest interval - linear (paired, ± SE)",
     ]
     rows = []
     default = DEFAULT
@@ -493,14 +509,44 @@ def summary_lines(results):
                 )
             else:
                 row.append("not run")
+            row.append(paired_difference(ours, cell[linear]))
+            forest = best_method(cell, among=FOREST_INTERVALS)
+            row.append(f"{paired_difference(cell[forest], cell[linear])}, {forest}")
             rows.append(row)
     return markdown_table(header, rows)
 
 
-def best_method(cell, horizon=None):
+# The intervals this package computes around its own forests (not
+# skforecast's, not the linear models, not the oracle).
+FOREST_INTERVALS = (
+    DEFAULT,
+    "ARSB residual-paths",
+    "ARSB tree-paths",
+    "ARSB sieve-resid paths",
+    "ARSB conformal, EWMA-scaled",
+    "moving residual-paths",
+    "moving tree-paths",
+)
+
+
+def paired_difference(ours, theirs):
+    """Mean 90 % Winkler difference over the same series, in % of ``theirs``,
+    with its standard error; ``*`` marks a difference beyond 2 SE."""
+    if "winkler90_by_series" not in ours or "winkler90_by_series" not in theirs:
+        return "not run"
+    diff = np.asarray(ours["winkler90_by_series"]) - theirs["winkler90_by_series"]
+    scale = 100 / np.mean(theirs["winkler90_by_series"])
+    mean = scale * diff.mean()
+    se = scale * diff.std(ddof=1) / np.sqrt(diff.size)
+    return f"{mean:+.1f} % ± {se:.1f}{' *' if abs(mean) > 2 * se else ''}"
+
+
+def best_method(cell, horizon=None, among=None):
     """The interval with the lowest 90 % Winkler score, the oracle aside:
-    over all horizons, or at one (0-based)."""
-    methods = [name for name in cell if name != ORACLE]
+    over all horizons, or at one (0-based); only those in ``among`` if given."""
+    methods = [
+        name for name in cell if name != ORACLE and (among is None or name in among)
+    ]
     if horizon is None:
         return min(methods, key=lambda name: cell[name]["winkler"][1])
     return min(methods, key=lambda name: cell[name]["winkler_by_horizon"][1][horizon])
