@@ -146,12 +146,27 @@ def test_demo_backend_table_derives_its_verdict_and_auto_from_a_cold_pool():
         )
     finally:
         shutdown_pool()
-    rows = [line.split() for line in text.splitlines()[1:] if line.strip()]
-    pairs = {(row[0], row[1]) for row in rows if len(row) == 6}
-    for mode in ("sync", "hogwild", "d-asgd", "pd-asgd"):
-        assert {(mode, "threads"), (mode, "processes")} <= pairs
-    # the verdict is read off the measured rows, whichever it is
-    assert re.search(r"On this data the processes (do not pay|save at most|pay)", text)
+    modes = ("sync", "hogwild", "d-asgd", "pd-asgd")
+    rows = [line.split() for line in text.splitlines()]
+    fit_seconds = {
+        (row[0], row[1]): float(row[5])
+        for row in rows
+        if len(row) == 6 and row[0] in modes
+    }
+    assert set(fit_seconds) == {(m, b) for m in modes for b in ("threads", "processes")}
+    # the verdict is the one the rows call for: the time processes save a
+    # fit (warm pool) against the pool's first start, both as printed
+    pool_start = float(re.search(r"first start: ([0-9.]+) s", text).group(1))
+    saved = {m: fit_seconds[m, "threads"] - fit_seconds[m, "processes"] for m in modes}
+    best = max(saved.values())
+    if best <= 0:
+        assert "On this data the processes do not pay" in text
+    elif best < pool_start:
+        printed = re.search(r"save at most ([0-9.]+) s a fit", text)
+        assert printed and float(printed.group(1)) == pytest.approx(best, abs=0.006)
+    else:
+        assert "On this data the processes pay even on a first fit" in text
+    assert pool_start > 0.1  # a cold start: interpreters and torch imports
     # digits is too small for processes to pay for their start on a first
     # fit, so auto keeps the threads there (as docs/benchmarks.rst says)
     assert (
