@@ -149,7 +149,9 @@ def _hogwild_example_worker(rank, n_processes, model, X, y, cfg, barrier, out):
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True
     )
-    barrier.wait()  # both loops timed from the same instant
+    # Both loops timed from the same instant; a partner that died before
+    # it breaks the barrier instead of leaving this one waiting.
+    barrier.wait(timeout=300)
     start = time.perf_counter()
     for epoch in range(cfg["epochs"]):
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch))
@@ -162,6 +164,8 @@ def _hogwild_example_worker(rank, n_processes, model, X, y, cfg, barrier, out):
 
 
 def run_hogwild_example(data, width, cfg, seed, n_processes):
+    from multiprocessing import connection as mp_connection
+
     import torch.multiprocessing as mp
 
     torch.manual_seed(seed)
@@ -189,13 +193,21 @@ def run_hogwild_example(data, width, cfg, seed, n_processes):
     ]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join()
-    if any(p.exitcode != 0 for p in procs):
-        raise RuntimeError(
-            f"a mnist_hogwild-style worker failed: exit codes "
-            f"{[p.exitcode for p in procs]}"
-        )
+    running = list(procs)
+    while running:
+        # A worker that fails ends the others: none outlives the run.
+        for sentinel in mp_connection.wait([p.sentinel for p in running]):
+            done = next(p for p in running if p.sentinel == sentinel)
+            done.join()
+            running.remove(done)
+            if done.exitcode != 0:
+                for p in running:
+                    p.kill()
+                    p.join()
+                raise RuntimeError(
+                    f"a mnist_hogwild-style worker failed: exit codes "
+                    f"{[p.exitcode for p in procs]}"
+                )
     seconds = max(out.values())
     total = time.perf_counter() - start_up
     with torch.no_grad():

@@ -76,8 +76,11 @@ def _alive(pid):
     except ProcessLookupError:
         return False
     # A zombie is dead for our purpose (its parent has not reaped it yet).
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped between the two calls
+        return False
 
 
 def _wait_gone(pids, seconds=10.0):
