@@ -86,7 +86,7 @@ SMALL_OP_MACS = 1e6
 LARGE_OP_MACS = 1e7
 THREAD_SLOWDOWN = 1.8
 # Share of the ideal speed-up the processes reach (measured 0.85-0.95),
-# and the threads on large ops: at width 1024 they ran at 0.86-0.96 of the
+# and the threads on large ops: at width 1024 they ran at 0.89-0.96 of the
 # processes' samples/s (backends.md).
 PROCESS_EFFICIENCY = 0.85
 THREAD_EFFICIENCY = 0.8
