@@ -37,15 +37,19 @@ def test_top_level_exports():
         skasync.NotAThing  # noqa: B018
 
 
+def _fresh_python(code):
+    """What ``code`` prints in a new interpreter (nothing imported yet)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_forest_import_does_not_import_torch():
     code = (
         "import sys, skasync; skasync.ARSieveForestRegressor; "
         "skasync.make_lag_matrix; print('torch' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "False"
+    assert _fresh_python(code) == "False"
 
 
 def test_forest_fit_and_forecast_do_not_import_statsmodels_or_torch():
@@ -62,10 +66,7 @@ def test_forest_fit_and_forecast_do_not_import_statsmodels_or_torch():
         "    forest.fit(*make_lag_matrix(y, 3)).forecast(y, 3, quantiles=(0.1, 0.9))\n"
         "print(sorted(m for m in ('statsmodels', 'torch') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "[]"
+    assert _fresh_python(code) == "[]"
 
 
 def test_cli_version_and_usage(capsys):
