@@ -528,7 +528,7 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         # lags of y, so the series is not rebuilt from them.
         lag_only = self.check_input_order and n_lags == n_features
         self._calibration_series = series if lag_only and not block else None
-        if not lag_only and not block:
+        if not lag_only and not block and not self.oob_score:  # (else set above)
             self.forecast_resid_ = _centred(y - predict_mean(self._forest, X))
         return self
 
