@@ -168,7 +168,8 @@ def test_hogwild_processes_with_the_live_weights_learns(digits):
     # The default on processes copies the weights per batch; the paper's
     # live-weights backward must still work there.
     X, y = digits
-    clf = _clf("hogwild", backward_weights="current").fit(X, y)
+    # n_workers=2: processes on any CPU count (the default is one per CPU).
+    clf = _clf("hogwild", backward_weights="current", n_workers=2).fit(X, y)
     assert clf.backward_weights_ == "current"
     assert clf.score(X, y) > 0.9
 
@@ -177,14 +178,15 @@ def test_sync_processes_equals_the_serial_reference(digits):
     """Sharded gradients summed over the gloo group give serial's steps."""
     X, y = digits
     params = {"max_iter": 3, "tol": 0.0, "n_iter_no_change": 100}
-    sync = _clf("sync", **params).fit(X, y)
+    sync = _clf("sync", n_workers=2, **params).fit(X, y)
+    assert sync.backend_ == "processes" and sync.n_workers_ == 2
     serial = AsyncLayerwiseMLPClassifier(
         mode="serial", hidden_layer_sizes=(32,), batch_size=64, random_state=0, **params
     ).fit(X, y)
     for a, b in zip(sync.coefs_ + sync.intercepts_, serial.coefs_ + serial.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(sync.loss_curve_, serial.loss_curve_, rtol=1e-5)
-    again = _clf("sync", **params).fit(X, y)
+    again = _clf("sync", n_workers=2, **params).fit(X, y)
     for a, b in zip(sync.coefs_, again.coefs_):
         np.testing.assert_array_equal(a, b)
 
@@ -193,7 +195,7 @@ def test_weighted_fit_in_processes_matches_serial(digits):
     X, y = digits
     weights = np.random.RandomState(0).uniform(0.5, 2.0, size=len(y))
     params = {"max_iter": 2, "tol": 0.0, "n_iter_no_change": 100}
-    sync = _clf("sync", **params).fit(X, y, sample_weight=weights)
+    sync = _clf("sync", n_workers=2, **params).fit(X, y, sample_weight=weights)
     serial = AsyncLayerwiseMLPClassifier(
         mode="serial", hidden_layer_sizes=(32,), batch_size=64, random_state=0, **params
     ).fit(X, y, sample_weight=weights)
@@ -385,7 +387,7 @@ def _cpu_seconds(pid):
 
 def test_idle_workers_use_no_cpu(digits):
     X, y = digits
-    _clf("hogwild", max_iter=2).fit(X, y)
+    _clf("hogwild", max_iter=2, n_workers=2).fit(X, y)
     pids = _processes._POOL.pids
     before = [_cpu_seconds(pid) for pid in pids]
     time.sleep(1.5)
