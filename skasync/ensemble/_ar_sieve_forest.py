@@ -512,13 +512,6 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
             self.oob_prediction_ = pred
             self.oob_score_ = float(r2_score(y[has], pred[has]))
             self.forecast_resid_ = _centred(y[has] - pred[has])
-        elif self.oob_score:
-            # No sieve tree saw an observed row: every row is out-of-bag for
-            # every tree, so the out-of-bag prediction is the forest's own.
-            # One grid may then set oob_score=True for every bootstrap.
-            self.oob_prediction_ = predict_mean(forest, X)
-            self.oob_score_ = float(r2_score(y, self.oob_prediction_))
-            self.forecast_resid_ = _centred(y - self.oob_prediction_)
         self._forest = forest
         # The sieve trees never saw the observed rows, so every training row
         # is an honest forecast origin (and its residual an out-of-sample
@@ -528,8 +521,15 @@ class ARSieveForestRegressor(RegressorMixin, BaseEstimator):
         # lags of y, so the series is not rebuilt from them.
         lag_only = self.check_input_order and n_lags == n_features
         self._calibration_series = series if lag_only and not block else None
-        if not lag_only and not block and not self.oob_score:  # (else set above)
-            self.forecast_resid_ = _centred(y - predict_mean(self._forest, X))
+        if not block and (self.oob_score or not lag_only):
+            # No sieve tree saw an observed row: every row is out-of-bag for
+            # every tree, so the out-of-bag prediction is the forest's own
+            # (one grid may then set oob_score=True for every bootstrap).
+            pred = predict_mean(forest, X)
+            self.forecast_resid_ = _centred(y - pred)
+            if self.oob_score:
+                self.oob_prediction_ = pred
+                self.oob_score_ = float(r2_score(y, pred))
         return self
 
     def _block_size_for(self, n_rows, drawn):
